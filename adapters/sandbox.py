@@ -1,0 +1,111 @@
+"""The sandbox payment platform: deterministic, in-process, with a ledger of money moved.
+
+The token chooses the outcome of a charge, never a random draw:
+
+- ``tok_approve`` (or any other token) -> paid
+- ``tok_decline`` -> declined (the order becomes payment_failed)
+- ``tok_timeout`` -> no answer (:class:`~iap_flow.errors.PlatformUnavailable`, nothing changes)
+- ``tok_refund_fails`` -> paid, but every refund of this order is refused by the platform
+- ``tok_refund_timeout`` -> paid, but refunds time out (retried by the sweep)
+
+Both calls are idempotent on their key: a repeat returns the first result and moves no money.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+from iap_flow.errors import PlatformUnavailable
+from iap_flow.models import Order, Platform, RefundRequest
+from iap_flow.money import Money
+from iap_flow.ports import PaymentKind, PaymentResult
+
+APPROVE = "tok_approve"
+DECLINE = "tok_decline"
+TIMEOUT = "tok_timeout"
+REFUND_FAILS = "tok_refund_fails"
+REFUND_TIMEOUT = "tok_refund_timeout"
+
+
+@attrs.frozen
+class LedgerEntry:
+    kind: PaymentKind
+    order_id: str
+    amount: Money
+    key: str
+    transaction_id: str
+
+
+class SandboxPlatform:
+    """A payment platform for tests, demos and local development."""
+
+    def __init__(self, platform: Platform = Platform.SANDBOX) -> None:
+        self._platform = platform
+        self._lock = threading.Lock()
+        self.ledger: list[LedgerEntry] = []
+        self._results: dict[tuple[PaymentKind, str], PaymentResult] = {}
+        self._tokens: dict[str, str] = {}
+        self._seq = 0
+
+    @property
+    def platform(self) -> Platform:
+        return self._platform
+
+    @property
+    def decides_refunds(self) -> bool:
+        return False
+
+    def _txn(self, prefix: str) -> str:
+        self._seq += 1
+        return f"{prefix}_{self._platform.value}_{self._seq:08d}"
+
+    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
+        with self._lock:
+            done = self._results.get((PaymentKind.CHARGE, idempotency_key))
+            if done is not None:
+                return done
+            if token == TIMEOUT:
+                raise PlatformUnavailable(
+                    f"{self._platform} did not answer the charge for order {order.id}",
+                    platform=self._platform.value,
+                )
+            if token == DECLINE:
+                result = PaymentResult(False, PaymentKind.CHARGE, order.amount,
+                                       error="card declined", raw={"token": token})
+            else:
+                txn = self._txn("pay")
+                result = PaymentResult(True, PaymentKind.CHARGE, order.amount,
+                                       platform_transaction_id=txn, raw={"token": token})
+                self.ledger.append(LedgerEntry(PaymentKind.CHARGE, order.id, order.amount,
+                                               idempotency_key, txn))
+                self._tokens[order.id] = token
+            self._results[(PaymentKind.CHARGE, idempotency_key)] = result
+            return result
+
+    def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
+        with self._lock:
+            done = self._results.get((PaymentKind.REFUND, idempotency_key))
+            if done is not None:
+                return done
+            token = self._tokens.get(order.id, APPROVE)
+            if token == REFUND_TIMEOUT:
+                raise PlatformUnavailable(
+                    f"{self._platform} did not answer the refund {refund.id}",
+                    platform=self._platform.value,
+                )
+            if token == REFUND_FAILS:
+                return PaymentResult(False, PaymentKind.REFUND, refund.amount,
+                                     error="refund refused by the platform", retryable=True)
+            txn = self._txn("rfd")
+            result = PaymentResult(True, PaymentKind.REFUND, refund.amount,
+                                   platform_transaction_id=txn)
+            self.ledger.append(LedgerEntry(PaymentKind.REFUND, order.id, refund.amount,
+                                           idempotency_key, txn))
+            self._results[(PaymentKind.REFUND, idempotency_key)] = result
+            return result
+
+    def refunded(self, order_id: str) -> list[LedgerEntry]:
+        """Refunds paid out for ``order_id`` (at most one, if the flow is right)."""
+        return [e for e in self.ledger if e.kind is PaymentKind.REFUND and e.order_id == order_id]

@@ -1,0 +1,109 @@
+"""iap-flow: order management for mobile in-app purchases, embeddable.
+
+>>> import iap_flow
+>>> iap_flow.Money(499, "USD")
+Money(amount=499, currency='USD')
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from iap_flow.clock import ManualClock, SystemClock
+from iap_flow.errors import (
+    AlreadyDecided,
+    ApprovalLimitExceeded,
+    BuyerFacingError,
+    ConcurrentModification,
+    ConflictError,
+    IapFlowError,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PlatformUnavailable,
+    ProductUnavailable,
+    RefundNotAllowed,
+    StoreError,
+    TransitionNotAllowed,
+)
+from iap_flow.flow import Flow, open_flow
+from iap_flow.models import (
+    AuditEvent,
+    Deadline,
+    DeadlineKind,
+    Notification,
+    Order,
+    OrderStatus,
+    Page,
+    Period,
+    Platform,
+    Product,
+    ProductKind,
+    RefundRequest,
+    RefundStatus,
+    Ticket,
+    TicketMessage,
+    TicketStatus,
+)
+from iap_flow.money import Money
+from iap_flow.policy import Policy
+from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
+from iap_flow.report import Report
+from iap_flow.roles import SYSTEM, Actor, Role
+from iap_flow.services.sweep import SweepResult
+
+try:
+    __version__ = version("iap-flow")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "AlreadyDecided",
+    "ApprovalLimitExceeded",
+    "AuditEvent",
+    "BuyerFacingError",
+    "Clock",
+    "ConcurrentModification",
+    "ConflictError",
+    "Deadline",
+    "DeadlineKind",
+    "Flow",
+    "IapFlowError",
+    "IdempotencyKeyReused",
+    "InvalidInput",
+    "ManualClock",
+    "Money",
+    "NotFound",
+    "Notification",
+    "Notifier",
+    "Order",
+    "OrderStatus",
+    "Page",
+    "PaymentKind",
+    "PaymentPlatform",
+    "PaymentResult",
+    "Period",
+    "PermissionDenied",
+    "Platform",
+    "PlatformUnavailable",
+    "Policy",
+    "Product",
+    "ProductKind",
+    "ProductUnavailable",
+    "RefundNotAllowed",
+    "RefundRequest",
+    "RefundStatus",
+    "Report",
+    "Role",
+    "Store",
+    "StoreError",
+    "SweepResult",
+    "SystemClock",
+    "Ticket",
+    "TicketMessage",
+    "TicketStatus",
+    "TransitionNotAllowed",
+    "__version__",
+    "open_flow",
+]

@@ -1,0 +1,49 @@
+"""Clocks: time is injected, never read from ``datetime.now()`` in the core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from iap_flow.errors import InvalidInput
+
+
+def utc(dt: datetime) -> datetime:
+    """Return ``dt`` as an aware UTC datetime; naive datetimes are refused."""
+    if dt.tzinfo is None:
+        raise InvalidInput(f"datetime {dt.isoformat()} has no timezone; pass an aware UTC time")
+    return dt.astimezone(UTC)
+
+
+class SystemClock:
+    """The wall clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to: for tests and simulations.
+
+    >>> from datetime import datetime, timedelta, UTC
+    >>> clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    >>> clock.advance(timedelta(hours=25)).isoformat()
+    '2026-01-02T01:00:00+00:00'
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = utc(start)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise InvalidInput("a clock cannot move backwards")
+        self._now += delta
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        when = utc(when)
+        if when < self._now:
+            raise InvalidInput("a clock cannot move backwards")
+        self._now = when

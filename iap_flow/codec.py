@@ -1,0 +1,320 @@
+"""Flat rows <-> records. Every store and the idempotency log use these, so they agree.
+
+Times are ISO 8601 UTC text with microseconds (sortable as text, readable in Datasette);
+money is two columns, an integer amount in minor units and a currency code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from iap_flow.errors import StoreError
+from iap_flow.models import (
+    AuditEvent,
+    Order,
+    OrderStatus,
+    Period,
+    Platform,
+    Product,
+    ProductKind,
+    RefundRequest,
+    RefundStatus,
+    Ticket,
+    TicketMessage,
+    TicketStatus,
+)
+from iap_flow.money import Money
+
+Row = Mapping[str, Any]
+
+_fromiso = datetime.fromisoformat
+
+
+def ts(dt: datetime) -> str:
+    """A UTC datetime as fixed-width ISO text."""
+    return dt.isoformat(timespec="microseconds")
+
+
+def ts_opt(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat(timespec="microseconds")
+
+
+def dt_opt(value: str | None) -> datetime | None:
+    return None if value is None else _fromiso(value)
+
+
+def _enum(enum_type: Any, value: Any, what: str) -> Any:
+    try:
+        return enum_type(value)
+    except ValueError:
+        raise StoreError(f"stored {what} {value!r} is not a known value") from None
+
+
+def product_row(p: Product) -> dict[str, Any]:
+    return {
+        "sku": p.sku,
+        "title": p.title,
+        "description": p.description,
+        "price_amount": p.price.amount,
+        "currency": p.price.currency,
+        "kind": p.kind.value,
+        "period": None if p.period is None else p.period.value,
+        "active": int(p.active),
+        "version": p.version,
+        "created_at": ts_opt(p.created_at),
+        "updated_at": ts_opt(p.updated_at),
+    }
+
+
+def product_from(r: Row) -> Product:
+    return Product(
+        sku=r["sku"],
+        title=r["title"],
+        description=r["description"],
+        price=Money(r["price_amount"], r["currency"]),
+        kind=_enum(ProductKind, r["kind"], "product kind"),
+        period=None if r["period"] is None else _enum(Period, r["period"], "period"),
+        active=bool(r["active"]),
+        version=r["version"],
+        created_at=dt_opt(r["created_at"]),
+        updated_at=dt_opt(r["updated_at"]),
+    )
+
+
+ORDER_COLUMNS = (
+    "id",
+    "user_id",
+    "sku",
+    "title",
+    "kind",
+    "period",
+    "amount",
+    "currency",
+    "platform",
+    "platform_transaction_id",
+    "subscription_id",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
+    "paid_at",
+)
+
+
+def order_row(o: Order) -> tuple[Any, ...]:
+    """An order as a tuple in :data:`ORDER_COLUMNS` order."""
+    return (
+        o.id,
+        o.user_id,
+        o.sku,
+        o.title,
+        o.kind.value,
+        None if o.period is None else o.period.value,
+        o.amount.amount,
+        o.amount.currency,
+        o.platform.value,
+        o.platform_transaction_id,
+        o.subscription_id,
+        o.status.value,
+        o.version,
+        ts(o.created_at),
+        ts(o.updated_at),
+        ts_opt(o.paid_at),
+    )
+
+
+_ORDER_STATUS = {s.value: s for s in OrderStatus}
+_KIND = {k.value: k for k in ProductKind}
+_PLATFORM = {p.value: p for p in Platform}
+
+
+def order_from(r: Any) -> Order:
+    """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence)."""
+    (
+        id_,
+        user_id,
+        sku,
+        title,
+        kind,
+        period,
+        amount,
+        currency,
+        platform,
+        txn,
+        sub,
+        status,
+        version,
+        created,
+        updated,
+        paid,
+    ) = r
+    try:
+        return Order(
+            id=id_,
+            user_id=user_id,
+            sku=sku,
+            title=title,
+            kind=_KIND[kind],
+            period=None if period is None else Period(period),
+            amount=Money(amount, currency),
+            platform=_PLATFORM[platform],
+            platform_transaction_id=txn,
+            subscription_id=sub,
+            status=_ORDER_STATUS[status],
+            version=version,
+            created_at=_fromiso(created),
+            updated_at=_fromiso(updated),
+            paid_at=None if paid is None else _fromiso(paid),
+        )
+    except KeyError as exc:
+        raise StoreError(f"order {id_} has an unknown stored value {exc.args[0]!r}") from None
+
+
+def refund_row(f: RefundRequest) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "order_id": f.order_id,
+        "user_id": f.user_id,
+        "amount": f.amount.amount,
+        "currency": f.amount.currency,
+        "reason": f.reason,
+        "status": f.status.value,
+        "platform": f.platform.value,
+        "version": f.version,
+        "created_at": ts(f.created_at),
+        "updated_at": ts(f.updated_at),
+        "review_due_at": ts_opt(f.review_due_at),
+        "decided_by": f.decided_by,
+        "decided_at": ts_opt(f.decided_at),
+        "decision_note": f.decision_note,
+        "escalated": int(f.escalated),
+        "attempts": f.attempts,
+        "platform_refund_id": f.platform_refund_id,
+        "last_error": f.last_error,
+    }
+
+
+def refund_from(r: Row) -> RefundRequest:
+    return RefundRequest(
+        id=r["id"],
+        order_id=r["order_id"],
+        user_id=r["user_id"],
+        amount=Money(r["amount"], r["currency"]),
+        reason=r["reason"],
+        status=_enum(RefundStatus, r["status"], "refund status"),
+        platform=_enum(Platform, r["platform"], "platform"),
+        version=r["version"],
+        created_at=_fromiso(r["created_at"]),
+        updated_at=_fromiso(r["updated_at"]),
+        review_due_at=dt_opt(r["review_due_at"]),
+        decided_by=r["decided_by"],
+        decided_at=dt_opt(r["decided_at"]),
+        decision_note=r["decision_note"],
+        escalated=bool(r["escalated"]),
+        attempts=r["attempts"],
+        platform_refund_id=r["platform_refund_id"],
+        last_error=r["last_error"],
+    )
+
+
+def ticket_row(t: Ticket) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "user_id": t.user_id,
+        "order_id": t.order_id,
+        "rating": t.rating,
+        "body": t.body,
+        "status": t.status.value,
+        "version": t.version,
+        "created_at": ts(t.created_at),
+        "updated_at": ts(t.updated_at),
+        "first_response_at": ts_opt(t.first_response_at),
+        "resolved_at": ts_opt(t.resolved_at),
+        "escalated": int(t.escalated),
+        "reopen_count": t.reopen_count,
+    }
+
+
+def ticket_from(r: Row, messages: list[TicketMessage] | None = None) -> Ticket:
+    return Ticket(
+        id=r["id"],
+        user_id=r["user_id"],
+        order_id=r["order_id"],
+        rating=r["rating"],
+        body=r["body"],
+        status=_enum(TicketStatus, r["status"], "ticket status"),
+        version=r["version"],
+        created_at=_fromiso(r["created_at"]),
+        updated_at=_fromiso(r["updated_at"]),
+        first_response_at=dt_opt(r["first_response_at"]),
+        resolved_at=dt_opt(r["resolved_at"]),
+        escalated=bool(r["escalated"]),
+        reopen_count=r["reopen_count"],
+        messages=messages or [],
+    )
+
+
+def message_row(m: TicketMessage) -> dict[str, Any]:
+    return {
+        "ticket_id": m.ticket_id,
+        "author_id": m.author_id,
+        "role": m.role,
+        "body": m.body,
+        "created_at": ts(m.created_at),
+    }
+
+
+def message_from(r: Row) -> TicketMessage:
+    return TicketMessage(
+        ticket_id=r["ticket_id"],
+        author_id=r["author_id"],
+        role=r["role"],
+        body=r["body"],
+        created_at=_fromiso(r["created_at"]),
+    )
+
+
+def audit_from(r: Row) -> AuditEvent:
+    return AuditEvent(
+        aggregate=r["aggregate"],
+        aggregate_id=r["aggregate_id"],
+        event=r["event"],
+        from_state=r["from_state"],
+        to_state=r["to_state"],
+        actor_id=r["actor_id"],
+        role=r["role"],
+        at=_fromiso(r["at"]),
+        data=json.loads(r["data"]) if r["data"] else {},
+    )
+
+
+# Results stored by the idempotency log: kind name -> (to dict, from dict).
+def dump_result(obj: Any) -> str:
+    if isinstance(obj, Order):
+        return json.dumps({"kind": "order", "row": list(order_row(obj))})
+    if isinstance(obj, RefundRequest):
+        return json.dumps({"kind": "refund", "row": refund_row(obj)})
+    if isinstance(obj, Ticket):
+        row = ticket_row(obj)
+        row["messages"] = [message_row(m) for m in obj.messages]
+        return json.dumps({"kind": "ticket", "row": row})
+    if isinstance(obj, Product):
+        return json.dumps({"kind": "product", "row": product_row(obj)})
+    raise TypeError(f"cannot store a {type(obj).__name__} as an idempotent result")
+
+
+def load_result(text: str) -> Any:
+    doc = json.loads(text)
+    kind, row = doc["kind"], doc["row"]
+    if kind == "order":
+        return order_from(row)
+    if kind == "refund":
+        return refund_from(row)
+    if kind == "ticket":
+        return ticket_from(row, [message_from(m) for m in row.pop("messages")])
+    if kind == "product":
+        return product_from(row)
+    raise StoreError(f"unknown idempotent result kind {kind!r}")

@@ -1,0 +1,103 @@
+"""Which deadline each step starts, what stops it, and what the sweep does when it is due.
+
+One table, read by the write path (to open and close deadlines in the same transaction as the
+state change), by the sweep (to act on due ones) and by the process document.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+
+from iap_flow.models import DeadlineKind
+from iap_flow.roles import Role
+
+
+@attrs.frozen
+class DeadlineRule:
+    kind: DeadlineKind
+    aggregate: str
+    started_by: frozenset[str]
+    """Actions (``"order.place"``) that open this deadline."""
+    while_in: frozenset[str]
+    """The deadline stands while the record is in one of these states; leaving them closes it."""
+    on_due: str
+    """The machine event the sweep fires when the deadline passes."""
+    owner: Role
+    """Who must act before the deadline."""
+    reminds: bool
+    summary: str
+
+
+RULES: tuple[DeadlineRule, ...] = (
+    DeadlineRule(
+        DeadlineKind.ORDER_PAYMENT,
+        "order",
+        frozenset({"order.place", "order.renew"}),
+        frozenset({"pending_payment"}),
+        "expire",
+        Role.BUYER,
+        reminds=False,
+        summary="an unpaid order expires",
+    ),
+    DeadlineRule(
+        DeadlineKind.REFUND_REVIEW,
+        "refund",
+        frozenset({"refund.open_review"}),
+        frozenset({"in_review"}),
+        "escalate",
+        Role.SUPPORT_AGENT,
+        reminds=True,
+        summary="staff decide a refund request; reminded before, escalated to a lead after",
+    ),
+    DeadlineRule(
+        DeadlineKind.REFUND_RETRY,
+        "refund",
+        frozenset({"refund.submit", "refund.fail"}),
+        frozenset({"submitted", "failed"}),
+        "submit",
+        Role.SYSTEM,
+        reminds=False,
+        summary="an unconfirmed or failed platform refund is retried with the same key",
+    ),
+    DeadlineRule(
+        DeadlineKind.TICKET_FIRST_RESPONSE,
+        "ticket",
+        frozenset({"ticket.submit", "ticket.reopen"}),
+        frozenset({"open", "reopened"}),
+        "escalate",
+        Role.SUPPORT_AGENT,
+        reminds=True,
+        summary="staff answer feedback for the first time; escalated to a lead after",
+    ),
+    DeadlineRule(
+        DeadlineKind.TICKET_RESOLUTION,
+        "ticket",
+        frozenset({"ticket.submit", "ticket.reopen"}),
+        frozenset({"open", "answered", "reopened"}),
+        "escalate",
+        Role.SUPPORT_AGENT,
+        reminds=True,
+        summary="staff resolve the buyer's problem; escalated to a lead after",
+    ),
+)
+
+BY_KIND: dict[DeadlineKind, DeadlineRule] = {rule.kind: rule for rule in RULES}
+
+
+@functools.cache
+def opened_by(action: str) -> tuple[DeadlineRule, ...]:
+    return tuple(rule for rule in RULES if action in rule.started_by)
+
+
+@functools.cache
+def closed_by(aggregate: str, from_state: str, to_state: str) -> tuple[DeadlineKind, ...]:
+    """Deadlines that a transition from ``from_state`` to ``to_state`` ends."""
+    return tuple(
+        rule.kind
+        for rule in RULES
+        if rule.aggregate == aggregate
+        and from_state in rule.while_in
+        and to_state not in rule.while_in
+    )

@@ -1,0 +1,173 @@
+"""The composition root: :func:`open_flow` builds a :class:`Flow` on a store URL.
+
+Adapters are found by name at open time (never imported by the core at import time), so the
+core depends on no adapter and a deployment pulls in only the drivers it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from iap_flow.clock import SystemClock
+from iap_flow.errors import InvalidInput
+from iap_flow.ids import IdGenerator
+from iap_flow.models import AuditEvent, Platform
+from iap_flow.policy import Policy
+from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
+from iap_flow.report import Report, build_report
+from iap_flow.roles import SYSTEM, Actor
+from iap_flow.services.base import Context, check, ident
+from iap_flow.services.catalogue import Catalogue
+from iap_flow.services.feedback import Feedback
+from iap_flow.services.orders import Orders
+from iap_flow.services.refunds import Refunds
+from iap_flow.services.sweep import Sweeper, SweepResult
+
+STORES: dict[str, str] = {
+    "sqlite": "iap_flow.adapters.sqlite_store:SQLiteStore",
+    "postgresql": "iap_flow.adapters.postgres_store:PostgresStore",
+    "postgres": "iap_flow.adapters.postgres_store:PostgresStore",
+}
+"""URL scheme -> ``module:class`` of the store; the class has ``from_url(url)``."""
+
+DEFAULT_URL = "sqlite:///iap_flow.db"
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        extra = "postgres" if "postgres" in module else None
+        hint = f" (pip install 'iap-flow[{extra}]')" if extra else ""
+        raise InvalidInput(f"cannot load {path}: {exc}{hint}") from exc
+
+
+def open_store(url: str) -> Store:
+    """The store for ``url``: ``sqlite:///path.db``, ``sqlite://`` (memory), ``postgresql://...``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidInput(
+            f"store URL must look like sqlite:///orders.db or postgresql://host/db, got {url!r}",
+            field="url",
+        )
+    scheme = url.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in STORES:
+        raise InvalidInput(
+            f"unknown store scheme {scheme!r}; use one of {', '.join(sorted(STORES))}", field="url"
+        )
+    store: Store = _load(STORES[scheme]).from_url(url)
+    return store
+
+
+class Flow:
+    """One order-management process on one store. Build it with :func:`open_flow`.
+
+    Areas: :attr:`catalogue`, :attr:`orders`, :attr:`refunds`, :attr:`feedback`; and
+    :meth:`sweep`, :meth:`history`, :meth:`deliver_notifications`, :meth:`report`.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.catalogue = Catalogue(ctx)
+        self.orders = Orders(ctx)
+        self.refunds = Refunds(ctx)
+        self.feedback = Feedback(ctx)
+        self._sweeper = Sweeper(ctx, self.refunds)
+
+    @property
+    def store(self) -> Store:
+        return self._ctx.store
+
+    @property
+    def clock(self) -> Clock:
+        return self._ctx.clock
+
+    @property
+    def policy(self) -> Policy:
+        return self._ctx.policy
+
+    def sweep(self, actor: Actor = SYSTEM, *, now: datetime | None = None) -> SweepResult:
+        """Act on every due deadline (remind, expire, escalate, retry); safe to run often."""
+        return self._sweeper.sweep(actor, now=now)
+
+    def history(self, actor: Actor, subject_id: str) -> list[AuditEvent]:
+        """The audit trail of one order, refund or ticket, oldest first."""
+        actor = self._ctx.actor(actor)
+        check(actor, "audit.read")
+        return self._ctx.store.history(ident(subject_id, "subject_id"))
+
+    def deliver_notifications(self, actor: Actor = SYSTEM) -> int:
+        """Send pending outbox notifications now; returns how many were delivered."""
+        check(self._ctx.actor(actor), "outbox.deliver")
+        return self._ctx.deliver()
+
+    def report(
+        self, actor: Actor, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Report:
+        """The summary report for orders created in ``[since, until)``."""
+        check(self._ctx.actor(actor), "report.read")
+        return build_report(self._ctx.store.report_rows, since, until)
+
+    def close(self) -> None:
+        self._ctx.store.close()
+
+    def __enter__(self) -> Flow:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_flow(
+    url: str = DEFAULT_URL,
+    *,
+    platforms: Iterable[PaymentPlatform] | None = None,
+    notifier: Notifier | None = None,
+    clock: Clock | None = None,
+    policy: Policy | None = None,
+    seed: int | None = None,
+    deliver_inline: bool = True,
+) -> Flow:
+    """Open the process on a store.
+
+    ``platforms`` defaults to the deterministic sandbox platform, ``notifier`` to JSON lines on
+    stdout, ``clock`` to the system clock. ``seed`` makes ids reproducible (simulations).
+    With ``deliver_inline`` (default) notifications are sent right after the change that
+    made them commits; otherwise they wait in the outbox for :meth:`Flow.deliver_notifications`
+    or the sweep.
+
+    >>> from iap_flow import open_flow
+    >>> with open_flow("sqlite://") as flow:
+    ...     flow.catalogue.products()
+    []
+    """
+    if platforms is None:
+        platforms = [_load("iap_flow.adapters.sandbox:SandboxPlatform")()]
+    by_name: dict[Platform, PaymentPlatform] = {}
+    for platform in platforms:
+        by_name[platform.platform] = platform
+    if not by_name:
+        raise InvalidInput("open_flow needs at least one payment platform", field="platforms")
+    if notifier is None:
+        notifier = _load("iap_flow.adapters.notifiers:JsonLinesNotifier")()
+    store = open_store(url)
+    ctx = Context(
+        store=store,
+        clock=clock or SystemClock(),
+        ids=IdGenerator(seed),
+        policy=policy or Policy(),
+        platforms=by_name,
+        default_platform=next(iter(by_name)),
+        notifier=notifier,
+        deliver_inline=deliver_inline,
+    )
+    return Flow(ctx)

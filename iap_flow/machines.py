@@ -1,0 +1,90 @@
+"""The three state machines: the single source of truth for states and events.
+
+Diagrams, the process document, the permission table and the fast transition table used on
+the write path (:mod:`iap_flow.transitions`) are all derived from these classes.
+"""
+
+from __future__ import annotations
+
+from statemachine import State, StateMachine
+
+
+class OrderMachine(StateMachine):
+    """An order from the tap on "buy" to completion or refund."""
+
+    pending_payment = State("Pending payment", initial=True)
+    paid = State("Paid (已支付)")
+    awaiting_delivery = State("Awaiting delivery (待發(fā)貨)")
+    delivered = State("Delivered (已發(fā)貨)")
+    completed = State("Completed (已完成)")
+    refunded = State("Refunded (已退款)", final=True)
+    payment_failed = State("Payment failed", final=True)
+    cancelled = State("Cancelled", final=True)
+    expired = State("Expired", final=True)
+
+    pay = pending_payment.to(paid)
+    fail_payment = pending_payment.to(payment_failed)
+    cancel = pending_payment.to(cancelled)
+    expire = pending_payment.to(expired)
+    hold_delivery = paid.to(awaiting_delivery)
+    deliver = paid.to(delivered) | awaiting_delivery.to(delivered)
+    complete = delivered.to(completed)
+    refund = (
+        paid.to(refunded)
+        | awaiting_delivery.to(refunded)
+        | delivered.to(refunded)
+        | completed.to(refunded)
+    )
+
+
+class RefundMachine(StateMachine):
+    """A refund request, its review by staff, and its execution on the payment platform."""
+
+    requested = State("Requested", initial=True)
+    in_review = State("In review")
+    approved = State("Approved")
+    submitted = State("Submitted to platform")
+    refunded = State("Refunded (已退款)", final=True)
+    rejected = State("Rejected", final=True)
+    withdrawn = State("Withdrawn", final=True)
+    failed = State("Failed")
+
+    open_review = requested.to(in_review)
+    escalate = in_review.to.itself() | failed.to.itself()
+    approve = in_review.to(approved)
+    reject = in_review.to(rejected)
+    withdraw = requested.to(withdrawn) | in_review.to(withdrawn)
+    submit = approved.to(submitted) | failed.to(submitted)
+    confirm = submitted.to(refunded)
+    fail = submitted.to(failed)
+    # A platform that decides refunds itself (App Store) reports its decision.
+    platform_refund = (
+        requested.to(refunded)
+        | in_review.to(refunded)
+        | approved.to(refunded)
+        | submitted.to(refunded)
+        | failed.to(refunded)
+    )
+    platform_decline = requested.to(rejected) | in_review.to(rejected)
+
+
+class TicketMachine(StateMachine):
+    """A buyer's feedback ticket: answered by staff within a deadline, then resolved."""
+
+    open = State("Open", initial=True)
+    answered = State("Answered")
+    resolved = State("Resolved")
+    reopened = State("Reopened")
+
+    answer = open.to(answered) | reopened.to(answered) | answered.to.itself()
+    resolve = open.to(resolved) | answered.to(resolved) | reopened.to(resolved)
+    reopen = answered.to(reopened) | resolved.to(reopened)
+    escalate = open.to.itself() | answered.to.itself() | reopened.to.itself()
+
+
+MACHINES: dict[str, type[StateMachine]] = {
+    "order": OrderMachine,
+    "refund": RefundMachine,
+    "ticket": TicketMachine,
+}
+"""Machine class per aggregate name, as used in audit events and the permission table."""

@@ -1,0 +1,225 @@
+"""The domain's records (attrs). Entities are ``define``d; values and events are ``frozen``."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from iap_flow.money import Money
+
+
+class ProductKind(enum.StrEnum):
+    """What a product is: used up, kept forever, or renewed every period."""
+
+    CONSUMABLE = "consumable"
+    NON_CONSUMABLE = "non_consumable"
+    SUBSCRIPTION = "subscription"
+
+
+class Period(enum.StrEnum):
+    """A subscription's billing period."""
+
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+
+
+class Platform(enum.StrEnum):
+    """Where the buyer paid."""
+
+    SANDBOX = "sandbox"
+    APP_STORE = "app_store"
+    GOOGLE_PLAY = "google_play"
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    AWAITING_DELIVERY = "awaiting_delivery"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    REFUNDED = "refunded"
+    PAYMENT_FAILED = "payment_failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class RefundStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    SUBMITTED = "submitted"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    FAILED = "failed"
+
+
+class TicketStatus(enum.StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+class DeadlineKind(enum.StrEnum):
+    """Every kind of durable deadline the sweep acts on."""
+
+    ORDER_PAYMENT = "order_payment"
+    REFUND_REVIEW = "refund_review"
+    REFUND_RETRY = "refund_retry"
+    TICKET_FIRST_RESPONSE = "ticket_first_response"
+    TICKET_RESOLUTION = "ticket_resolution"
+
+
+class DeadlineState(enum.StrEnum):
+    PENDING = "pending"
+    REMINDED = "reminded"
+    DONE = "done"
+    FIRED = "fired"
+
+
+@attrs.define
+class Product:
+    """A product on the catalogue; orders keep a snapshot of it."""
+
+    sku: str
+    title: str
+    description: str
+    price: Money
+    kind: ProductKind
+    period: Period | None = None
+    active: bool = True
+    version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.define
+class Order:
+    """One purchase by one buyer. ``version`` guards against lost updates."""
+
+    id: str
+    user_id: str
+    sku: str
+    title: str
+    kind: ProductKind
+    amount: Money
+    platform: Platform
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    period: Period | None = None
+    platform_transaction_id: str | None = None
+    subscription_id: str | None = None  # the first order of a subscription, for renewals
+    paid_at: datetime | None = None
+
+
+@attrs.define
+class RefundRequest:
+    """A buyer's request for their money back, and its review."""
+
+    id: str
+    order_id: str
+    user_id: str
+    amount: Money
+    reason: str
+    status: RefundStatus
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    platform: Platform = Platform.SANDBOX
+    review_due_at: datetime | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_note: str | None = None
+    escalated: bool = False
+    attempts: int = 0
+    platform_refund_id: str | None = None
+    last_error: str | None = None
+
+
+@attrs.frozen
+class TicketMessage:
+    """One message on a feedback ticket, from the buyer or from staff."""
+
+    ticket_id: str
+    author_id: str
+    role: str
+    body: str
+    created_at: datetime
+
+
+@attrs.define
+class Ticket:
+    """A buyer's feedback (rating and text) and the conversation that answers it."""
+
+    id: str
+    user_id: str
+    rating: int
+    body: str
+    status: TicketStatus
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    order_id: str | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    escalated: bool = False
+    reopen_count: int = 0
+    messages: list[TicketMessage] = attrs.Factory(list)
+
+
+@attrs.frozen
+class AuditEvent:
+    """One state change: who did what to which record, from which state to which, and when."""
+
+    aggregate: str
+    aggregate_id: str
+    event: str
+    from_state: str | None
+    to_state: str
+    actor_id: str
+    role: str
+    at: datetime
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Notification:
+    """A message for a buyer or for staff, written to the outbox with the change that caused it."""
+
+    topic: str
+    recipient: str
+    payload: dict[str, Any]
+    created_at: datetime
+    id: int | None = None
+    delivered_at: datetime | None = None
+    attempts: int = 0
+
+
+@attrs.frozen
+class Deadline:
+    """A durable due time for something someone must do."""
+
+    kind: DeadlineKind
+    subject_id: str
+    due_at: datetime
+    state: DeadlineState = DeadlineState.PENDING
+    remind_at: datetime | None = None
+    id: int | None = None
+
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of query results; pass ``next_cursor`` back to get the next page."""
+
+    items: list[T]
+    next_cursor: str | None

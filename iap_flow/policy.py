@@ -1,0 +1,46 @@
+"""Time limits and amount limits: one configurable value object, read by the services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import attrs
+
+from iap_flow.models import DeadlineKind
+
+
+def _default_limits() -> dict[str, int]:
+    # Support agents may approve refunds up to these amounts (minor units); leads, any amount.
+    return {"USD": 5_000, "EUR": 5_000, "GBP": 4_000, "CNY": 35_000, "JPY": 7_000}
+
+
+@attrs.frozen
+class Policy:
+    """Deadlines and limits. The defaults follow the design; override any of them.
+
+    >>> Policy().refund_review
+    datetime.timedelta(days=1)
+    """
+
+    order_payment: timedelta = timedelta(minutes=30)
+    refund_review: timedelta = timedelta(hours=24)
+    ticket_first_response: timedelta = timedelta(hours=4)
+    ticket_resolution: timedelta = timedelta(hours=72)
+    refund_window: timedelta = timedelta(days=14)
+    refund_retry_delay: timedelta = timedelta(minutes=15)
+    refund_max_attempts: int = 5
+    remind_at_fraction: float = 0.75
+    agent_refund_limits: dict[str, int] = attrs.Factory(_default_limits)
+
+    def window(self, kind: DeadlineKind) -> timedelta:
+        return {
+            DeadlineKind.ORDER_PAYMENT: self.order_payment,
+            DeadlineKind.REFUND_REVIEW: self.refund_review,
+            DeadlineKind.REFUND_RETRY: self.refund_retry_delay,
+            DeadlineKind.TICKET_FIRST_RESPONSE: self.ticket_first_response,
+            DeadlineKind.TICKET_RESOLUTION: self.ticket_resolution,
+        }[kind]
+
+    def agent_limit(self, currency: str) -> int:
+        """The most a support agent may approve in ``currency``; 0 if none is configured."""
+        return self.agent_refund_limits.get(currency, 0)

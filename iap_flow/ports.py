@@ -1,0 +1,166 @@
+"""The ports: what the core needs from the outside world, as Protocols.
+
+Adapters (``iap_flow.adapters``) implement these; the core never imports an adapter.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+import attrs
+
+from iap_flow.models import (
+    AuditEvent,
+    Deadline,
+    DeadlineKind,
+    DeadlineState,
+    Notification,
+    Order,
+    Platform,
+    Product,
+    RefundRequest,
+    Ticket,
+    TicketMessage,
+)
+from iap_flow.money import Money
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, UTC, timezone-aware."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One storage transaction: everything written through it commits together or not at all.
+
+    ``update_*`` methods write only if the stored version is ``expected_version`` and raise
+    :class:`~iap_flow.errors.ConcurrentModification` otherwise.
+    """
+
+    def get_product(self, sku: str) -> Product | None: ...
+    def insert_product(self, product: Product) -> None: ...
+    def update_product(self, product: Product, expected_version: int) -> None: ...
+
+    def get_order(self, order_id: str) -> Order | None: ...
+    def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None: ...
+    def insert_order(self, order: Order) -> None: ...
+    def update_order(self, order: Order, expected_version: int) -> None: ...
+
+    def get_refund(self, refund_id: str) -> RefundRequest | None: ...
+    def refunds_for_order(self, order_id: str) -> list[RefundRequest]: ...
+    def insert_refund(self, refund: RefundRequest) -> None: ...
+    def update_refund(self, refund: RefundRequest, expected_version: int) -> None: ...
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None: ...
+    def insert_ticket(self, ticket: Ticket) -> None: ...
+    def update_ticket(self, ticket: Ticket, expected_version: int) -> None: ...
+    def add_message(self, message: TicketMessage) -> None: ...
+
+    def add_audit(self, event: AuditEvent) -> None: ...
+    def add_notification(self, notification: Notification) -> None: ...
+    def add_deadline(self, deadline: Deadline) -> None: ...
+    def close_deadlines(self, subject_id: str, kinds: Sequence[DeadlineKind]) -> None: ...
+    def due_deadlines(self, now: datetime, limit: int) -> list[Deadline]: ...
+    def due_reminders(self, now: datetime, limit: int) -> list[Deadline]: ...
+    def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None: ...
+
+    def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
+        """``(command, fingerprint, result)`` stored for ``key``, if any."""
+        ...
+
+    def idempotency_put(
+        self, key: str, command: str, fingerprint: str, result: str, at: datetime
+    ) -> None: ...
+
+
+@attrs.frozen
+class OrderQuery:
+    """Filters for :meth:`Store.query_orders`; every field is optional."""
+
+    user_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 20
+    cursor: str | None = None
+
+
+class Store(Protocol):
+    """Persistence: transactions for writes, plain methods for reads."""
+
+    def transaction(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def get_order(self, order_id: str) -> Order | None: ...
+    def get_refund(self, refund_id: str) -> RefundRequest | None: ...
+    def get_ticket(self, ticket_id: str) -> Ticket | None: ...
+    def get_product(self, sku: str) -> Product | None: ...
+    def list_products(self, active_only: bool) -> list[Product]: ...
+    def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]: ...
+    def refunds(
+        self, statuses: Sequence[str], user_id: str | None, limit: int
+    ) -> list[RefundRequest]: ...
+    def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]: ...
+    def history(self, aggregate_id: str) -> list[AuditEvent]: ...
+    def pending_deadlines(self, subject_id: str | None) -> list[Deadline]: ...
+
+    def pending_notifications(self, limit: int) -> list[Notification]: ...
+    def mark_delivered(self, ids: Sequence[int], at: datetime) -> None: ...
+    def mark_failed(self, notification_id: int, error: str) -> None: ...
+
+    def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one of the named report aggregates (:mod:`iap_flow.report`) in the database."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PaymentKind(enum.StrEnum):
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+@attrs.frozen
+class PaymentResult:
+    """What every payment adapter answers, for charges and refunds alike."""
+
+    success: bool
+    kind: PaymentKind
+    amount: Money
+    platform_transaction_id: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    raw: dict[str, Any] = attrs.Factory(dict)
+
+
+class PaymentPlatform(Protocol):
+    """A payment platform: charges orders and pays refunds out.
+
+    Both calls take an idempotency key; calling again with the same key must not move money
+    twice and must return the first result. ``decides_refunds`` is True for platforms (App
+    Store) that decide refunds themselves: staff then answer the platform instead of paying out.
+    """
+
+    @property
+    def platform(self) -> Platform: ...
+
+    @property
+    def decides_refunds(self) -> bool: ...
+
+    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
+        """Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        ...
+
+    def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
+        """Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        ...
+
+
+class Notifier(Protocol):
+    """Delivers one outbox notification; raises to have it retried later."""
+
+    def send(self, notification: Notification) -> None: ...

@@ -1,0 +1,154 @@
+"""The deadline sweep: remind before, then expire or escalate what is due. Idempotent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from iap_flow.clock import utc
+from iap_flow.deadlines import BY_KIND
+from iap_flow.errors import InvalidInput
+from iap_flow.models import (
+    Deadline,
+    DeadlineKind,
+    DeadlineState,
+    OrderStatus,
+    RefundStatus,
+)
+from iap_flow.ports import UnitOfWork
+from iap_flow.roles import SYSTEM, Actor
+from iap_flow.services.base import Context, check
+from iap_flow.services.refunds import Refunds
+from iap_flow.transitions import ORDER, REFUND, TICKET
+
+BATCH = 1_000
+
+
+@attrs.frozen
+class SweepResult:
+    """What one sweep did."""
+
+    expired: int = 0
+    reminded: int = 0
+    escalated: int = 0
+    retried: int = 0
+    delivered: int = 0
+
+
+class Sweeper:
+    """Acts on due deadlines. Run it from cron, a worker loop, or the CLI: ``iap-flow sweep``."""
+
+    def __init__(self, ctx: Context, refunds: Refunds) -> None:
+        self._ctx = ctx
+        self._refunds = refunds
+
+    def sweep(self, actor: Actor = SYSTEM, *, now: datetime | None = None) -> SweepResult:
+        """Remind, expire and escalate everything due at ``now`` (default: the clock's now).
+
+        Each deadline is acted on once, however often the sweep runs.
+        """
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "sweep.run")
+        at = ctx.clock.now() if now is None else utc(now)
+        if at > ctx.clock.now():
+            raise InvalidInput("sweep cannot run in the future of the flow's clock", field="now")
+        counts = {"expired": 0, "reminded": 0, "escalated": 0}
+        retries: list[str] = []
+
+        def batch(tx: UnitOfWork, _: datetime) -> int:
+            done = 0
+            for deadline in tx.due_reminders(at, BATCH):
+                self._remind(tx, deadline, at)
+                counts["reminded"] += 1
+                done += 1
+            for deadline in tx.due_deadlines(at, BATCH):
+                done += 1
+                outcome = self._act(tx, deadline, at, actor)
+                if outcome == "retry":
+                    retries.append(deadline.subject_id)
+                elif outcome:
+                    counts[outcome] += 1
+            return done
+
+        while ctx.run(actor, "sweep.run", {}, None, batch) >= BATCH:
+            pass
+        retried = 0
+        for refund_id in retries:
+            self._refunds.execute(SYSTEM, refund_id)
+            retried += 1
+        delivered = ctx.deliver()
+        return SweepResult(retried=retried, delivered=delivered, **counts)
+
+    def _remind(self, tx: UnitOfWork, deadline: Deadline, now: datetime) -> None:
+        assert deadline.id is not None
+        rule = BY_KIND[deadline.kind]
+        self._ctx.notify(
+            tx,
+            "deadline.reminder",
+            rule.owner.value,
+            {"kind": deadline.kind.value, "subject_id": deadline.subject_id,
+             "due_at": deadline.due_at.isoformat()},
+            now,
+        )
+        tx.set_deadline_state(deadline.id, DeadlineState.REMINDED)
+
+    def _act(self, tx: UnitOfWork, deadline: Deadline, now: datetime, actor: Actor) -> str | None:
+        ctx = self._ctx
+        assert deadline.id is not None
+        kind = deadline.kind
+        outcome = self._act_on(tx, deadline, now, actor)
+        # FIRED: the deadline passed with its work undone (a breach); DONE: it was moot.
+        tx.set_deadline_state(deadline.id, DeadlineState.FIRED if outcome else DeadlineState.DONE)
+        return outcome
+
+    def _act_on(
+        self, tx: UnitOfWork, deadline: Deadline, now: datetime, actor: Actor
+    ) -> str | None:
+        ctx = self._ctx
+        kind = deadline.kind
+        payload = {"kind": kind.value, "subject_id": deadline.subject_id,
+                   "due_at": deadline.due_at.isoformat()}
+        if kind is DeadlineKind.ORDER_PAYMENT:
+            order = tx.get_order(deadline.subject_id)
+            if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
+                return None
+            target = ctx.fire(tx, ORDER, order.id, order.status, "expire", actor, now)
+            version = order.version
+            order.status = OrderStatus(target)
+            order.version, order.updated_at = version + 1, now
+            tx.update_order(order, version)
+            ctx.notify(tx, "order.expired", order.user_id, {"order_id": order.id}, now)
+            return "expired"
+        if kind is DeadlineKind.REFUND_REVIEW:
+            refund = tx.get_refund(deadline.subject_id)
+            if refund is None or refund.status is not RefundStatus.IN_REVIEW:
+                return None
+            ctx.fire(tx, REFUND, refund.id, refund.status, "escalate", actor, now,
+                     {"deadline": kind.value})
+            version = refund.version
+            refund.escalated = True
+            refund.version, refund.updated_at = version + 1, now
+            tx.update_refund(refund, version)
+            ctx.notify(tx, "deadline.escalated", "support_lead",
+                       {**payload, "order_id": refund.order_id, "amount": refund.amount.amount,
+                        "currency": refund.amount.currency}, now)
+            return "escalated"
+        if kind is DeadlineKind.REFUND_RETRY:
+            refund = tx.get_refund(deadline.subject_id)
+            if refund is None or refund.status not in (RefundStatus.SUBMITTED, RefundStatus.FAILED):
+                return None
+            return "retry"
+        ticket = tx.get_ticket(deadline.subject_id)
+        if ticket is None or ticket.status.value not in BY_KIND[kind].while_in:
+            return None
+        ctx.fire(tx, TICKET, ticket.id, ticket.status, "escalate", actor, now,
+                 {"deadline": kind.value})
+        version = ticket.version
+        ticket.escalated = True
+        ticket.version, ticket.updated_at = version + 1, now
+        tx.update_ticket(ticket, version)
+        ctx.notify(tx, "deadline.escalated", "support_lead", payload, now)
+        return "escalated"
+
