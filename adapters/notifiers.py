@@ -13,9 +13,15 @@ from iap_flow.models import Notification
 
 def _line(n: Notification) -> str:
     return json.dumps(
-        {"id": n.id, "topic": n.topic, "recipient": n.recipient, "payload": n.payload,
-         "created_at": n.created_at.isoformat()},
-        ensure_ascii=False, sort_keys=True,
+        {
+            "id": n.id,
+            "topic": n.topic,
+            "recipient": n.recipient,
+            "payload": n.payload,
+            "created_at": n.created_at.isoformat(),
+        },
+        ensure_ascii=False,
+        sort_keys=True,
     )
 
 
@@ -24,8 +30,12 @@ class JsonLinesNotifier:
 
     def __init__(self, target: str | Path | TextIO | None = None) -> None:
         self._lock = threading.Lock()
-        self._path = Path(target) if isinstance(target, str | Path) else None
-        self._stream = None if self._path else (target or sys.stdout)
+        self._path: Path | None = None
+        self._stream: TextIO = sys.stdout
+        if isinstance(target, str | Path):
+            self._path = Path(target)
+        elif target is not None:
+            self._stream = target
 
     def send(self, notification: Notification) -> None:
         line = _line(notification) + "\n"
@@ -34,7 +44,6 @@ class JsonLinesNotifier:
                 with self._path.open("a", encoding="utf-8") as fh:
                     fh.write(line)
             else:
-                assert self._stream is not None
                 self._stream.write(line)
                 self._stream.flush()
 

@@ -72,14 +72,25 @@ class SandboxPlatform:
                     platform=self._platform.value,
                 )
             if token == DECLINE:
-                result = PaymentResult(False, PaymentKind.CHARGE, order.amount,
-                                       error="card declined", raw={"token": token})
+                result = PaymentResult(
+                    False,
+                    PaymentKind.CHARGE,
+                    order.amount,
+                    error="card declined",
+                    raw={"token": token},
+                )
             else:
                 txn = self._txn("pay")
-                result = PaymentResult(True, PaymentKind.CHARGE, order.amount,
-                                       platform_transaction_id=txn, raw={"token": token})
-                self.ledger.append(LedgerEntry(PaymentKind.CHARGE, order.id, order.amount,
-                                               idempotency_key, txn))
+                result = PaymentResult(
+                    True,
+                    PaymentKind.CHARGE,
+                    order.amount,
+                    platform_transaction_id=txn,
+                    raw={"token": token},
+                )
+                self.ledger.append(
+                    LedgerEntry(PaymentKind.CHARGE, order.id, order.amount, idempotency_key, txn)
+                )
                 self._tokens[order.id] = token
             self._results[(PaymentKind.CHARGE, idempotency_key)] = result
             return result
@@ -96,13 +107,20 @@ class SandboxPlatform:
                     platform=self._platform.value,
                 )
             if token == REFUND_FAILS:
-                return PaymentResult(False, PaymentKind.REFUND, refund.amount,
-                                     error="refund refused by the platform", retryable=True)
+                return PaymentResult(
+                    False,
+                    PaymentKind.REFUND,
+                    refund.amount,
+                    error="refund refused by the platform",
+                    retryable=True,
+                )
             txn = self._txn("rfd")
-            result = PaymentResult(True, PaymentKind.REFUND, refund.amount,
-                                   platform_transaction_id=txn)
-            self.ledger.append(LedgerEntry(PaymentKind.REFUND, order.id, refund.amount,
-                                           idempotency_key, txn))
+            result = PaymentResult(
+                True, PaymentKind.REFUND, refund.amount, platform_transaction_id=txn
+            )
+            self.ledger.append(
+                LedgerEntry(PaymentKind.REFUND, order.id, refund.amount, idempotency_key, txn)
+            )
             self._results[(PaymentKind.REFUND, idempotency_key)] = result
             return result
 

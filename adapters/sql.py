@@ -14,7 +14,9 @@ def period(col: str) -> str:
 
 REPORTS: dict[str, str] = {
     "orders_by_status": (
-        "SELECT status, COUNT(*) AS n FROM orders WHERE " + period("created_at") + " GROUP BY status"
+        "SELECT status, COUNT(*) AS n FROM orders WHERE "
+        + period("created_at")
+        + " GROUP BY status"
     ),
     "revenue": (
         "SELECT o.currency AS currency,"
@@ -26,7 +28,9 @@ REPORTS: dict[str, str] = {
         " WHERE o.paid_at IS NOT NULL AND " + period("o.created_at") + " GROUP BY o.currency"
     ),
     "refunds_by_status": (
-        "SELECT status, COUNT(*) AS n FROM refunds WHERE " + period("created_at") + " GROUP BY status"
+        "SELECT status, COUNT(*) AS n FROM refunds WHERE "
+        + period("created_at")
+        + " GROUP BY status"
     ),
     "review_turnaround": (
         "WITH d AS (SELECT {seconds} AS s FROM refunds"
@@ -41,6 +45,8 @@ REPORTS: dict[str, str] = {
         " AND " + period("due_at") + " GROUP BY kind"
     ),
     "ratings": (
-        "SELECT rating, COUNT(*) AS n FROM tickets WHERE " + period("created_at") + " GROUP BY rating"
+        "SELECT rating, COUNT(*) AS n FROM tickets WHERE "
+        + period("created_at")
+        + " GROUP BY rating"
     ),
 }

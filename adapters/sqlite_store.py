@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from iap_flow.adapters.sql import REPORTS
 
 from iap_flow import codec
 from iap_flow.codec import ts, ts_opt
@@ -36,13 +37,17 @@ from iap_flow.models import (
     TicketMessage,
 )
 from iap_flow.ports import OrderQuery
-from iap_flow.adapters.sql import REPORTS
 
 SCHEMA_VERSION = 1
+_PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
+_ORDER_BY_ID = _ORDER_SELECT + " WHERE id = ?"
 _ORDER_INSERT = (
-    "INSERT INTO orders (" + ", ".join(codec.ORDER_COLUMNS) + ") VALUES ("
-    + ", ".join("?" * len(codec.ORDER_COLUMNS)) + ")"
+    "INSERT INTO orders ("
+    + ", ".join(codec.ORDER_COLUMNS)
+    + ") VALUES ("
+    + ", ".join("?" * len(codec.ORDER_COLUMNS))
+    + ")"
 )
 _ORDER_UPDATE = (
     "UPDATE orders SET status = ?, version = ?, updated_at = ?, paid_at = ?,"
@@ -119,7 +124,7 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, recipient TEXT NOT NULL,"
         " payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT,"
-        " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)"
+        " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, claimed_until TEXT)"
     )
     db.execute("CREATE INDEX idx_outbox_pending ON outbox (id) WHERE delivered_at IS NULL")
     db.execute(
@@ -131,7 +136,9 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         "CREATE INDEX idx_deadlines_remind ON deadlines (remind_at)"
         " WHERE state = 'pending' AND remind_at IS NOT NULL"
     )
-    db.execute("CREATE INDEX idx_deadlines_subject ON deadlines (subject_id) WHERE state IN " + _OPEN)
+    db.execute(
+        "CREATE INDEX idx_deadlines_subject ON deadlines (subject_id) WHERE state IN " + _OPEN
+    )
     db.execute("CREATE INDEX idx_deadlines_kind_due ON deadlines (kind, due_at)")
     db.execute(
         "CREATE TABLE idempotency (key TEXT PRIMARY KEY, command TEXT NOT NULL,"
@@ -162,14 +169,16 @@ class _Tx:
 
     # products
     def get_product(self, sku: str) -> Product | None:
-        row = self._conn.execute("SELECT * FROM products WHERE sku = ?", (sku,))
-        found = _dicts(row)
-        return codec.product_from(found[0]) if found else None
+        row = self._x(_PRODUCT_SELECT, (sku,)).fetchone()
+        return None if row is None else codec.product_from(row)
 
     def insert_product(self, product: Product) -> None:
         row = codec.product_row(product)
         cols = ", ".join(row)
-        self._x(f"INSERT INTO products ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        self._x(
+            f"INSERT INTO products ({cols}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
 
     def update_product(self, product: Product, expected_version: int) -> None:
         row = codec.product_row(product)
@@ -183,7 +192,7 @@ class _Tx:
 
     # orders
     def get_order(self, order_id: str) -> Order | None:
-        row = self._one(_ORDER_SELECT + " WHERE id = ?", (order_id,))
+        row = self._x(_ORDER_BY_ID, (order_id,)).fetchone()
         return None if row is None else codec.order_from(row)
 
     def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None:
@@ -210,7 +219,9 @@ class _Tx:
             ),
         )
         if cursor.rowcount != 1:
-            raise ConcurrentModification(kind="order", id=order.id, expected_version=expected_version)
+            raise ConcurrentModification(
+                kind="order", id=order.id, expected_version=expected_version
+            )
 
     # refunds
     def get_refund(self, refund_id: str) -> RefundRequest | None:
@@ -227,7 +238,9 @@ class _Tx:
     def update_refund(self, refund: RefundRequest, expected_version: int) -> None:
         self._check(
             _update(self._conn, "refunds", codec.refund_row(refund), expected_version),
-            "refund", refund.id, expected_version,
+            "refund",
+            refund.id,
+            expected_version,
         )
 
     # tickets
@@ -240,7 +253,9 @@ class _Tx:
     def update_ticket(self, ticket: Ticket, expected_version: int) -> None:
         self._check(
             _update(self._conn, "tickets", codec.ticket_row(ticket), expected_version),
-            "ticket", ticket.id, expected_version,
+            "ticket",
+            ticket.id,
+            expected_version,
         )
 
     def add_message(self, message: TicketMessage) -> None:
@@ -250,15 +265,26 @@ class _Tx:
     def add_audit(self, e: AuditEvent) -> None:
         self._x(
             _AUDIT_INSERT,
-            (e.aggregate, e.aggregate_id, e.event, e.from_state, e.to_state, e.actor_id, e.role,
-             ts(e.at), json.dumps(e.data) if e.data else None),
+            (
+                e.aggregate,
+                e.aggregate_id,
+                e.event,
+                e.from_state,
+                e.to_state,
+                e.actor_id,
+                e.role,
+                ts(e.at),
+                json.dumps(e.data) if e.data else None,
+            ),
         )
 
-    def add_notification(self, n: Notification) -> None:
-        self._x(
-            "INSERT INTO outbox (topic, recipient, payload, created_at) VALUES (?, ?, ?, ?)",
-            (n.topic, n.recipient, json.dumps(n.payload), ts(n.created_at)),
+    def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
+        cursor = self._x(
+            "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (n.topic, n.recipient, json.dumps(n.payload), ts(n.created_at), ts_opt(claimed_until)),
         )
+        return int(cursor.lastrowid or 0)
 
     def add_deadline(self, d: Deadline) -> None:
         self._x(
@@ -293,10 +319,14 @@ class _Tx:
         self._x("UPDATE deadlines SET state = ? WHERE id = ?", (state.value, deadline_id))
 
     def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
-        row = self._one("SELECT command, fingerprint, result FROM idempotency WHERE key = ?", (key,))
+        row = self._one(
+            "SELECT command, fingerprint, result FROM idempotency WHERE key = ?", (key,)
+        )
         return None if row is None else (row[0], row[1], row[2])
 
-    def idempotency_put(self, key: str, command: str, fingerprint: str, result: str, at: datetime) -> None:
+    def idempotency_put(
+        self, key: str, command: str, fingerprint: str, result: str, at: datetime
+    ) -> None:
         self._x(
             "INSERT INTO idempotency (key, command, fingerprint, result, created_at) VALUES (?, ?, ?, ?, ?)",
             (key, command, fingerprint, result, ts(at)),
@@ -309,6 +339,48 @@ class _Tx:
             (source, event_id, ts(at)),
         )
         return cursor.rowcount == 1
+
+
+class _Transaction:
+    """The unit of work's context manager (a class: it runs on every command)."""
+
+    __slots__ = ("_nested", "_store")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._nested: AbstractContextManager[Any] | None = None
+
+    def __enter__(self) -> _Tx:
+        store = self._store
+        store._lock.acquire()
+        try:
+            if store._conn.in_transaction:
+                self._nested = store.db.atomic()
+                self._nested.__enter__()
+            else:
+                store._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            store._lock.release()
+            raise
+        return store._tx
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        store = self._store
+        try:
+            if self._nested is not None:
+                self._nested.__exit__(exc_type, exc, tb)
+            elif exc_type is None:
+                try:
+                    store._conn.execute("COMMIT")
+                except BaseException:
+                    store._conn.execute("ROLLBACK")
+                    raise
+            else:
+                store._conn.execute("ROLLBACK")
+        finally:
+            store._lock.release()
 
 
 class SQLiteStore:
@@ -349,15 +421,21 @@ class SQLiteStore:
         path = rest[1:]
         parent = Path(path).expanduser().resolve().parent
         if not parent.is_dir():
-            raise InvalidInput(f"folder {parent} for the SQLite database does not exist", field="url")
+            raise InvalidInput(
+                f"folder {parent} for the SQLite database does not exist", field="url"
+            )
         return cls(path)
 
     def _migrate(self) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-                row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"
+                )
+                row = self._conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
                 current = int(row[0]) if row else 0
                 if current > SCHEMA_VERSION:
                     raise StoreError(
@@ -380,23 +458,10 @@ class SQLiteStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0])
 
-    @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
-        """BEGIN IMMEDIATE ... COMMIT; rolls back on any error. Nested calls use a savepoint
-        (sqlite-utils' ``Database.atomic()``)."""
-        with self._lock:
-            conn = self._conn
-            if conn.in_transaction:
-                with self.db.atomic():
-                    yield self._tx
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._tx
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def transaction(self) -> _Transaction:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on any error. A nested call becomes a
+        savepoint through sqlite-utils' ``Database.atomic()``."""
+        return _Transaction(self)
 
     # reads
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
@@ -421,7 +486,9 @@ class SQLiteStore:
 
     def list_products(self, active_only: bool) -> list[Product]:
         where = " WHERE active = 1" if active_only else ""
-        return [codec.product_from(r) for r in self._read(f"SELECT * FROM products{where} ORDER BY sku")]
+        return [
+            codec.product_from(r) for r in self._read(f"SELECT * FROM products{where} ORDER BY sku")
+        ]
 
     def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]:
         clauses: list[str] = []
@@ -454,7 +521,9 @@ class SQLiteStore:
         cursor = f"{ts(orders[-1].created_at)}|{orders[-1].id}" if more and orders else None
         return orders, cursor
 
-    def refunds(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[RefundRequest]:
+    def refunds(
+        self, statuses: Sequence[str], user_id: str | None, limit: int
+    ) -> list[RefundRequest]:
         clauses, params = _status_user(statuses, user_id)
         rows = self._read(
             f"SELECT * FROM refunds{clauses} ORDER BY review_due_at IS NULL, review_due_at, id LIMIT ?",
@@ -464,12 +533,16 @@ class SQLiteStore:
 
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
         clauses, params = _status_user(statuses, user_id)
-        rows = self._read(f"SELECT id FROM tickets{clauses} ORDER BY created_at, id LIMIT ?", [*params, limit])
+        rows = self._read(
+            f"SELECT id FROM tickets{clauses} ORDER BY created_at, id LIMIT ?", [*params, limit]
+        )
         with self._lock:
             return [t for r in rows if (t := _get_ticket(self._conn, r["id"])) is not None]
 
     def history(self, aggregate_id: str) -> list[AuditEvent]:
-        rows = self._read("SELECT * FROM audit_events WHERE aggregate_id = ? ORDER BY id", (aggregate_id,))
+        rows = self._read(
+            "SELECT * FROM audit_events WHERE aggregate_id = ? ORDER BY id", (aggregate_id,)
+        )
         return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
@@ -482,27 +555,47 @@ class SQLiteStore:
             )
         return [_deadline(r) for r in rows]
 
-    def pending_notifications(self, limit: int) -> list[Notification]:
-        rows = self._read("SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT ?", (limit,))
+    def claim_notifications(
+        self, limit: int, now: datetime, lease_seconds: int
+    ) -> list[Notification]:
+        until = ts(now + timedelta(seconds=lease_seconds))
+        with self.transaction():
+            rows = _dicts(
+                self._conn.execute(
+                    "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox"
+                    " WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)"
+                    " ORDER BY id LIMIT ?) RETURNING *",
+                    (until, ts(now), limit),
+                )
+            )
+        rows.sort(key=lambda r: int(r["id"]))
         return [
-            Notification(r["topic"], r["recipient"], json.loads(r["payload"]),
-                         datetime.fromisoformat(r["created_at"]), id=r["id"], attempts=r["attempts"])
+            Notification(
+                r["topic"],
+                r["recipient"],
+                json.loads(r["payload"]),
+                datetime.fromisoformat(r["created_at"]),
+                id=r["id"],
+                attempts=r["attempts"],
+            )
             for r in rows
         ]
 
     def mark_delivered(self, ids: Sequence[int], at: datetime) -> None:
         if not ids:
             return
+        sql = "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?"
         with self.transaction():
-            self._conn.executemany(
-                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
-                [(ts(at), i) for i in ids],
-            )
+            if len(ids) == 1:
+                self._conn.execute(sql, (ts(at), ids[0]))
+            else:
+                self._conn.executemany(sql, [(ts(at), i) for i in ids])
 
     def mark_failed(self, notification_id: int, error: str) -> None:
         with self.transaction():
             self._conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = NULL"
+                " WHERE id = ?",
                 (error[:1000], notification_id),
             )
 
@@ -536,7 +629,9 @@ def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
     )
 
 
-def _update(conn: sqlite3.Connection, table: str, row: dict[str, Any], expected: int) -> sqlite3.Cursor:
+def _update(
+    conn: sqlite3.Connection, table: str, row: dict[str, Any], expected: int
+) -> sqlite3.Cursor:
     sets = ", ".join(f"{k} = ?" for k in row if k != "id")
     values = [v for k, v in row.items() if k != "id"]
     return conn.execute(

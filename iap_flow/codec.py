@@ -7,7 +7,7 @@ money is two columns, an integer amount in minor units and a currency code.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,13 +33,20 @@ Row = Mapping[str, Any]
 _fromiso = datetime.fromisoformat
 
 
+_last: list[Any] = [None, ""]
+
+
 def ts(dt: datetime) -> str:
-    """A UTC datetime as fixed-width ISO text."""
-    return dt.isoformat(timespec="microseconds")
+    """A UTC datetime as fixed-width ISO text (one command writes one time many times: memo)."""
+    if dt is _last[0]:
+        return str(_last[1])
+    text = dt.isoformat(timespec="microseconds")
+    _last[0], _last[1] = dt, text
+    return text
 
 
 def ts_opt(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat(timespec="microseconds")
+    return None if dt is None else ts(dt)
 
 
 def dt_opt(value: str | None) -> datetime | None:
@@ -69,18 +76,37 @@ def product_row(p: Product) -> dict[str, Any]:
     }
 
 
-def product_from(r: Row) -> Product:
+PRODUCT_COLUMNS = (
+    "sku",
+    "title",
+    "description",
+    "price_amount",
+    "currency",
+    "kind",
+    "period",
+    "active",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
+def product_from(r: Row | Sequence[Any]) -> Product:
+    """A product from a mapping, or a row in :data:`PRODUCT_COLUMNS` order."""
+    if isinstance(r, Mapping):
+        r = [r[c] for c in PRODUCT_COLUMNS]
+    sku, title, description, amount, currency, kind, period, active, version, created, updated = r
     return Product(
-        sku=r["sku"],
-        title=r["title"],
-        description=r["description"],
-        price=Money(r["price_amount"], r["currency"]),
-        kind=_enum(ProductKind, r["kind"], "product kind"),
-        period=None if r["period"] is None else _enum(Period, r["period"], "period"),
-        active=bool(r["active"]),
-        version=r["version"],
-        created_at=dt_opt(r["created_at"]),
-        updated_at=dt_opt(r["updated_at"]),
+        sku=sku,
+        title=title,
+        description=description,
+        price=Money.trusted(amount, currency),
+        kind=_enum(ProductKind, kind, "product kind"),
+        period=None if period is None else _enum(Period, period, "period"),
+        active=bool(active),
+        version=version,
+        created_at=dt_opt(created),
+        updated_at=dt_opt(updated),
     )
 
 
@@ -131,6 +157,27 @@ _KIND = {k.value: k for k in ProductKind}
 _PLATFORM = {p.value: p for p in Platform}
 
 
+def clone_order(o: Order) -> Order:
+    """A copy of an order (cheaper than ``attrs.evolve``; used by the write path's cache)."""
+    return Order(
+        o.id,
+        o.user_id,
+        o.sku,
+        o.title,
+        o.kind,
+        o.amount,
+        o.platform,
+        o.status,
+        o.created_at,
+        o.updated_at,
+        o.version,
+        o.period,
+        o.platform_transaction_id,
+        o.subscription_id,
+        o.paid_at,
+    )
+
+
 def order_from(r: Any) -> Order:
     """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence)."""
     (
@@ -159,7 +206,7 @@ def order_from(r: Any) -> Order:
             title=title,
             kind=_KIND[kind],
             period=None if period is None else Period(period),
-            amount=Money(amount, currency),
+            amount=Money.trusted(amount, currency),
             platform=_PLATFORM[platform],
             platform_transaction_id=txn,
             subscription_id=sub,

@@ -9,11 +9,8 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: sorts like t
 
 
 def _b32(value: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        value, rem = divmod(value, 32)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out))
+    a = _ALPHABET
+    return "".join([a[(value >> (5 * i)) & 31] for i in range(width - 1, -1, -1)])
 
 
 class IdGenerator:
@@ -34,14 +31,15 @@ class IdGenerator:
         self._rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self._last_ms = -1
         self._counter = 0
+        self._head = ""
 
     def new(self, prefix: str, now: datetime) -> str:
         ms = int(now.timestamp() * 1000)
         if ms <= self._last_ms:
-            ms = self._last_ms
             self._counter += 1
         else:
             self._last_ms = ms
+            self._head = _b32(ms, 10)
             self._counter = self._rng.getrandbits(29)  # headroom for the counter
         tail = (self._counter << 20) | self._rng.getrandbits(20)
-        return f"{prefix}_{_b32(ms, 10)}{_b32(tail, 10)}"
+        return f"{prefix}_{self._head}{_b32(tail, 10)}"

@@ -20,9 +20,10 @@ class OrderMachine(StateMachine):
     refunded = State("Refunded (已退款)", final=True)
     payment_failed = State("Payment failed", final=True)
     cancelled = State("Cancelled", final=True)
-    expired = State("Expired", final=True)
+    expired = State("Expired")
 
-    pay = pending_payment.to(paid)
+    # A confirmation that arrives after the order expired still means the buyer paid.
+    pay = pending_payment.to(paid) | expired.to(paid)
     fail_payment = pending_payment.to(payment_failed)
     cancel = pending_payment.to(cancelled)
     expire = pending_payment.to(expired)

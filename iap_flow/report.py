@@ -49,6 +49,7 @@ class Report:
 
     def lines(self) -> list[str]:
         """The report as plain text lines."""
+
         def dur(seconds: float | None) -> str:
             if seconds is None:
                 return "-"
@@ -79,7 +80,10 @@ class Report:
 
 def build_report(rows: Any, since: datetime | None, until: datetime | None) -> Report:
     """Assemble a :class:`Report` from a ``rows(name, params)`` callable."""
-    params = {"since": None if since is None else ts(since), "until": None if until is None else ts(until)}
+    params = {
+        "since": None if since is None else ts(since),
+        "until": None if until is None else ts(until),
+    }
 
     def q(name: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = rows(name, params)

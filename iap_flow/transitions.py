@@ -8,6 +8,8 @@ engine for every state and event.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import attrs
 from statemachine import StateMachine
 
@@ -42,7 +44,8 @@ class TransitionTable:
             aggregate=aggregate,
             initial=initial,
             states=tuple(s.id for s in machine.states),
-            events=tuple(e.id for e in machine.events),
+            # `events` is a class-level list here; typeshed-wise it is an instance method.
+            events=tuple(e.id for e in cast(Any, machine).events),
             finals=frozenset(s.id for s in machine.states if s.final),
             targets=targets,
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -26,6 +27,9 @@ from iap_flow.transitions import TransitionTable
 
 T = TypeVar("T")
 
+LEASE_SECONDS = 60
+LEASE = timedelta(seconds=LEASE_SECONDS)
+"""How long a worker's claim on an outbox notification lasts before another may retry it."""
 MAX_ID = 128
 MAX_TEXT = 5_000
 
@@ -67,7 +71,7 @@ class Context:
     default_platform: Platform
     notifier: Notifier
     deliver_inline: bool = True
-    _pending_delivery: bool = False
+    _local: threading.local = attrs.field(factory=threading.local, init=False)
 
     def actor(self, actor: object) -> Actor:
         if not isinstance(actor, Actor):
@@ -96,6 +100,9 @@ class Context:
     ) -> T:
         """Run ``body`` in one transaction; with ``key``, at most once."""
         now = self.clock.now()
+        local = self._local
+        written: list[Notification] = []
+        local.written = written
         with self.store.transaction() as tx:
             if key is not None:
                 fingerprint = _fingerprint(command, actor, args)
@@ -108,10 +115,8 @@ class Context:
             result = body(tx, now)
             if key is not None:
                 tx.idempotency_put(key, command, fingerprint, codec.dump_result(result), now)
-        if self._pending_delivery:
-            self._pending_delivery = False
-            if self.deliver_inline:
-                self.deliver()
+        if written and self.deliver_inline:
+            self._send(written)
         return result
 
     def replay(self, actor: Actor, command: str, args: dict[str, Any], key: str | None) -> Any:
@@ -145,14 +150,21 @@ class Context:
         action = f"{table.aggregate}.{event}"
         tx.add_audit(
             AuditEvent(
-                table.aggregate, subject_id, event, state, target, actor.id, actor.role, now,
+                table.aggregate,
+                subject_id,
+                event,
+                state,
+                target,
+                actor.id,
+                actor.role,
+                now,
                 data or {},
             )
         )
         closed = deadlines.closed_by(table.aggregate, state, target)
         if closed:
             tx.close_deadlines(subject_id, closed)
-        self.open_deadlines(tx, action, subject_id, now)
+        self.open_deadlines(tx, action, subject_id, now, fresh=False)
         return target
 
     def created(
@@ -168,17 +180,29 @@ class Context:
         """Audit the creation of a record in its machine's initial state, open its deadlines."""
         tx.add_audit(
             AuditEvent(
-                table.aggregate, subject_id, action.split(".", 1)[1], None, table.initial,
-                actor.id, actor.role, now, data or {},
+                table.aggregate,
+                subject_id,
+                action.split(".", 1)[1],
+                None,
+                table.initial,
+                actor.id,
+                actor.role,
+                now,
+                data or {},
             )
         )
-        self.open_deadlines(tx, action, subject_id, now)
+        self.open_deadlines(tx, action, subject_id, now, fresh=True)
 
-    def open_deadlines(self, tx: UnitOfWork, action: str, subject_id: str, now: datetime) -> None:
+    def open_deadlines(
+        self, tx: UnitOfWork, action: str, subject_id: str, now: datetime, *, fresh: bool = False
+    ) -> None:
+        """Open the deadlines ``action`` starts; replaces open ones of the same kind unless the
+        record is ``fresh`` (just created, so it has none)."""
         rules = deadlines.opened_by(action)
         if not rules:
             return
-        tx.close_deadlines(subject_id, tuple(rule.kind for rule in rules))
+        if not fresh:
+            tx.close_deadlines(subject_id, tuple(rule.kind for rule in rules))
         for rule in rules:
             window = self.policy.window(rule.kind)
             remind = now + window * self.policy.remind_at_fraction if rule.reminds else None
@@ -187,30 +211,39 @@ class Context:
     def notify(
         self, tx: UnitOfWork, topic: str, recipient: str, payload: dict[str, Any], now: datetime
     ) -> None:
-        tx.add_notification(Notification(topic, recipient, payload, now))
-        self._pending_delivery = True
+        """Write a notification to the outbox in this transaction.
+
+        With inline delivery the row is born claimed by this process, which sends it right
+        after the commit; if the process dies first, the claim lapses and a later
+        :meth:`deliver` (or sweep) anywhere sends it: at least once, never lost.
+        """
+        claim = now + LEASE if self.deliver_inline else None
+        note_id = tx.add_notification(Notification(topic, recipient, payload, now), claim)
+        self._local.written.append(Notification(topic, recipient, payload, now, id=note_id))
+
+    def _send(self, notes: list[Notification]) -> int:
+        delivered: list[int] = []
+        for note in notes:
+            assert note.id is not None
+            try:
+                self.notifier.send(note)
+            except Exception as exc:  # any notifier fault: keep it pending, record why
+                self.store.mark_failed(note.id, f"{type(exc).__name__}: {exc}")
+            else:
+                delivered.append(note.id)
+        self.store.mark_delivered(delivered, self.clock.now())
+        return len(delivered)
 
     def deliver(self, limit: int = 500) -> int:
         """Send pending outbox notifications; failures stay pending for the next try."""
         sent = 0
         while True:
-            batch = self.store.pending_notifications(limit)
+            batch = self.store.claim_notifications(limit, self.clock.now(), LEASE_SECONDS)
             if not batch:
                 return sent
-            delivered: list[int] = []
-            failed = 0
-            for note in batch:
-                assert note.id is not None
-                try:
-                    self.notifier.send(note)
-                except Exception as exc:  # any notifier fault: keep it pending, record why
-                    self.store.mark_failed(note.id, f"{type(exc).__name__}: {exc}")
-                    failed += 1
-                else:
-                    delivered.append(note.id)
-            self.store.mark_delivered(delivered, self.clock.now())
-            sent += len(delivered)
-            if failed or len(batch) < limit:
+            done = self._send(batch)
+            sent += done
+            if done < len(batch) or len(batch) < limit:
                 return sent
 
 

@@ -27,14 +27,14 @@ def _sku(value: object) -> str:
 
 def _kind_period(kind: object, period: object) -> tuple[ProductKind, Period | None]:
     try:
-        k = ProductKind(kind)
+        k = ProductKind(str(kind))
     except ValueError:
         raise InvalidInput(
             f"kind must be one of {', '.join(ProductKind)}, got {kind!r}", field="kind"
         ) from None
     if k is ProductKind.SUBSCRIPTION:
         try:
-            return k, Period(period)
+            return k, Period(str(period))
         except ValueError:
             raise InvalidInput(
                 f"a subscription needs a period ({', '.join(Period)}), got {period!r}",
@@ -75,7 +75,9 @@ class Catalogue:
         check(actor, "product.create")
         sku = _sku(sku)
         if not isinstance(price, Money):
-            raise InvalidInput("price must be a Money (integer minor units + currency)", field="price")
+            raise InvalidInput(
+                "price must be a Money (integer minor units + currency)", field="price"
+            )
         if price.amount == 0:
             raise InvalidInput("price must be more than zero", field="price")
         k, p = _kind_period(kind, period)
@@ -113,31 +115,35 @@ class Catalogue:
         actor = self._ctx.actor(actor)
         check(actor, "product.update")
         sku = _sku(sku)
-        changes: dict[str, object] = {}
         if title is not None:
-            changes["title"] = text(title, "title", max_len=200)
+            title = text(title, "title", max_len=200)
         if description is not None:
-            changes["description"] = text(description, "description", max_len=2000)
-        if price is not None:
-            if not isinstance(price, Money) or price.amount == 0:
-                raise InvalidInput("price must be a Money of more than zero", field="price")
-            changes["price"] = price
-        if active is not None:
-            if not isinstance(active, bool):
-                raise InvalidInput("active must be True or False", field="active")
-            changes["active"] = active
-        if not changes:
+            description = text(description, "description", max_len=2000)
+        if price is not None and (not isinstance(price, Money) or price.amount == 0):
+            raise InvalidInput("price must be a Money of more than zero", field="price")
+        if active is not None and not isinstance(active, bool):
+            raise InvalidInput("active must be True or False", field="active")
+        changes = {"title": title, "description": description, "price": price, "active": active}
+        if all(v is None for v in changes.values()):
             raise InvalidInput("nothing to change: give a title, description, price or active")
 
         def body(tx: UnitOfWork, now: datetime) -> Product:
             current = tx.get_product(sku)
             if current is None:
                 raise NotFound("product", sku)
-            updated = attrs.evolve(current, **changes, version=current.version + 1, updated_at=now)
+            updated = attrs.evolve(
+                current,
+                title=current.title if title is None else title,
+                description=current.description if description is None else description,
+                price=current.price if price is None else price,
+                active=current.active if active is None else active,
+                version=current.version + 1,
+                updated_at=now,
+            )
             tx.update_product(updated, current.version)
             return updated
 
-        args = {"sku": sku, **{k: str(v) for k, v in changes.items()}}
+        args = {"sku": sku, **{k: str(v) for k, v in changes.items() if v is not None}}
         return self._ctx.run(actor, "product.update", args, key_or_none(idempotency_key), body)
 
     def get(self, sku: str) -> Product:

@@ -35,7 +35,9 @@ class Feedback:
         actor = ctx.actor(actor)
         check(actor, "ticket.submit")
         if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            raise InvalidInput(f"rating must be a whole number from 1 to 5, got {rating!r}", field="rating")
+            raise InvalidInput(
+                f"rating must be a whole number from 1 to 5, got {rating!r}", field="rating"
+            )
         body = text(body, "body")
         if order_id is not None:
             order_id = ident(order_id, "order_id")
@@ -56,28 +58,45 @@ class Feedback:
             )
             tx.insert_ticket(ticket)
             ctx.created(tx, TICKET, ticket.id, "ticket.submit", actor, now, {"rating": rating})
-            ctx.notify(tx, "ticket.opened", "support",
-                       {"ticket_id": ticket.id, "rating": rating, "user_id": actor.id}, now)
+            ctx.notify(
+                tx,
+                "ticket.opened",
+                "support",
+                {"ticket_id": ticket.id, "rating": rating, "user_id": actor.id},
+                now,
+            )
             return ticket
 
         args = {"rating": rating, "body": body, "order_id": order_id}
         return ctx.run(actor, "ticket.submit", args, key_or_none(idempotency_key), run)
 
-    def answer(self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None) -> Ticket:
+    def answer(
+        self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None
+    ) -> Ticket:
         """Staff answer the buyer; the answer reaches them through the outbox."""
         return self._step(actor, ticket_id, "answer", text(body, "body"), idempotency_key)
 
-    def resolve(self, actor: Actor, ticket_id: str, *, note: str | None = None,
-                idempotency_key: str | None = None) -> Ticket:
+    def resolve(
+        self,
+        actor: Actor,
+        ticket_id: str,
+        *,
+        note: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Ticket:
         """The problem is solved: close the ticket."""
         body = None if note is None else text(note, "note")
         return self._step(actor, ticket_id, "resolve", body, idempotency_key)
 
-    def reopen(self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None) -> Ticket:
+    def reopen(
+        self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None
+    ) -> Ticket:
         """The buyer says the problem is not solved: staff must answer again."""
         return self._step(actor, ticket_id, "reopen", text(body, "body"), idempotency_key)
 
-    def _step(self, actor: Actor, ticket_id: str, event: str, body: str | None, key: str | None) -> Ticket:
+    def _step(
+        self, actor: Actor, ticket_id: str, event: str, body: str | None, key: str | None
+    ) -> Ticket:
         ctx = self._ctx
         actor = ctx.actor(actor)
         action = "ticket." + event
@@ -105,11 +124,17 @@ class Feedback:
             ticket.updated_at = now
             tx.update_ticket(ticket, version)
             if event in ("answer", "resolve") and actor.role is not Role.BUYER:
-                ctx.notify(tx, f"ticket.{target}", ticket.user_id,
-                           {"ticket_id": ticket.id, "message": body}, now)
+                ctx.notify(
+                    tx,
+                    f"ticket.{target}",
+                    ticket.user_id,
+                    {"ticket_id": ticket.id, "message": body},
+                    now,
+                )
             elif event == "reopen":
-                ctx.notify(tx, "ticket.reopened", "support",
-                           {"ticket_id": ticket.id, "message": body}, now)
+                ctx.notify(
+                    tx, "ticket.reopened", "support", {"ticket_id": ticket.id, "message": body}, now
+                )
             return ticket
 
         return ctx.run(actor, action, {"ticket_id": ticket_id, "body": body}, key_or_none(key), run)
@@ -117,7 +142,9 @@ class Feedback:
     def get(self, actor: Actor, ticket_id: str) -> Ticket:
         actor = self._ctx.actor(actor)
         check(actor, "ticket.read")
-        ticket = must(self._ctx.store.get_ticket(ident(ticket_id, "ticket_id")), "ticket", ticket_id)
+        ticket = must(
+            self._ctx.store.get_ticket(ident(ticket_id, "ticket_id")), "ticket", ticket_id
+        )
         check(actor, "ticket.read", ticket.user_id)
         return ticket
 
@@ -126,7 +153,9 @@ class Feedback:
         actor: Actor,
         *,
         status: TicketStatus | str | Iterable[TicketStatus | str] = (
-            TicketStatus.OPEN, TicketStatus.REOPENED),
+            TicketStatus.OPEN,
+            TicketStatus.REOPENED,
+        ),
         user_id: str | None = None,
         limit: int = 50,
     ) -> list[Ticket]:

@@ -6,7 +6,15 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from iap_flow.clock import utc
-from iap_flow.errors import InvalidInput, NotFound, PermissionDenied, ProductUnavailable
+from iap_flow.codec import clone_order
+from iap_flow.errors import (
+    ConcurrentModification,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ProductUnavailable,
+    TransitionNotAllowed,
+)
 from iap_flow.models import Order, OrderStatus, Page, Platform, ProductKind
 from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.roles import Actor, Role
@@ -15,11 +23,12 @@ from iap_flow.transitions import ORDER
 
 _STATUS = {s.value: s for s in OrderStatus}
 MAX_PAGE = 200
+RECENT = 1_024
 
 
 def _platform(value: object) -> Platform:
     try:
-        return Platform(value)
+        return Platform(str(value))
     except ValueError:
         raise InvalidInput(
             f"platform must be one of {', '.join(Platform)}, got {value!r}", field="platform"
@@ -45,6 +54,7 @@ class Orders:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._recent: dict[str, Order] = {}
 
     # -- creation ---------------------------------------------------------------------------
     def place(
@@ -86,7 +96,10 @@ class Orders:
             ctx.created(tx, ORDER, order.id, "order.place", actor, now)
             return order
 
-        return ctx.run(actor, "order.place", {"sku": sku, "platform": plat}, key_or_none(idempotency_key), body)
+        args = {"sku": sku, "platform": plat}
+        return self._remember(
+            ctx.run(actor, "order.place", args, key_or_none(idempotency_key), body)
+        )
 
     def renew(
         self, actor: Actor, subscription_id: str, *, token: str, idempotency_key: str | None = None
@@ -106,15 +119,21 @@ class Orders:
         def body(tx: UnitOfWork, now: datetime) -> Order:
             first = must(tx.get_order(subscription_id), "order", subscription_id)
             if first.kind is not ProductKind.SUBSCRIPTION:
-                raise InvalidInput(f"order {first.id} is not a subscription", field="subscription_id")
+                raise InvalidInput(
+                    f"order {first.id} is not a subscription", field="subscription_id"
+                )
             if first.subscription_id is not None:
                 raise InvalidInput(
                     f"order {first.id} is a renewal; renew the subscription {first.subscription_id}",
                     field="subscription_id",
                 )
-            if first.status in (OrderStatus.REFUNDED, OrderStatus.PENDING_PAYMENT,
-                                OrderStatus.PAYMENT_FAILED, OrderStatus.CANCELLED,
-                                OrderStatus.EXPIRED):
+            if first.status in (
+                OrderStatus.REFUNDED,
+                OrderStatus.PENDING_PAYMENT,
+                OrderStatus.PAYMENT_FAILED,
+                OrderStatus.CANCELLED,
+                OrderStatus.EXPIRED,
+            ):
                 raise InvalidInput(
                     f"subscription {first.id} is {first.status}; it cannot renew",
                     field="subscription_id",
@@ -134,7 +153,9 @@ class Orders:
                 updated_at=now,
             )
             tx.insert_order(order)
-            ctx.created(tx, ORDER, order.id, "order.renew", actor, now, {"subscription_id": first.id})
+            ctx.created(
+                tx, ORDER, order.id, "order.renew", actor, now, {"subscription_id": first.id}
+            )
             return order
 
         renewal = ctx.run(actor, "order.renew", args, None, body)
@@ -159,24 +180,39 @@ class Orders:
         if replayed is not None:
             assert isinstance(replayed, Order)
             return replayed
+        # Money is about to move: decide on a fresh read, never on the cache.
         order = must(ctx.store.get_order(order_id), "order", order_id)
         check(actor, "order.pay", order.user_id)
         ORDER.target(order.id, order.status, "pay")
         result = ctx.platform(order.platform).charge(order, token, order.id)
 
         def body(tx: UnitOfWork, now: datetime) -> Order:
-            current = must(tx.get_order(order_id), "order", order_id)
+            # First try with the order read above: the version check in the UPDATE refuses
+            # it if anything changed since, and then we read it again inside the transaction.
+            current = order if not attempts else must(tx.get_order(order_id), "order", order_id)
+            attempts.append(1)
             if result.success:
                 return self._paid(tx, current, actor, now, result.platform_transaction_id)
             data = {"error": result.error}
-            target = ctx.fire(tx, ORDER, current.id, current.status, "fail_payment", actor, now, data)
+            target = ctx.fire(
+                tx, ORDER, current.id, current.status, "fail_payment", actor, now, data
+            )
             current.status = _STATUS[target]
             self._save(tx, current, now)
-            ctx.notify(tx, "order.payment_failed", current.user_id,
-                       {"order_id": current.id, "reason": result.error or "declined"}, now)
+            ctx.notify(
+                tx,
+                "order.payment_failed",
+                current.user_id,
+                {"order_id": current.id, "reason": result.error or "declined"},
+                now,
+            )
             return current
 
-        return ctx.run(actor, "order.pay", args, key, body)
+        attempts: list[int] = []
+        try:
+            return self._remember(ctx.run(actor, "order.pay", args, key, body))
+        except ConcurrentModification:
+            return self._remember(ctx.run(actor, "order.pay", args, key, body))
 
     def record_payment(
         self,
@@ -204,8 +240,9 @@ class Orders:
         self, tx: UnitOfWork, order: Order, actor: Actor, now: datetime, txn: str | None
     ) -> Order:
         ctx = self._ctx
-        target = ctx.fire(tx, ORDER, order.id, order.status, "pay", actor, now,
-                          {"transaction_id": txn})
+        target = ctx.fire(
+            tx, ORDER, order.id, order.status, "pay", actor, now, {"transaction_id": txn}
+        )
         order.status = _STATUS[target]
         order.platform_transaction_id = txn
         order.paid_at = now
@@ -228,7 +265,9 @@ class Orders:
         return order
 
     # -- the rest of the lifecycle ----------------------------------------------------------
-    def hold_delivery(self, actor: Actor, order_id: str, *, idempotency_key: str | None = None) -> Order:
+    def hold_delivery(
+        self, actor: Actor, order_id: str, *, idempotency_key: str | None = None
+    ) -> Order:
         """Paid, but the goods cannot be granted yet: the order awaits delivery."""
         return self._simple(actor, order_id, "hold_delivery", idempotency_key)
 
@@ -244,31 +283,54 @@ class Orders:
         """Cancel an order that was never paid."""
         return self._simple(actor, order_id, "cancel", idempotency_key)
 
-    def _simple(self, actor: Actor, order_id: str, event: str, idempotency_key: str | None) -> Order:
+    def _simple(
+        self, actor: Actor, order_id: str, event: str, idempotency_key: str | None
+    ) -> Order:
         ctx = self._ctx
         actor = ctx.actor(actor)
         action = "order." + event
         check(actor, action)
         order_id = ident(order_id, "order_id")
+        key = key_or_none(idempotency_key)
+        cached = self._recent.get(order_id)
 
         def body(tx: UnitOfWork, now: datetime) -> Order:
-            order = tx.get_order(order_id)
-            if order is None:
-                raise NotFound("order", order_id)
+            nonlocal cached
+            if cached is not None:
+                order, cached = clone_order(cached), None
+            else:
+                order = must(tx.get_order(order_id), "order", order_id)
             check(actor, action, order.user_id)
             target = ctx.fire(tx, ORDER, order_id, order.status, event, actor, now)
             order.status = _STATUS[target]
             self._save(tx, order, now)
             return order
 
-        return ctx.run(actor, action, {"order_id": order_id}, key_or_none(idempotency_key), body)
+        args = {"order_id": order_id}
+        if cached is None:
+            return self._remember(ctx.run(actor, action, args, key, body))
+        try:
+            return self._remember(ctx.run(actor, action, args, key, body))
+        except (ConcurrentModification, TransitionNotAllowed):
+            # The cached copy was stale (another process or path changed the order): the
+            # version check refused it, so nothing was written. Decide again on a fresh read.
+            return self._remember(ctx.run(actor, action, args, key, body))
 
-    @staticmethod
-    def _save(tx: UnitOfWork, order: Order, now: datetime) -> None:
+    def _save(self, tx: UnitOfWork, order: Order, now: datetime) -> None:
         version = order.version
         order.version = version + 1
         order.updated_at = now
         tx.update_order(order, version)
+
+    def _remember(self, order: Order) -> Order:
+        """Keep a copy of an order as committed: the next command on it can skip the read,
+        because the UPDATE's version check refuses a stale copy (and we then re-read).
+        Only committed versions are kept: a committed (id, version) names one state."""
+        recent = self._recent
+        if len(recent) >= RECENT:
+            recent.pop(next(iter(recent)), None)
+        recent[order.id] = clone_order(order)
+        return order
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, actor: Actor, order_id: str) -> Order:
@@ -300,7 +362,9 @@ class Orders:
             if user_id not in (None, actor.id):
                 raise PermissionDenied(
                     f"buyer {actor.id} may only query their own orders",
-                    actor_id=actor.id, role=actor.role, action="order.read",
+                    actor_id=actor.id,
+                    role=actor.role,
+                    action="order.read",
                 )
             user_id = actor.id
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:

@@ -24,8 +24,13 @@ _REFUNDABLE = frozenset(
     {OrderStatus.PAID, OrderStatus.AWAITING_DELIVERY, OrderStatus.DELIVERED, OrderStatus.COMPLETED}
 )
 _DECIDED = frozenset(
-    {RefundStatus.APPROVED, RefundStatus.SUBMITTED, RefundStatus.REFUNDED, RefundStatus.REJECTED,
-     RefundStatus.FAILED}
+    {
+        RefundStatus.APPROVED,
+        RefundStatus.SUBMITTED,
+        RefundStatus.REFUNDED,
+        RefundStatus.REJECTED,
+        RefundStatus.FAILED,
+    }
 )
 MIN_REJECT_REASON = 5
 
@@ -75,7 +80,10 @@ class Refunds:
                         order_id=order.id,
                     )
             money = order.amount if amount is None else amount
-            if money.currency != order.amount.currency or not 0 < money.amount <= order.amount.amount:
+            if (
+                money.currency != order.amount.currency
+                or not 0 < money.amount <= order.amount.amount
+            ):
                 raise InvalidInput(
                     f"refund amount must be more than 0 and at most {order.amount}", field="amount"
                 )
@@ -99,11 +107,19 @@ class Refunds:
             ctx.notify(tx, "refund.review_requested", "support", _summary(refund), now)
             return refund
 
-        args = {"order_id": order_id, "reason": reason, "amount": None if amount is None else [amount.amount, amount.currency]}
+        args = {
+            "order_id": order_id,
+            "reason": reason,
+            "amount": None if amount is None else [amount.amount, amount.currency],
+        }
         return ctx.run(actor, "refund.request", args, key_or_none(idempotency_key), body)
 
     def approve(
-        self, actor: Actor, refund_id: str, *, note: str | None = None,
+        self,
+        actor: Actor,
+        refund_id: str,
+        *,
+        note: str | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
         """Approve a refund and pay it out through the platform (unless the platform decides).
@@ -111,7 +127,10 @@ class Refunds:
         A support agent may approve up to their amount limit; above it a lead must decide.
         """
         refund = self._decide(actor, refund_id, "approve", note, idempotency_key)
-        if refund.status is RefundStatus.APPROVED and not self._ctx.platform(refund.platform).decides_refunds:
+        if (
+            refund.status is RefundStatus.APPROVED
+            and not self._ctx.platform(refund.platform).decides_refunds
+        ):
             return self.execute(SYSTEM, refund.id)
         return refund
 
@@ -143,8 +162,11 @@ class Refunds:
                 limit = ctx.policy.agent_limit(refund.amount.currency)
                 if refund.amount.amount > limit:
                     raise ApprovalLimitExceeded(
-                        actor_id=actor.id, refund_id=refund.id, amount=refund.amount.amount,
-                        currency=refund.amount.currency, limit=limit,
+                        actor_id=actor.id,
+                        refund_id=refund.id,
+                        amount=refund.amount.amount,
+                        currency=refund.amount.currency,
+                        limit=limit,
                     )
             data = {"note": note} if note else None
             target = ctx.fire(tx, REFUND, refund.id, refund.status, event, actor, now, data)
@@ -154,13 +176,18 @@ class Refunds:
             refund.decision_note = note
             _save(tx, refund, now)
             if event == "reject":
-                ctx.notify(tx, "refund.rejected", refund.user_id,
-                           {**_summary(refund), "reason": note}, now)
+                ctx.notify(
+                    tx, "refund.rejected", refund.user_id, {**_summary(refund), "reason": note}, now
+                )
             return refund
 
-        return ctx.run(actor, action, {"refund_id": refund_id, "note": note}, key_or_none(key), body)
+        return ctx.run(
+            actor, action, {"refund_id": refund_id, "note": note}, key_or_none(key), body
+        )
 
-    def withdraw(self, actor: Actor, refund_id: str, *, idempotency_key: str | None = None) -> RefundRequest:
+    def withdraw(
+        self, actor: Actor, refund_id: str, *, idempotency_key: str | None = None
+    ) -> RefundRequest:
         """The buyer no longer wants the refund."""
         ctx = self._ctx
         actor = ctx.actor(actor)
@@ -175,7 +202,9 @@ class Refunds:
             _save(tx, refund, now)
             return refund
 
-        return ctx.run(actor, "refund.withdraw", {"refund_id": refund_id}, key_or_none(idempotency_key), body)
+        return ctx.run(
+            actor, "refund.withdraw", {"refund_id": refund_id}, key_or_none(idempotency_key), body
+        )
 
     def execute(self, actor: Actor, refund_id: str) -> RefundRequest:
         """Pay an approved (or failed) refund out through the platform.
@@ -192,8 +221,16 @@ class Refunds:
         def submit(tx: UnitOfWork, now: datetime) -> RefundRequest:
             refund = must(tx.get_refund(refund_id), "refund", refund_id)
             if refund.status is not RefundStatus.SUBMITTED:
-                target = ctx.fire(tx, REFUND, refund.id, refund.status, "submit", actor, now,
-                                  {"attempt": refund.attempts + 1})
+                target = ctx.fire(
+                    tx,
+                    REFUND,
+                    refund.id,
+                    refund.status,
+                    "submit",
+                    actor,
+                    now,
+                    {"attempt": refund.attempts + 1},
+                )
                 refund.status = _STATUS[target]
             else:  # resubmitting after a crash or timeout: same key, no new state
                 ctx.open_deadlines(tx, "refund.submit", refund.id, now)
@@ -215,8 +252,16 @@ class Refunds:
             if current.status is not RefundStatus.SUBMITTED:
                 return current  # someone else settled it meanwhile
             if result.success:
-                target = ctx.fire(tx, REFUND, current.id, current.status, "confirm", SYSTEM, now,
-                                  {"platform_refund_id": result.platform_transaction_id})
+                target = ctx.fire(
+                    tx,
+                    REFUND,
+                    current.id,
+                    current.status,
+                    "confirm",
+                    SYSTEM,
+                    now,
+                    {"platform_refund_id": result.platform_transaction_id},
+                )
                 current.status = _STATUS[target]
                 current.platform_refund_id = result.platform_transaction_id
                 current.last_error = None
@@ -224,24 +269,42 @@ class Refunds:
                 self._refund_order(tx, current, now)
                 ctx.notify(tx, "refund.succeeded", current.user_id, _summary(current), now)
                 return current
-            target = ctx.fire(tx, REFUND, current.id, current.status, "fail", SYSTEM, now,
-                              {"error": result.error})
+            target = ctx.fire(
+                tx, REFUND, current.id, current.status, "fail", SYSTEM, now, {"error": result.error}
+            )
             current.status = _STATUS[target]
             current.last_error = result.error
             if current.attempts >= ctx.policy.refund_max_attempts or not result.retryable:
-                ctx.fire(tx, REFUND, current.id, current.status, "escalate", SYSTEM, now,
-                         {"why": "refund could not be paid out", "error": result.error})
+                ctx.fire(
+                    tx,
+                    REFUND,
+                    current.id,
+                    current.status,
+                    "escalate",
+                    SYSTEM,
+                    now,
+                    {"why": "refund could not be paid out", "error": result.error},
+                )
                 tx.close_deadlines(current.id, (DeadlineKind.REFUND_RETRY,))
                 current.escalated = True
-                ctx.notify(tx, "refund.escalated", "support_lead",
-                           {**_summary(current), "error": result.error}, now)
+                ctx.notify(
+                    tx,
+                    "refund.escalated",
+                    "support_lead",
+                    {**_summary(current), "error": result.error},
+                    now,
+                )
             _save(tx, current, now)
             return current
 
         return ctx.run(SYSTEM, "refund.settle", {}, None, settle)
 
     def record_platform_refund(
-        self, actor: Actor, refund_id: str, *, platform_refund_id: str | None = None,
+        self,
+        actor: Actor,
+        refund_id: str,
+        *,
+        platform_refund_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
         """A platform that decides refunds itself (App Store) refunded the order."""
@@ -264,8 +327,9 @@ class Refunds:
 
     def _refund_order(self, tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
         order = must(tx.get_order(refund.order_id), "order", refund.order_id)
-        target = self._ctx.fire(tx, ORDER, order.id, order.status, "refund", SYSTEM, now,
-                                {"refund_id": refund.id})
+        target = self._ctx.fire(
+            tx, ORDER, order.id, order.status, "refund", SYSTEM, now, {"refund_id": refund.id}
+        )
         version = order.version
         order.status = OrderStatus(target)
         order.version = version + 1
@@ -276,7 +340,9 @@ class Refunds:
     def get(self, actor: Actor, refund_id: str) -> RefundRequest:
         actor = self._ctx.actor(actor)
         check(actor, "refund.read")
-        refund = must(self._ctx.store.get_refund(ident(refund_id, "refund_id")), "refund", refund_id)
+        refund = must(
+            self._ctx.store.get_refund(ident(refund_id, "refund_id")), "refund", refund_id
+        )
         check(actor, "refund.read", refund.user_id)
         return refund
 

@@ -88,16 +88,17 @@ class Sweeper:
             tx,
             "deadline.reminder",
             rule.owner.value,
-            {"kind": deadline.kind.value, "subject_id": deadline.subject_id,
-             "due_at": deadline.due_at.isoformat()},
+            {
+                "kind": deadline.kind.value,
+                "subject_id": deadline.subject_id,
+                "due_at": deadline.due_at.isoformat(),
+            },
             now,
         )
         tx.set_deadline_state(deadline.id, DeadlineState.REMINDED)
 
     def _act(self, tx: UnitOfWork, deadline: Deadline, now: datetime, actor: Actor) -> str | None:
-        ctx = self._ctx
         assert deadline.id is not None
-        kind = deadline.kind
         outcome = self._act_on(tx, deadline, now, actor)
         # FIRED: the deadline passed with its work undone (a breach); DONE: it was moot.
         tx.set_deadline_state(deadline.id, DeadlineState.FIRED if outcome else DeadlineState.DONE)
@@ -108,8 +109,11 @@ class Sweeper:
     ) -> str | None:
         ctx = self._ctx
         kind = deadline.kind
-        payload = {"kind": kind.value, "subject_id": deadline.subject_id,
-                   "due_at": deadline.due_at.isoformat()}
+        payload = {
+            "kind": kind.value,
+            "subject_id": deadline.subject_id,
+            "due_at": deadline.due_at.isoformat(),
+        }
         if kind is DeadlineKind.ORDER_PAYMENT:
             order = tx.get_order(deadline.subject_id)
             if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
@@ -125,15 +129,32 @@ class Sweeper:
             refund = tx.get_refund(deadline.subject_id)
             if refund is None or refund.status is not RefundStatus.IN_REVIEW:
                 return None
-            ctx.fire(tx, REFUND, refund.id, refund.status, "escalate", actor, now,
-                     {"deadline": kind.value})
+            ctx.fire(
+                tx,
+                REFUND,
+                refund.id,
+                refund.status,
+                "escalate",
+                actor,
+                now,
+                {"deadline": kind.value},
+            )
             version = refund.version
             refund.escalated = True
             refund.version, refund.updated_at = version + 1, now
             tx.update_refund(refund, version)
-            ctx.notify(tx, "deadline.escalated", "support_lead",
-                       {**payload, "order_id": refund.order_id, "amount": refund.amount.amount,
-                        "currency": refund.amount.currency}, now)
+            ctx.notify(
+                tx,
+                "deadline.escalated",
+                "support_lead",
+                {
+                    **payload,
+                    "order_id": refund.order_id,
+                    "amount": refund.amount.amount,
+                    "currency": refund.amount.currency,
+                },
+                now,
+            )
             return "escalated"
         if kind is DeadlineKind.REFUND_RETRY:
             refund = tx.get_refund(deadline.subject_id)
@@ -143,12 +164,12 @@ class Sweeper:
         ticket = tx.get_ticket(deadline.subject_id)
         if ticket is None or ticket.status.value not in BY_KIND[kind].while_in:
             return None
-        ctx.fire(tx, TICKET, ticket.id, ticket.status, "escalate", actor, now,
-                 {"deadline": kind.value})
+        ctx.fire(
+            tx, TICKET, ticket.id, ticket.status, "escalate", actor, now, {"deadline": kind.value}
+        )
         version = ticket.version
         ticket.escalated = True
         ticket.version, ticket.updated_at = version + 1, now
         tx.update_ticket(ticket, version)
         ctx.notify(tx, "deadline.escalated", "support_lead", payload, now)
         return "escalated"
-
