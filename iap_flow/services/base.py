@@ -19,7 +19,7 @@ import attrs
 from iap_flow import codec, deadlines, roles
 from iap_flow.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from iap_flow.ids import IdGenerator
-from iap_flow.models import AuditEvent, Deadline, Notification, Platform
+from iap_flow.models import AuditEvent, Deadline, DeadlineKind, Notification, Platform
 from iap_flow.policy import Policy
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
 from iap_flow.roles import Actor
@@ -141,10 +141,12 @@ class Context:
         actor: Actor,
         now: datetime,
         data: dict[str, Any] | None = None,
+        handled: DeadlineKind | None = None,
     ) -> str:
         """Check the transition, write its audit event and its deadline changes.
 
         Returns the target state; the caller writes the record with it (version checked).
+        ``handled`` is a deadline the caller (the sweep) closes itself.
         """
         target = table.target(subject_id, state, event)
         action = f"{table.aggregate}.{event}"
@@ -162,6 +164,8 @@ class Context:
             )
         )
         closed = deadlines.closed_by(table.aggregate, state, target)
+        if handled is not None:
+            closed = tuple(kind for kind in closed if kind is not handled)
         if closed:
             tx.close_deadlines(subject_id, closed)
         self.open_deadlines(tx, action, subject_id, now, fresh=False)

@@ -118,7 +118,7 @@ class Sweeper:
             order = tx.get_order(deadline.subject_id)
             if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
                 return None
-            target = ctx.fire(tx, ORDER, order.id, order.status, "expire", actor, now)
+            target = ctx.fire(tx, ORDER, order.id, order.status, "expire", actor, now, handled=kind)
             version = order.version
             order.status = OrderStatus(target)
             order.version, order.updated_at = version + 1, now
