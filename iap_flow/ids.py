@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: sorts like the numbers
@@ -32,14 +33,17 @@ class IdGenerator:
         self._last_ms = -1
         self._counter = 0
         self._head = ""
+        self._lock = threading.Lock()
 
     def new(self, prefix: str, now: datetime) -> str:
         ms = int(now.timestamp() * 1000)
-        if ms <= self._last_ms:
-            self._counter += 1
-        else:
-            self._last_ms = ms
-            self._head = _b32(ms, 10)
-            self._counter = self._rng.getrandbits(29)  # headroom for the counter
-        tail = (self._counter << 20) | self._rng.getrandbits(20)
-        return f"{prefix}_{self._head}{_b32(tail, 10)}"
+        with self._lock:  # one flow may serve many threads (the Slack bot's listeners)
+            if ms <= self._last_ms:
+                self._counter += 1
+            else:
+                self._last_ms = ms
+                self._head = _b32(ms, 10)
+                self._counter = self._rng.getrandbits(29)  # headroom for the counter
+            tail = (self._counter << 20) | self._rng.getrandbits(20)
+            head = self._head
+        return f"{prefix}_{head}{_b32(tail, 10)}"
