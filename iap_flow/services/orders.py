@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -111,10 +112,6 @@ class Orders:
         subscription_id = ident(subscription_id, "subscription_id")
         key = key_or_none(idempotency_key)
         args = {"subscription_id": subscription_id}
-        replayed = ctx.replay(actor, "order.renew", args, key)
-        if replayed is not None:
-            assert isinstance(replayed, Order)
-            return replayed
 
         def body(tx: UnitOfWork, now: datetime) -> Order:
             first = must(tx.get_order(subscription_id), "order", subscription_id)
@@ -158,8 +155,12 @@ class Orders:
             )
             return order
 
-        renewal = ctx.run(actor, "order.renew", args, None, body)
-        return self.pay(actor, renewal.id, token=token, idempotency_key=key)
+        # The key covers both steps: a repeat finds the renewal created under it and the
+        # payment made under a key derived from it, so it returns the first result, charges
+        # at most once, and resumes the payment if the first call stopped between the two.
+        renewal = ctx.run(actor, "order.renew", args, key, body)
+        pay_key = None if key is None else "renew-pay:" + hashlib.sha256(key.encode()).hexdigest()
+        return self.pay(actor, renewal.id, token=token, idempotency_key=pay_key)
 
     # -- payment ----------------------------------------------------------------------------
     def pay(
