@@ -7,10 +7,18 @@ from datetime import UTC, datetime, timedelta
 from iap_flow.errors import InvalidInput
 
 
-def utc(dt: datetime) -> datetime:
-    """Return ``dt`` as an aware UTC datetime; naive datetimes are refused."""
-    if dt.tzinfo is None:
-        raise InvalidInput(f"datetime {dt.isoformat()} has no timezone; pass an aware UTC time")
+def utc(dt: datetime, field: str | None = None) -> datetime:
+    """Return ``dt`` as an aware UTC datetime; naive datetimes and non-datetimes are refused.
+
+    ``field`` names the caller's argument in the error, so the message says which one.
+    """
+    name = field or "datetime"
+    if not isinstance(dt, datetime):
+        raise InvalidInput(f"{name} must be a datetime, got {type(dt).__name__}", field=field)
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise InvalidInput(
+            f"{name} {dt.isoformat()} has no timezone; pass an aware UTC time", field=field
+        )
     return dt.astimezone(UTC)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from iap_flow.clock import SystemClock
+from iap_flow.clock import SystemClock, utc
 from iap_flow.errors import InvalidInput
 from iap_flow.ids import IdGenerator
 from iap_flow.models import AuditEvent, Platform
@@ -110,6 +110,10 @@ class Flow:
     ) -> Report:
         """The summary report for orders created in ``[since, until)``."""
         check(self._ctx.actor(actor), "report.read")
+        since = None if since is None else utc(since, "since")
+        until = None if until is None else utc(until, "until")
+        if since is not None and until is not None and since >= until:
+            raise InvalidInput("since must be before until", field="since")
         return build_report(self._ctx.store.report_rows, since, until)
 
     def close(self) -> None:

@@ -373,8 +373,8 @@ class Orders:
         query = OrderQuery(
             user_id=None if user_id is None else ident(user_id, "user_id"),
             statuses=_statuses(status),
-            since=None if since is None else utc(since),
-            until=None if until is None else utc(until),
+            since=None if since is None else utc(since, "since"),
+            until=None if until is None else utc(until, "until"),
             limit=limit,
             cursor=None if cursor is None else ident(cursor, "cursor"),
         )

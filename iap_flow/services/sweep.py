@@ -51,7 +51,7 @@ class Sweeper:
         ctx = self._ctx
         actor = ctx.actor(actor)
         check(actor, "sweep.run")
-        at = ctx.clock.now() if now is None else utc(now)
+        at = ctx.clock.now() if now is None else utc(now, "now")
         if at > ctx.clock.now():
             raise InvalidInput("sweep cannot run in the future of the flow's clock", field="now")
         counts = {"expired": 0, "reminded": 0, "escalated": 0}
