@@ -53,6 +53,20 @@ def ident(value: object, field: str) -> str:
     return text(value, field, max_len=MAX_ID)
 
 
+def names(value: object, field: str) -> list[str]:
+    """One name or an iterable of names (statuses), as a list; anything else is refused."""
+    try:
+        items = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    except TypeError:
+        items = [value]
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput(
+                f"{field} must be a name or a list of names, got {value!r}", field=field
+            )
+    return items
+
+
 def key_or_none(value: object) -> str | None:
     if value is None:
         return None

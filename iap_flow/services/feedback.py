@@ -9,7 +9,7 @@ from iap_flow.errors import InvalidInput
 from iap_flow.models import Ticket, TicketMessage, TicketStatus
 from iap_flow.ports import UnitOfWork
 from iap_flow.roles import Actor, Role
-from iap_flow.services.base import Context, check, ident, key_or_none, must, text
+from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.transitions import TICKET
 
 _STATUS = {s.value: s for s in TicketStatus}
@@ -164,7 +164,7 @@ class Feedback:
         check(actor, "ticket.read")
         if actor.role is Role.BUYER:
             user_id = actor.id
-        items = [status] if isinstance(status, str) else list(status)
+        items = names(status, "status")
         for item in items:
             if item not in _STATUS:
                 raise InvalidInput(f"unknown ticket status {item!r}", field="status")

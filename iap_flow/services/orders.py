@@ -19,7 +19,7 @@ from iap_flow.errors import (
 from iap_flow.models import Order, OrderStatus, Page, Platform, ProductKind
 from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.roles import Actor, Role
-from iap_flow.services.base import Context, check, ident, key_or_none, must, text
+from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.transitions import ORDER
 
 _STATUS = {s.value: s for s in OrderStatus}
@@ -39,7 +39,7 @@ def _platform(value: object) -> Platform:
 def _statuses(value: OrderStatus | str | Iterable[OrderStatus | str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = [value] if isinstance(value, str) else list(value)
+    items = names(value, "status")
     out = []
     for item in items:
         if item not in _STATUS:

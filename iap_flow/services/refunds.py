@@ -16,7 +16,7 @@ from iap_flow.models import DeadlineKind, OrderStatus, RefundRequest, RefundStat
 from iap_flow.money import Money
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.roles import SYSTEM, Actor, Role
-from iap_flow.services.base import Context, check, ident, key_or_none, must, text
+from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.transitions import ORDER, REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}
@@ -359,7 +359,7 @@ class Refunds:
         check(actor, "refund.read")
         if actor.role is Role.BUYER:
             user_id = actor.id
-        items = [status] if isinstance(status, str) else list(status)
+        items = names(status, "status")
         statuses = []
         for item in items:
             if item not in _STATUS:
