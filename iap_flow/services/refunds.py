@@ -311,6 +311,9 @@ class Refunds:
         ctx = self._ctx
         actor = ctx.actor(actor)
         check(actor, "refund.platform_refund")
+        refund_id = ident(refund_id, "refund_id")
+        if platform_refund_id is not None:
+            platform_refund_id = ident(platform_refund_id, "platform_refund_id")
 
         def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
             refund = must(tx.get_refund(refund_id), "refund", refund_id)
