@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from iap_flow.clock import SystemClock, utc
-from iap_flow.errors import InvalidInput
+from iap_flow.errors import InvalidInput, NotFound
 from iap_flow.ids import IdGenerator
 from iap_flow.models import AuditEvent, Platform
 from iap_flow.policy import Policy
@@ -95,10 +95,17 @@ class Flow:
         return self._sweeper.sweep(actor, now=now)
 
     def history(self, actor: Actor, subject_id: str) -> list[AuditEvent]:
-        """The audit trail of one order, refund or ticket, oldest first."""
+        """The audit trail of one order, refund or ticket, oldest first.
+
+        Raises :class:`~iap_flow.errors.NotFound` for an id with no trail: every record has
+        at least its creation event, so an empty trail means a mistyped or unknown id.
+        """
         actor = self._ctx.actor(actor)
         check(actor, "audit.read")
-        return self._ctx.store.history(ident(subject_id, "subject_id"))
+        events = self._ctx.store.history(ident(subject_id, "subject_id"))
+        if not events:
+            raise NotFound("record", subject_id)
+        return events
 
     def deliver_notifications(self, actor: Actor = SYSTEM) -> int:
         """Send pending outbox notifications now; returns how many were delivered."""
