@@ -110,6 +110,7 @@ class Orders:
         actor = ctx.actor(actor)
         check(actor, "order.renew")
         subscription_id = ident(subscription_id, "subscription_id")
+        token = text(token, "token", max_len=500)  # before the renewal is written
         key = key_or_none(idempotency_key)
         args = {"subscription_id": subscription_id}
 
