@@ -49,9 +49,12 @@ class ApprovalLimitExceeded(PermissionDenied):
     def __init__(
         self, *, actor_id: str, refund_id: str, amount: int, currency: str, limit: int
     ) -> None:
+        from iap_flow.money import Money  # money imports this module: import it when needed
+
+        asked, most = Money.trusted(amount, currency), Money.trusted(limit, currency)
         super().__init__(
-            f"refund {refund_id} is {amount} {currency} (minor units), above the support agent "
-            f"limit of {limit} {currency}: a support lead must decide it",
+            f"refund {refund_id} is {asked}, above the support agent limit of {most}: "
+            "a support lead must decide it",
             actor_id=actor_id,
             role="support_agent",
             action="refund.approve",
