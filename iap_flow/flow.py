@@ -29,8 +29,8 @@ from iap_flow.services.sweep import Sweeper, SweepResult
 
 STORES: dict[str, str] = {
     "sqlite": "iap_flow.adapters.sqlite_store:SQLiteStore",
-    "postgresql": "iap_flow.adapters.postgres_store:PostgresStore",
-    "postgres": "iap_flow.adapters.postgres_store:PostgresStore",
+    "postgresql": "iap_flow.adapters.postgres:PostgresStore",
+    "postgres": "iap_flow.adapters.postgres:PostgresStore",
 }
 """URL scheme -> ``module:class`` of the store; the class has ``from_url(url)``."""
 

@@ -1,0 +1,423 @@
+"""The PostgreSQL store: psycopg 3 with a connection pool, for many app servers and workers.
+
+``PostgresStore.from_url("postgresql://user@host/db?schema=iap_flow")``. The store creates
+and migrates its schema itself; writes go through :class:`~.uow.PgUnitOfWork` (pipelined,
+version-checked in the server); the sweep and the outbox take rows with
+``FOR UPDATE SKIP LOCKED`` so any number of workers share them without acting twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from iap_flow.adapters.sql import REPORTS
+from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from iap_flow import codec
+from iap_flow.codec import ts
+from iap_flow.errors import (
+    ConcurrentModification,
+    ConflictError,
+    IapFlowError,
+    InvalidInput,
+    StoreError,
+)
+from iap_flow.models import (
+    AuditEvent,
+    Deadline,
+    Notification,
+    Order,
+    Product,
+    RefundRequest,
+    Ticket,
+)
+from iap_flow.ports import OrderQuery
+
+from . import uow as q
+from .schema import CONFLICT_SQLSTATE, OPEN, OUTBOX_ID_BLOCK, migrate, schema_name
+from .uow import Conn, PgUnitOfWork
+
+DEFAULT_SCHEMA = "iap_flow"
+_SECONDS = re.compile(r"\{seconds(?::([\w.]+):([\w.]+))?\}")
+_DAY = re.compile(r"\{day:([\w.]+)\}")
+_PARAM = re.compile(r"(?<![:\w]):([a-z_]\w*)")
+
+
+@cache
+def report_sql(sql_name: str) -> str:
+    """A shared report query (:mod:`iap_flow.adapters.sql`) in PostgreSQL's dialect.
+
+    ``{seconds}`` (from ``created_at`` to ``decided_at``) or ``{seconds:a:b}`` becomes an epoch
+    difference, ``{day:col}`` the UTC day; ``:name`` parameters become psycopg's, the period
+    bounds cast to ``timestamptz`` (they arrive as ISO text, or None). KeyError if unknown.
+    """
+
+    def seconds(m: re.Match[str]) -> str:
+        return f"EXTRACT(EPOCH FROM ({m[2] or 'decided_at'} - {m[1] or 'created_at'}))"
+
+    def param(m: re.Match[str]) -> str:
+        if m[1] in ("since", "until"):
+            return f"CAST(%({m[1]})s AS timestamptz)"
+        return f"%({m[1]})s"
+
+    sql = _SECONDS.sub(seconds, REPORTS[sql_name])
+    sql = _DAY.sub(lambda m: f"to_char({m[1]} AT TIME ZONE 'UTC', 'YYYY-MM-DD')", sql)
+    return _PARAM.sub(param, sql.replace("%", "%%"))
+
+
+def translate(exc: psycopg.Error) -> IapFlowError:
+    """The iap-flow error for a driver error: conflicts typed as on SQLite, the rest StoreError."""
+    if exc.sqlstate == CONFLICT_SQLSTATE:
+        detail = json.loads(exc.diag.message_detail or "{}")
+        return ConcurrentModification(
+            kind=str(detail.get("kind")),
+            id=str(detail.get("id")),
+            expected_version=int(detail.get("expected_version", 0)),
+        )
+    if isinstance(exc, pgerrors.UniqueViolation):
+        return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
+    if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
+        return ConflictError(f"another transaction got in the way; try again ({exc})")
+    return StoreError(f"PostgreSQL: {exc}")
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # Times and JSON come back as text: the shared codec parses them, exactly as for SQLite.
+    conn.adapters.register_loader("timestamptz", TextLoader)
+    conn.adapters.register_loader("jsonb", TextLoader)
+
+
+class OutboxIds:
+    """Hands out outbox ids from blocks of :data:`OUTBOX_ID_BLOCK` (one ``nextval`` each)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = self._end = 0
+
+    def next(self, conn: Conn) -> int:
+        with self._lock:
+            if self._next >= self._end:
+                row = conn.execute("SELECT nextval('outbox_id_seq')").fetchone()
+                assert row is not None
+                self._next, self._end = int(row[0]), int(row[0]) + OUTBOX_ID_BLOCK
+            self._next += 1
+            return self._next - 1
+
+
+class _Transaction:
+    """BEGIN ... COMMIT on a pooled connection in pipeline mode; nested use is a savepoint."""
+
+    __slots__ = ("_outer", "_pipe", "_store", "_tx", "_uow")
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> PgUnitOfWork:
+        store = self._store
+        outer: PgUnitOfWork | None = getattr(store._local, "uow", None)
+        self._outer = outer is not None
+        if outer is not None:
+            self._uow = outer
+            self._tx = outer.conn.transaction()
+            self._tx.__enter__()
+            return outer
+        conn = store._getconn()
+        try:
+            self._pipe = conn.pipeline()
+            self._pipe.__enter__()
+            self._tx = conn.transaction()
+            self._tx.__enter__()
+        except psycopg.Error as exc:
+            store._pool.putconn(conn)
+            raise translate(exc) from exc
+        self._uow = uow = PgUnitOfWork(conn, store._outbox_ids)
+        store._local.uow = uow
+        return uow
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        try:
+            try:
+                self._tx.__exit__(exc_type, exc, tb)
+                if not self._outer:
+                    self._pipe.__exit__(exc_type, exc, tb)  # sends COMMIT and waits
+            except psycopg.Error as failed:
+                raise translate(failed) from failed
+            if isinstance(exc, psycopg.Error):
+                raise translate(exc) from exc
+        finally:
+            if not self._outer:
+                self._store._local.uow = None
+                self._store._pool.putconn(self._uow.conn)
+
+
+class PostgresStore:
+    """The PostgreSQL store; safe to share between threads, processes and machines.
+
+    ``schema`` (URL ``?schema=``) names the PostgreSQL schema holding the tables, created
+    if missing; ``pool_size`` (URL ``?pool_size=``) caps the connections of this process.
+    """
+
+    def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA, pool_size: int = 10) -> None:
+        self.schema = schema_name(schema)
+        self._local = threading.local()
+        self._outbox_ids = OutboxIds()
+        where = f"PostgreSQL schema {schema!r}"
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                migrate(conn, self.schema, where)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open {where}: {exc}") from exc
+        options = f"-c search_path={self.schema} -c timezone=UTC -c datestyle=ISO"
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True, "options": options},
+            configure=_configure,
+            open=False,
+            name=f"iap_flow.{self.schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=10)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreError(f"cannot open a connection pool to {where}: {exc}") from exc
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """``postgresql://user:pw@host:port/db?schema=name&pool_size=10`` (libpq URL)."""
+        parts = urlsplit(url)
+        scheme = "postgresql" if parts.scheme.split("+", 1)[0] in ("postgres", "postgresql") else ""
+        if not scheme:
+            raise InvalidInput(f"not a PostgreSQL URL: {url!r}", field="url")
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        schema = params.pop("schema", DEFAULT_SCHEMA)
+        size = params.pop("pool_size", "10")
+        if not size.isdigit():
+            raise InvalidInput(f"pool_size must be a whole number, got {size!r}", field="url")
+        conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(params), ""))
+        return cls(conninfo, schema=schema, pool_size=int(size))
+
+    def _getconn(self) -> Conn:
+        try:
+            return self._pool.getconn()
+        except PoolTimeout as exc:
+            raise StoreError(f"no PostgreSQL connection free in the pool: {exc}") from exc
+
+    @contextmanager
+    def _conn(self) -> Iterator[Conn]:
+        """A connection for a read or a one-statement write: the thread's open transaction's
+        (so it sees that transaction's writes) or a pooled one in autocommit."""
+        current: PgUnitOfWork | None = getattr(self._local, "uow", None)
+        try:
+            if current is not None:
+                yield current.conn
+                return
+            conn = self._getconn()
+            try:
+                yield conn
+            finally:
+                self._pool.putconn(conn)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            return conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+
+    @property
+    def schema_version(self) -> int:
+        with self._conn() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def transaction(self) -> _Transaction:
+        """One transaction; rolls back on any error. A nested call becomes a savepoint."""
+        return _Transaction(self)
+
+    # reads
+    def get_order(self, order_id: str) -> Order | None:
+        with self._conn() as conn:
+            return q.get_order(conn, order_id)
+
+    def get_refund(self, refund_id: str) -> RefundRequest | None:
+        with self._conn() as conn:
+            return q.get_refund(conn, refund_id)
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        with self._conn() as conn:
+            return q.get_ticket(conn, ticket_id)
+
+    def get_product(self, sku: str) -> Product | None:
+        with self._conn() as conn:
+            return q.get_product(conn, sku)
+
+    def list_products(self, active_only: bool) -> list[Product]:
+        where = " WHERE active = 1" if active_only else ""
+        with self._conn() as conn:
+            rows = conn.execute(f"{q.PRODUCT_SELECT}{where} ORDER BY sku").fetchall()
+        return [codec.product_from(r) for r in rows]
+
+    def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.user_id is not None:
+            clauses.append("user_id = %s")
+            params.append(query.user_id)
+        if query.statuses:
+            clauses.append("status = ANY(%s)")
+            params.append(list(query.statuses))
+        if query.since is not None:
+            clauses.append("created_at >= %s")
+            params.append(ts(query.since))
+        if query.until is not None:
+            clauses.append("created_at < %s")
+            params.append(ts(query.until))
+        if query.cursor is not None:
+            created, _, last_id = query.cursor.partition("|")
+            if not last_id:
+                raise InvalidInput("cursor is not one this store gave out", field="cursor")
+            try:
+                datetime.fromisoformat(created)
+            except ValueError:
+                raise InvalidInput(
+                    "cursor is not one this store gave out", field="cursor"
+                ) from None
+            clauses.append("(created_at, id) < (%s, %s)")
+            params.extend([created, last_id])
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"{q.ORDER_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
+        params.append(query.limit + 1)
+        with self._conn() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        orders = [codec.order_from(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        cursor = f"{ts(orders[-1].created_at)}|{orders[-1].id}" if more and orders else None
+        return orders, cursor
+
+    def refunds(
+        self, statuses: Sequence[str], user_id: str | None, limit: int
+    ) -> list[RefundRequest]:
+        where, params = _status_user(statuses, user_id)
+        rows = self._rows(
+            f"SELECT * FROM refunds{where} ORDER BY review_due_at IS NULL, review_due_at, id"
+            " LIMIT %s",
+            [*params, limit],
+        )
+        return [codec.refund_from(r) for r in rows]
+
+    def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
+        where, params = _status_user(statuses, user_id)
+        with self._conn() as conn:
+            heads = conn.cursor(row_factory=dict_row).execute(
+                f"SELECT * FROM tickets{where} ORDER BY created_at, id LIMIT %s", [*params, limit]
+            )
+            tickets = heads.fetchall()
+            messages = conn.cursor(row_factory=dict_row).execute(
+                "SELECT * FROM ticket_messages WHERE ticket_id = ANY(%s) ORDER BY id",
+                ([t["id"] for t in tickets],),
+            )
+            by_ticket: dict[str, list[Any]] = {}
+            for m in messages.fetchall():
+                by_ticket.setdefault(m["ticket_id"], []).append(codec.message_from(m))
+        return [codec.ticket_from(t, by_ticket.get(t["id"], [])) for t in tickets]
+
+    def history(self, aggregate_id: str) -> list[AuditEvent]:
+        rows = self._rows(
+            "SELECT * FROM audit_events WHERE aggregate_id = %s ORDER BY id", (aggregate_id,)
+        )
+        return [codec.audit_from(r) for r in rows]
+
+    def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
+        sql = f"{q.DEADLINE_SELECT} WHERE state IN {OPEN}"
+        with self._conn() as conn:
+            if subject_id is None:
+                rows = conn.execute(sql + " ORDER BY due_at, id").fetchall()
+            else:
+                rows = conn.execute(
+                    sql + " AND subject_id = %s ORDER BY due_at, id", (subject_id,)
+                ).fetchall()
+        return [q.deadline_from(r) for r in rows]
+
+    # outbox
+    def claim_notifications(
+        self, limit: int, now: datetime, lease_seconds: int
+    ) -> list[Notification]:
+        until = ts(now + timedelta(seconds=lease_seconds))
+        rows = self._rows(
+            "UPDATE outbox SET claimed_until = %s WHERE id IN (SELECT id FROM outbox"
+            " WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= %s)"
+            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, topic, recipient, payload, created_at, attempts",
+            (until, ts(now), limit),
+        )
+        rows.sort(key=lambda r: int(r["id"]))
+        return [
+            Notification(
+                r["topic"],
+                r["recipient"],
+                json.loads(r["payload"]),
+                datetime.fromisoformat(r["created_at"]),
+                id=r["id"],
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
+
+    def mark_delivered(self, ids: Sequence[int], at: datetime) -> None:
+        if not ids:
+            return
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = ANY(%s)",
+                (ts(at), list(ids)),
+            )
+
+    def mark_failed(self, notification_id: int, error: str) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = %s, claimed_until = NULL"
+                " WHERE id = %s",
+                (error[:1000], notification_id),
+            )
+
+    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
+        """Record an inbound event id once; False if it was already recorded (any process)."""
+        with self.transaction() as tx:
+            return tx.remember_event(source, event_id, at)
+
+    def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            sql = report_sql(sql_name)
+        except KeyError:
+            raise InvalidInput(f"unknown report query {sql_name!r}") from None
+        return self._rows(sql, params)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _status_user(statuses: Sequence[str], user_id: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if statuses:
+        clauses.append("status = ANY(%s)")
+        params.append(list(statuses))
+    if user_id is not None:
+        clauses.append("user_id = %s")
+        params.append(user_id)
+    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), params

@@ -1,0 +1,312 @@
+"""The PostgreSQL unit of work: writes queued in psycopg's pipeline, one round trip a change.
+
+A transaction runs on one pooled connection in pipeline mode. Writes are queued, not waited
+for; a read sends whatever is queued ahead of it (so it sees this transaction's writes) and
+waits once. Version-checked UPDATEs raise in the server (``expect_one()``, SQLSTATE
+``IF409``) when no row matched, so the COMMIT queued behind them never commits a lost
+update: the error surfaces at the next sync and the store maps it to
+:class:`~iap_flow.errors.ConcurrentModification`. A command that reads once and writes a
+state change costs two round trips (the read, then writes + COMMIT); one that decides on a
+cached copy costs one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from iap_flow import codec
+from iap_flow.codec import ts, ts_opt
+from iap_flow.models import (
+    AuditEvent,
+    Deadline,
+    DeadlineKind,
+    DeadlineState,
+    Notification,
+    Order,
+    Platform,
+    Product,
+    RefundRequest,
+    Ticket,
+    TicketMessage,
+)
+
+from .schema import OPEN
+
+if TYPE_CHECKING:
+    from .store import OutboxIds
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
+PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products"
+DEADLINE_SELECT = "SELECT id, kind, subject_id, due_at, remind_at, state FROM deadlines"
+_ORDER_INSERT = (
+    f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)})"
+    f" VALUES ({', '.join(['%s'] * len(codec.ORDER_COLUMNS))})"
+)
+_CHECKED = (
+    "WITH u AS ({update} RETURNING 1) SELECT expect_one((SELECT count(*) FROM u), %s, %s, %s)"
+)
+_ORDER_UPDATE = _CHECKED.format(
+    update="UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
+    " platform_transaction_id = %s WHERE id = %s AND version = %s"
+)
+_AUDIT_INSERT = (
+    "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
+    " role, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_OUTBOX_INSERT = (
+    "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_DEADLINE_INSERT = (
+    "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (%s, %s, %s, %s, %s)"
+)
+_DUE = f"{DEADLINE_SELECT} WHERE state IN {OPEN} AND due_at <= %s ORDER BY due_at LIMIT %s"
+_REMIND = (
+    f"{DEADLINE_SELECT} WHERE state = 'pending' AND remind_at IS NOT NULL AND remind_at <= %s"
+    " AND due_at > %s ORDER BY remind_at LIMIT %s"
+)
+# Several sweepers at once: each locks the rows it takes and skips the ones others hold.
+_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+
+@cache
+def insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO table (columns) VALUES (%s, ...)``, built once per column list."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+@cache
+def update_sql(table: str, key: str, columns: tuple[str, ...]) -> str:
+    """A version-checked UPDATE of every column but ``key``, raising IF409 on no match."""
+    sets = ", ".join(f"{c} = %s" for c in columns if c != key)
+    return _CHECKED.format(update=f"UPDATE {table} SET {sets} WHERE {key} = %s AND version = %s")
+
+
+def deadline_from(r: Sequence[Any]) -> Deadline:
+    """A deadline from a row in :data:`DEADLINE_SELECT` order."""
+    return Deadline(
+        kind=DeadlineKind(r[1]),
+        subject_id=r[2],
+        due_at=datetime.fromisoformat(r[3]),
+        remind_at=None if r[4] is None else datetime.fromisoformat(r[4]),
+        state=DeadlineState(r[5]),
+        id=r[0],
+    )
+
+
+def get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
+    """A ticket and its messages, both queries sent before waiting (one round trip)."""
+    with conn.pipeline():
+        head = conn.cursor(row_factory=dict_row).execute(
+            "SELECT * FROM tickets WHERE id = %s", (ticket_id,)
+        )
+        body = conn.cursor(row_factory=dict_row).execute(
+            "SELECT * FROM ticket_messages WHERE ticket_id = %s ORDER BY id", (ticket_id,)
+        )
+        row = head.fetchone()
+        messages = body.fetchall()
+    return (
+        None if row is None else codec.ticket_from(row, [codec.message_from(m) for m in messages])
+    )
+
+
+def get_refund(conn: Conn, refund_id: str) -> RefundRequest | None:
+    row = conn.cursor(row_factory=dict_row).execute(
+        "SELECT * FROM refunds WHERE id = %s", (refund_id,)
+    )
+    found = row.fetchone()
+    return None if found is None else codec.refund_from(found)
+
+
+def get_order(conn: Conn, order_id: str) -> Order | None:
+    row = conn.execute(ORDER_SELECT + " WHERE id = %s", (order_id,)).fetchone()
+    return None if row is None else codec.order_from(row)
+
+
+def get_product(conn: Conn, sku: str) -> Product | None:
+    row = conn.execute(PRODUCT_SELECT + " WHERE sku = %s", (sku,)).fetchone()
+    return None if row is None else codec.product_from(row)
+
+
+class PgUnitOfWork:
+    """A :class:`~iap_flow.ports.UnitOfWork` on one connection inside BEGIN ... COMMIT."""
+
+    def __init__(self, conn: Conn, outbox_ids: OutboxIds) -> None:
+        self.conn = conn
+        self._ids = outbox_ids
+        self._cur = conn.cursor()
+        self._q: Callable[..., Any] = self._cur.execute
+
+    # products
+    def get_product(self, sku: str) -> Product | None:
+        return get_product(self.conn, sku)
+
+    def insert_product(self, product: Product) -> None:
+        row = codec.product_row(product)
+        self._q(insert_sql("products", tuple(row)), tuple(row.values()))
+
+    def update_product(self, product: Product, expected_version: int) -> None:
+        self._update("products", "sku", "product", codec.product_row(product), expected_version)
+
+    def _update(self, table: str, key: str, kind: str, row: dict[str, Any], expected: int) -> None:
+        values = [v for k, v in row.items() if k != key]
+        self._q(
+            update_sql(table, key, tuple(row)),
+            (*values, row[key], expected, kind, row[key], expected),
+        )
+
+    # orders
+    def get_order(self, order_id: str) -> Order | None:
+        return get_order(self.conn, order_id)
+
+    def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None:
+        row = self.conn.execute(
+            ORDER_SELECT + " WHERE platform = %s AND platform_transaction_id = %s",
+            (platform.value, transaction_id),
+        ).fetchone()
+        return None if row is None else codec.order_from(row)
+
+    def insert_order(self, order: Order) -> None:
+        self._q(_ORDER_INSERT, codec.order_row(order))
+
+    def update_order(self, order: Order, expected_version: int) -> None:
+        self._q(
+            _ORDER_UPDATE,
+            (
+                order.status.value,
+                order.version,
+                ts(order.updated_at),
+                ts_opt(order.paid_at),
+                order.platform_transaction_id,
+                order.id,
+                expected_version,
+                "order",
+                order.id,
+                expected_version,
+            ),
+        )
+
+    # refunds
+    def get_refund(self, refund_id: str) -> RefundRequest | None:
+        return get_refund(self.conn, refund_id)
+
+    def refunds_for_order(self, order_id: str) -> list[RefundRequest]:
+        cur = self.conn.cursor(row_factory=dict_row).execute(
+            "SELECT * FROM refunds WHERE order_id = %s ORDER BY id", (order_id,)
+        )
+        return [codec.refund_from(r) for r in cur.fetchall()]
+
+    def insert_refund(self, refund: RefundRequest) -> None:
+        row = codec.refund_row(refund)
+        self._q(insert_sql("refunds", tuple(row)), tuple(row.values()))
+
+    def update_refund(self, refund: RefundRequest, expected_version: int) -> None:
+        self._update("refunds", "id", "refund", codec.refund_row(refund), expected_version)
+
+    # tickets
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        return get_ticket(self.conn, ticket_id)
+
+    def insert_ticket(self, ticket: Ticket) -> None:
+        row = codec.ticket_row(ticket)
+        self._q(insert_sql("tickets", tuple(row)), tuple(row.values()))
+
+    def update_ticket(self, ticket: Ticket, expected_version: int) -> None:
+        self._update("tickets", "id", "ticket", codec.ticket_row(ticket), expected_version)
+
+    def add_message(self, message: TicketMessage) -> None:
+        row = codec.message_row(message)
+        self._q(insert_sql("ticket_messages", tuple(row)), tuple(row.values()))
+
+    # audit, outbox, deadlines
+    def add_audit(self, e: AuditEvent) -> None:
+        self._q(
+            _AUDIT_INSERT,
+            (
+                e.aggregate,
+                e.aggregate_id,
+                e.event,
+                e.from_state,
+                e.to_state,
+                e.actor_id,
+                e.role,
+                ts(e.at),
+                json.dumps(e.data) if e.data else None,
+            ),
+        )
+
+    def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
+        note_id = self._ids.next(self.conn)
+        self._q(
+            _OUTBOX_INSERT,
+            (
+                note_id,
+                n.topic,
+                n.recipient,
+                json.dumps(n.payload),
+                ts(n.created_at),
+                ts_opt(claimed_until),
+            ),
+        )
+        return note_id
+
+    def add_deadline(self, d: Deadline) -> None:
+        self._q(
+            _DEADLINE_INSERT,
+            (d.kind.value, d.subject_id, ts(d.due_at), ts_opt(d.remind_at), d.state.value),
+        )
+
+    def close_deadlines(self, subject_id: str, kinds: Sequence[DeadlineKind]) -> None:
+        self._q(
+            f"UPDATE deadlines SET state = 'done' WHERE subject_id = %s AND state IN {OPEN}"
+            " AND kind = ANY(%s)",
+            (subject_id, [k.value for k in kinds]),
+        )
+
+    def due_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
+        rows = self.conn.execute(_DUE + _LOCKED, (ts(now), limit)).fetchall()
+        return [deadline_from(r) for r in rows]
+
+    def due_reminders(self, now: datetime, limit: int) -> list[Deadline]:
+        at = ts(now)
+        rows = self.conn.execute(_REMIND + _LOCKED, (at, at, limit)).fetchall()
+        return [deadline_from(r) for r in rows]
+
+    def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
+        self._q("UPDATE deadlines SET state = %s WHERE id = %s", (state.value, deadline_id))
+
+    def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
+        # Serialise commands sharing a key: a second one waits for the first to commit and
+        # then finds its result (the lock is queued with the read: still one round trip).
+        self._q("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
+        row = self.conn.execute(
+            "SELECT command, fingerprint, result FROM idempotency WHERE key = %s", (key,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def idempotency_put(
+        self, key: str, command: str, fingerprint: str, result: str, at: datetime
+    ) -> None:
+        self._q(
+            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (key, command, fingerprint, result, ts(at)),
+        )
+
+    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
+        """Record an inbound event id (webhook, Slack retry); False if it was seen before."""
+        row = self.conn.execute(
+            "INSERT INTO processed_events (source, event_id, created_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (source, event_id, ts(at)),
+        ).fetchone()
+        return row is not None
