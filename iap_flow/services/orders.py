@@ -18,7 +18,7 @@ from iap_flow.errors import (
 )
 from iap_flow.models import Order, OrderStatus, Page, Platform, ProductKind
 from iap_flow.ports import OrderQuery, UnitOfWork
-from iap_flow.roles import Actor, Role
+from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.transitions import ORDER
 
@@ -196,8 +196,9 @@ class Orders:
             if result.success:
                 return self._paid(tx, current, actor, now, result.platform_transaction_id)
             data = {"error": result.error}
+            # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
             target = ctx.fire(
-                tx, ORDER, current.id, current.status, "fail_payment", actor, now, data
+                tx, ORDER, current.id, current.status, "fail_payment", SYSTEM, now, data
             )
             current.status = _STATUS[target]
             self._save(tx, current, now)

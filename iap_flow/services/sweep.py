@@ -65,7 +65,8 @@ class Sweeper:
                 done += 1
             for deadline in tx.due_deadlines(at, BATCH):
                 done += 1
-                outcome = self._act(tx, deadline, at, actor)
+                # Deadline events are the system's (PERMISSIONS), whoever runs the sweep.
+                outcome = self._act(tx, deadline, at, SYSTEM)
                 if outcome == "retry":
                     retries.append(deadline.subject_id)
                 elif outcome:
