@@ -30,6 +30,15 @@ def _check_actor_id(_: object, __: attrs.Attribute[str], value: str) -> None:
         raise InvalidInput("an actor needs a non-empty id", field="actor_id")
 
 
+def _role(value: object) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput(
+            f"role must be one of {', '.join(Role)}, got {value!r}", field="role"
+        ) from None
+
+
 @attrs.frozen
 class Actor:
     """Who is acting, and in which role.
@@ -39,7 +48,7 @@ class Actor:
     """
 
     id: str = attrs.field(validator=_check_actor_id)
-    role: Role = attrs.field(converter=Role)
+    role: Role = attrs.field(converter=_role)
 
     @classmethod
     def buyer(cls, user_id: str) -> Actor:
