@@ -31,12 +31,12 @@ def _check_actor_id(_: object, __: attrs.Attribute[str], value: str) -> None:
 
 
 def _role(value: object) -> Role:
-    try:
+    if isinstance(value, str) and value in _ROLES:
         return Role(value)
-    except ValueError:
-        raise InvalidInput(
-            f"role must be one of {', '.join(Role)}, got {value!r}", field="role"
-        ) from None
+    raise InvalidInput(f"role must be one of {', '.join(Role)}, got {value!r}", field="role")
+
+
+_ROLES = frozenset(r.value for r in Role)
 
 
 @attrs.frozen
