@@ -10,6 +10,7 @@ from iap_flow.clock import utc
 from iap_flow.codec import clone_order
 from iap_flow.errors import (
     ConcurrentModification,
+    ConflictError,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -234,6 +235,12 @@ class Orders:
         def body(tx: UnitOfWork, now: datetime) -> Order:
             order = must(tx.get_order(order_id), "order", order_id)
             check(actor, "order.pay", order.user_id)
+            other = tx.find_order_by_transaction(order.platform, transaction_id)
+            if other is not None and other.id != order.id:
+                raise ConflictError(
+                    f"{order.platform} transaction {transaction_id} already paid order "
+                    f"{other.id}; one platform transaction pays one order"
+                )
             return self._paid(tx, order, actor, now, transaction_id)
 
         args = {"order_id": order_id, "transaction_id": transaction_id}
