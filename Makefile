@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/queries.py
 
 docs: $(STAMP)
-	$(BIN)/iap-flow docs --out PROCESS.md
+	mkdir -p build && $(BIN)/iap-flow docs --out build/PROCESS.md
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache
