@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from iap_flow.adapters.sql import REPORTS
 from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from iap_flow import codec
+from iap_flow.adapters.sql import REPORTS
 from iap_flow.codec import ts
 from iap_flow.errors import (
     ConcurrentModification,

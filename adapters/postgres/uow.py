@@ -69,13 +69,18 @@ _OUTBOX_INSERT = (
 _DEADLINE_INSERT = (
     "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (%s, %s, %s, %s, %s)"
 )
-_DUE = f"{DEADLINE_SELECT} WHERE state IN {OPEN} AND due_at <= %s ORDER BY due_at LIMIT %s"
+# Sweepers share the due deadlines: each locks the rows it takes and skips those others hold,
+# and takes a deadline only with its subject's advisory lock, so two deadlines of one ticket
+# are never acted on by two workers at once (the second would lose the version check).
+_DUE = (
+    f"{DEADLINE_SELECT} WHERE state IN {OPEN} AND due_at <= %s"
+    " AND pg_try_advisory_xact_lock(hashtextextended(subject_id, 2))"
+    " ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
+)
 _REMIND = (
     f"{DEADLINE_SELECT} WHERE state = 'pending' AND remind_at IS NOT NULL AND remind_at <= %s"
     " AND due_at > %s ORDER BY remind_at LIMIT %s"
 )
-# Several sweepers at once: each locks the rows it takes and skips the ones others hold.
-_LOCKED = " FOR UPDATE SKIP LOCKED"
 
 
 @cache
@@ -103,11 +108,11 @@ def deadline_from(r: Sequence[Any]) -> Deadline:
     )
 
 
-def get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
+def get_ticket(conn: Conn, ticket_id: str, lock: str = "") -> Ticket | None:
     """A ticket and its messages, both queries sent before waiting (one round trip)."""
     with conn.pipeline():
         head = conn.cursor(row_factory=dict_row).execute(
-            "SELECT * FROM tickets WHERE id = %s", (ticket_id,)
+            "SELECT * FROM tickets WHERE id = %s" + lock, (ticket_id,)
         )
         body = conn.cursor(row_factory=dict_row).execute(
             "SELECT * FROM ticket_messages WHERE ticket_id = %s ORDER BY id", (ticket_id,)
@@ -119,22 +124,25 @@ def get_ticket(conn: Conn, ticket_id: str) -> Ticket | None:
     )
 
 
-def get_refund(conn: Conn, refund_id: str) -> RefundRequest | None:
+def get_refund(conn: Conn, refund_id: str, lock: str = "") -> RefundRequest | None:
     row = conn.cursor(row_factory=dict_row).execute(
-        "SELECT * FROM refunds WHERE id = %s", (refund_id,)
+        "SELECT * FROM refunds WHERE id = %s" + lock, (refund_id,)
     )
     found = row.fetchone()
     return None if found is None else codec.refund_from(found)
 
 
-def get_order(conn: Conn, order_id: str) -> Order | None:
-    row = conn.execute(ORDER_SELECT + " WHERE id = %s", (order_id,)).fetchone()
+def get_order(conn: Conn, order_id: str, lock: str = "") -> Order | None:
+    row = conn.execute(ORDER_SELECT + " WHERE id = %s" + lock, (order_id,)).fetchone()
     return None if row is None else codec.order_from(row)
 
 
 def get_product(conn: Conn, sku: str) -> Product | None:
     row = conn.execute(PRODUCT_SELECT + " WHERE sku = %s", (sku,)).fetchone()
     return None if row is None else codec.product_from(row)
+
+
+_FOR_UPDATE = " FOR UPDATE"
 
 
 class PgUnitOfWork:
@@ -145,6 +153,9 @@ class PgUnitOfWork:
         self._ids = outbox_ids
         self._cur = conn.cursor()
         self._q: Callable[..., Any] = self._cur.execute
+        # Once a transaction took due deadlines (the sweep), its reads lock what they read: the
+        # sweep then decides on the latest state, and a command racing it gets the conflict.
+        self._lock_reads = False
 
     # products
     def get_product(self, sku: str) -> Product | None:
@@ -166,7 +177,7 @@ class PgUnitOfWork:
 
     # orders
     def get_order(self, order_id: str) -> Order | None:
-        return get_order(self.conn, order_id)
+        return get_order(self.conn, order_id, _FOR_UPDATE if self._lock_reads else "")
 
     def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None:
         row = self.conn.execute(
@@ -197,7 +208,7 @@ class PgUnitOfWork:
 
     # refunds
     def get_refund(self, refund_id: str) -> RefundRequest | None:
-        return get_refund(self.conn, refund_id)
+        return get_refund(self.conn, refund_id, _FOR_UPDATE if self._lock_reads else "")
 
     def refunds_for_order(self, order_id: str) -> list[RefundRequest]:
         cur = self.conn.cursor(row_factory=dict_row).execute(
@@ -214,7 +225,7 @@ class PgUnitOfWork:
 
     # tickets
     def get_ticket(self, ticket_id: str) -> Ticket | None:
-        return get_ticket(self.conn, ticket_id)
+        return get_ticket(self.conn, ticket_id, _FOR_UPDATE if self._lock_reads else "")
 
     def insert_ticket(self, ticket: Ticket) -> None:
         row = codec.ticket_row(ticket)
@@ -273,12 +284,13 @@ class PgUnitOfWork:
         )
 
     def due_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
-        rows = self.conn.execute(_DUE + _LOCKED, (ts(now), limit)).fetchall()
+        self._lock_reads = True
+        rows = self.conn.execute(_DUE, (ts(now), limit)).fetchall()
         return [deadline_from(r) for r in rows]
 
     def due_reminders(self, now: datetime, limit: int) -> list[Deadline]:
         at = ts(now)
-        rows = self.conn.execute(_REMIND + _LOCKED, (at, at, limit)).fetchall()
+        rows = self.conn.execute(_REMIND + " FOR UPDATE SKIP LOCKED", (at, at, limit)).fetchall()
         return [deadline_from(r) for r in rows]
 
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from iap_flow.adapters.notifiers import MemoryNotifier
 
 from iap_flow import Actor, Flow, ManualClock, Money, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
 
 PG_ENV = "IAP_FLOW_TEST_POSTGRES_URL"
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,7 +6,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-from iap_flow.adapters.notifiers import MemoryNotifier
 
 from iap_flow import (
     SYSTEM,
@@ -20,6 +19,7 @@ from iap_flow import (
     PermissionDenied,
     open_flow,
 )
+from iap_flow.adapters.notifiers import MemoryNotifier
 
 BUYER = Actor.buyer("u1")
 OTHER = Actor.buyer("u2")

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
-from iap_flow.adapters.notifiers import MemoryNotifier
 
 from iap_flow import (
     SYSTEM,
@@ -22,6 +21,7 @@ from iap_flow import (
     StoreError,
     open_flow,
 )
+from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.models import AuditEvent
 from iap_flow.report import Report
 
