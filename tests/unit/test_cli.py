@@ -7,15 +7,17 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
+from iap_flow import Actor
 from iap_flow import cli as cli_module
+from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.cli import PLUGINS, Plugin, cli, db_url, notifications_path
 from iap_flow.process_doc import process_document
+from iap_flow.simulation import CATALOGUE, PM, open_demo_flow
 
 ORDER_ID = re.compile(r"\bord_[0-9A-Z]{20}\b")
 REFUND_ID = re.compile(r"\brfd_[0-9A-Z]{20}\b")
@@ -159,9 +161,14 @@ def test_show_prints_a_record_and_its_audit_trail(demo_db: Path) -> None:
     assert odd.exit_code == 1 and "not an order, refund or ticket id" in odd.output
 
 
-def test_sweep_expires_what_is_due_once(file_world: Any, tmp_path: Path) -> None:
-    order = file_world.order(upto="pending_payment")  # placed in the past, never paid
-    db = file_world.flow.store.path
+def test_sweep_expires_what_is_due_once(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with open_demo_flow(f"sqlite:///{db}", notifier=MemoryNotifier()) as flow:  # clock in 2026
+        gems = CATALOGUE[0]
+        flow.catalogue.add(
+            PM, sku=gems.sku, title=gems.title, description="-", price=gems.price, kind=gems.kind
+        )
+        order = flow.orders.place(Actor.buyer("u1"), gems.sku)  # never paid
     notes = tmp_path / "notes.jsonl"
     first = invoke("--db", str(db), "sweep", "--notifications", str(notes))
     assert first.exit_code == 0, first.output
