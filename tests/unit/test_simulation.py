@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from iap_flow.adapters.notifiers import MemoryNotifier
 
 from iap_flow import (
     SYSTEM,
@@ -21,6 +20,7 @@ from iap_flow import (
     TicketStatus,
     open_flow,
 )
+from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.simulation import DEMO_START, SimulationStats, open_demo_flow, simulate
 
 DEV = Actor("dev", "developer")
