@@ -112,8 +112,10 @@ def build_report(rows: Any, since: datetime | None, until: datetime | None) -> R
         refunded=refunded,
         refunds_by_status={r["status"]: int(r["n"]) for r in q("refunds_by_status")},
         refund_rate=refunded_orders / paid_orders if paid_orders else 0.0,
-        review_p50_seconds=None if p50 is None else float(p50),
-        review_p95_seconds=None if p95 is None else float(p95),
+        # to the millisecond: SQLite's julianday() arithmetic leaves float noise (10 h came
+        # out as 35999.99998 s and printed as 9h59m)
+        review_p50_seconds=None if p50 is None else round(float(p50), 3),
+        review_p95_seconds=None if p95 is None else round(float(p95), 3),
         breaches={r["kind"]: int(r["n"]) for r in q("breaches")},
         average_rating=average,
         ratings=ratings,
