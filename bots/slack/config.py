@@ -1,0 +1,208 @@
+"""The bot's configuration (environment variables) and who is who: Slack users -> core roles.
+
+A role is granted to Slack user ids (``U...``/``W...``) and/or user group ids (``S...``), one
+comma-separated environment variable per role. Group members are read with
+``usergroups.users.list`` and cached for a few minutes, so a change of membership in Slack
+takes effect without a restart. Someone in several roles acts in the strongest one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import attrs
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from iap_flow.errors import InvalidInput
+from iap_flow.roles import Actor, Role
+
+log = logging.getLogger(__name__)
+
+ROLE_ENV: dict[Role, str] = {
+    Role.SUPPORT_LEAD: "IAP_FLOW_SLACK_SUPPORT_LEADS",
+    Role.SUPPORT_AGENT: "IAP_FLOW_SLACK_SUPPORT_AGENTS",
+    Role.DEVELOPER: "IAP_FLOW_SLACK_DEVELOPERS",
+    Role.DATA_ANALYST: "IAP_FLOW_SLACK_DATA_ANALYSTS",
+}
+"""Role -> the variable listing its Slack users and groups; earlier roles win a tie."""
+
+DEFAULT_API_URL = "https://slack.com/api/"
+_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+@attrs.frozen
+class RoleMap:
+    """Which Slack users and user groups hold which staff role."""
+
+    users: Mapping[str, Role] = attrs.Factory(dict)
+    groups: tuple[tuple[str, Role], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Mapping[Role, str]) -> RoleMap:
+        """Build from ``{role: "U01,U02,S03"}``; raise :class:`InvalidInput` on a bad id."""
+        users: dict[str, Role] = {}
+        groups: list[tuple[str, Role]] = []
+        for role in ROLE_ENV:  # strongest first: the first role that names someone wins
+            for item in (spec.get(role) or "").split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                if _USER.match(item):
+                    users.setdefault(item, role)
+                elif _GROUP.match(item):
+                    groups.append((item, role))
+                else:
+                    raise InvalidInput(
+                        f"{ROLE_ENV[role]}: {item!r} is neither a Slack user id (U.../W...) "
+                        "nor a user group id (S...)",
+                        field=ROLE_ENV[role],
+                    )
+        return cls(users, tuple(groups))
+
+    def is_empty(self) -> bool:
+        return not self.users and not self.groups
+
+
+@attrs.frozen
+class SlackConfig:
+    """Everything the bot needs to know; build it with :meth:`from_env`."""
+
+    bot_token: str
+    review_channel: str
+    roles: RoleMap
+    app_token: str | None = None
+    signing_secret: str | None = None
+    api_url: str = DEFAULT_API_URL
+    command: str = "/iap"
+    role_cache_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SlackConfig:
+        """Read the environment (see the README's Slack section); clear errors for gaps."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        bot_token = get("SLACK_BOT_TOKEN")
+        if bot_token is None:
+            raise InvalidInput(
+                "SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-...) from the "
+                "app's OAuth & Permissions page",
+                field="SLACK_BOT_TOKEN",
+            )
+        channel = get("IAP_FLOW_SLACK_CHANNEL")
+        if channel is None or not _CHANNEL.match(channel):
+            raise InvalidInput(
+                "IAP_FLOW_SLACK_CHANNEL must be the review channel's id (C..., from the "
+                f"channel's details), got {channel!r}",
+                field="IAP_FLOW_SLACK_CHANNEL",
+            )
+        roles = RoleMap.parse({role: env.get(name, "") for role, name in ROLE_ENV.items()})
+        if roles.is_empty():
+            raise InvalidInput(
+                "no Slack user or group is mapped to a role: set "
+                f"{ROLE_ENV[Role.SUPPORT_AGENT]} and/or {ROLE_ENV[Role.SUPPORT_LEAD]}",
+                field=ROLE_ENV[Role.SUPPORT_AGENT],
+            )
+        command = get("IAP_FLOW_SLACK_COMMAND") or "/iap"
+        if not command.startswith("/"):
+            raise InvalidInput("IAP_FLOW_SLACK_COMMAND must start with '/'", field="command")
+        cache = get("IAP_FLOW_SLACK_ROLE_CACHE_SECONDS") or "300"
+        try:
+            cache_seconds = float(cache)
+        except ValueError:
+            raise InvalidInput(
+                f"IAP_FLOW_SLACK_ROLE_CACHE_SECONDS must be a number, got {cache!r}",
+                field="IAP_FLOW_SLACK_ROLE_CACHE_SECONDS",
+            ) from None
+        return cls(
+            bot_token=bot_token,
+            review_channel=channel,
+            roles=roles,
+            app_token=get("SLACK_APP_TOKEN"),
+            signing_secret=get("SLACK_SIGNING_SECRET"),
+            api_url=get("IAP_FLOW_SLACK_API_URL") or DEFAULT_API_URL,
+            command=command,
+            role_cache_seconds=cache_seconds,
+        )
+
+
+def make_client(config: SlackConfig) -> WebClient:
+    """The Web API client: the configured base URL, and retries for 429s and dropped calls."""
+    return WebClient(
+        token=config.bot_token,
+        base_url=config.api_url,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class RoleResolver:
+    """Slack user id -> core :class:`Actor`, reading user groups through the Web API (cached)."""
+
+    def __init__(
+        self,
+        roles: RoleMap,
+        client: WebClient,
+        *,
+        ttl_seconds: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._roles = roles
+        self._client = client
+        self._ttl = ttl_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def actor(self, user_id: str) -> Actor | None:
+        """The actor this Slack user acts as, or None if no role is mapped to them."""
+        best = self._roles.users.get(user_id)
+        order = list(ROLE_ENV)
+        for group, role in self._roles.groups:
+            if best is not None and order.index(best) <= order.index(role):
+                continue
+            if user_id in self.members(group):
+                best = role
+        return None if best is None else Actor(user_id, best)
+
+    def members(self, group_id: str) -> frozenset[str]:
+        """The group's members; on a Slack error the last known list (empty if none)."""
+        now = self._monotonic()
+        with self._lock:
+            hit = self._cache.get(group_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            response = self._client.usergroups_users_list(usergroup=group_id)
+            users = frozenset(str(u) for u in response.get("users") or [])
+        except SlackApiError as exc:
+            log.error("cannot read members of user group %s: %s", group_id, exc)
+            return hit[1] if hit is not None else frozenset()
+        with self._lock:
+            self._cache[group_id] = (now, users)
+        return users
+
+    def lead_mention(self) -> str:
+        """How to get the support leads' attention: their user group(s), else each lead."""
+        groups = [f"<!subteam^{g}>" for g, role in self._roles.groups if role is Role.SUPPORT_LEAD]
+        if groups:
+            return " ".join(groups)
+        leads = [f"<@{u}>" for u, role in self._roles.users.items() if role is Role.SUPPORT_LEAD]
+        return " ".join(leads) or "support leads"

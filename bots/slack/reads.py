@@ -1,0 +1,165 @@
+"""What the bot shows, read through the core's public API (with the viewer's permissions).
+
+Each function gathers one screen's records; :mod:`.blocks` turns them into Block Kit. No
+state changes here, and no rule is decided here: the core says who may read what.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from iap_flow.errors import PermissionDenied
+from iap_flow.flow import Flow
+from iap_flow.models import (
+    AuditEvent,
+    DeadlineKind,
+    Order,
+    RefundRequest,
+    RefundStatus,
+    Ticket,
+    TicketStatus,
+)
+from iap_flow.roles import Actor, Role
+
+ALL_REFUNDS = tuple(RefundStatus)
+ALL_TICKETS = tuple(TicketStatus)
+_TICKET_DEADLINES = (DeadlineKind.TICKET_FIRST_RESPONSE, DeadlineKind.TICKET_RESOLUTION)
+MAX_LISTED = 1000
+
+
+@attrs.frozen
+class RefundView:
+    """A refund with what a reviewer needs beside it."""
+
+    refund: RefundRequest
+    order: Order
+    earlier: list[RefundRequest]
+    """The same buyer's refunds made before this one, newest first."""
+    agent_limit: int
+    """The most (minor units, refund's currency) a support agent may approve."""
+
+
+@attrs.frozen
+class TicketView:
+    """A feedback ticket, its current deadline and its latest staff step."""
+
+    ticket: Ticket
+    due_at: datetime | None
+    last_step: AuditEvent | None
+    """The latest answer / resolve / reopen event, for the card's status line."""
+
+
+@attrs.frozen
+class QueueItem:
+    """One row of someone's queue: a refund awaiting review or a ticket awaiting an answer."""
+
+    kind: str  # "refund" | "ticket"
+    id: str
+    due_at: datetime | None
+    summary: str
+    needs_lead: bool = False
+
+
+@attrs.frozen
+class OrderView:
+    """An order looked up by staff: the order, its audit trail, its refunds and tickets."""
+
+    order: Order
+    history: list[AuditEvent] | None
+    """None when the viewer's role may not read the audit trail."""
+    refunds: list[RefundRequest]
+    tickets: list[Ticket]
+
+
+def refund_view(flow: Flow, actor: Actor, refund_id: str) -> RefundView:
+    """The refund, its order and the buyer's earlier refunds."""
+    refund = flow.refunds.get(actor, refund_id)
+    order = flow.orders.get(actor, refund.order_id)
+    mine = (refund.created_at, refund.id)
+    earlier = [
+        r
+        for r in flow.refunds.queue(
+            actor, status=ALL_REFUNDS, user_id=refund.user_id, limit=MAX_LISTED
+        )
+        if (r.created_at, r.id) < mine
+    ]
+    earlier.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    limit = flow.policy.agent_limit(refund.amount.currency)
+    return RefundView(refund, order, earlier, limit)
+
+
+def ticket_view(flow: Flow, actor: Actor, ticket_id: str) -> TicketView:
+    """The ticket, when staff must next act on it, and who last acted."""
+    ticket = flow.feedback.get(actor, ticket_id)
+    return TicketView(ticket, _ticket_due(flow, ticket.id), _last_step(flow, actor, ticket.id))
+
+
+def queue(flow: Flow, actor: Actor, *, limit: int = 50) -> list[QueueItem]:
+    """Refunds in review and tickets awaiting an answer, soonest deadline first."""
+    items: list[QueueItem] = []
+    for refund in flow.refunds.queue(actor, limit=limit):
+        needs_lead = (
+            actor.role is Role.SUPPORT_AGENT
+            and refund.amount.amount > flow.policy.agent_limit(refund.amount.currency)
+        )
+        items.append(
+            QueueItem(
+                "refund",
+                refund.id,
+                refund.review_due_at,
+                f"{refund.amount} from {refund.user_id}",
+                needs_lead,
+            )
+        )
+    for ticket in flow.feedback.queue(actor, limit=limit):
+        stars = "★" * ticket.rating + "☆" * (5 - ticket.rating)
+        items.append(
+            QueueItem(
+                "ticket", ticket.id, _ticket_due(flow, ticket.id), f"{stars} from {ticket.user_id}"
+            )
+        )
+    far = datetime.max.replace(tzinfo=flow.clock.now().tzinfo)
+    items.sort(key=lambda i: (i.due_at or far, i.id))
+    return items[:limit]
+
+
+def order_view(flow: Flow, actor: Actor, order_id: str) -> OrderView:
+    """An order with its history (if the viewer may read audit), refunds and tickets."""
+    order = flow.orders.get(actor, order_id)
+    try:
+        history: list[AuditEvent] | None = flow.history(actor, order.id)
+    except PermissionDenied:
+        history = None
+    refunds = [
+        r
+        for r in flow.refunds.queue(
+            actor, status=ALL_REFUNDS, user_id=order.user_id, limit=MAX_LISTED
+        )
+        if r.order_id == order.id
+    ]
+    tickets = [
+        t
+        for t in flow.feedback.queue(
+            actor, status=ALL_TICKETS, user_id=order.user_id, limit=MAX_LISTED
+        )
+        if t.order_id == order.id
+    ]
+    return OrderView(order, history, refunds, tickets)
+
+
+def _ticket_due(flow: Flow, ticket_id: str) -> datetime | None:
+    dues = [
+        d.due_at for d in flow.store.pending_deadlines(ticket_id) if d.kind in _TICKET_DEADLINES
+    ]
+    return min(dues) if dues else None
+
+
+def _last_step(flow: Flow, actor: Actor, ticket_id: str) -> AuditEvent | None:
+    try:
+        events = flow.history(actor, ticket_id)
+    except PermissionDenied:
+        return None
+    steps = [e for e in events if e.event in ("answer", "resolve", "reopen")]
+    return steps[-1] if steps else None

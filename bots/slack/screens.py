@@ -1,0 +1,164 @@
+"""Block Kit for screens and notices: the queue (App Home and slash command), order lookups,
+deadline reminders and escalations, and the texts staff read when the core says no.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from iap_flow.errors import (
+    AlreadyDecided,
+    ApprovalLimitExceeded,
+    ConflictError,
+    IapFlowError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TransitionNotAllowed,
+)
+from iap_flow.money import Money
+
+from .blocks import Block, Message, context, lines, mention, plain, section, time_left, when
+from .reads import OrderView, QueueItem
+
+_DEADLINES = {
+    "refund_review": "review of refund",
+    "ticket_first_response": "first answer to ticket",
+    "ticket_resolution": "resolution of ticket",
+    "order_payment": "payment of order",
+    "refund_retry": "payout retry of refund",
+}
+
+
+# -- queue, home, order lookup ------------------------------------------------------------
+def queue_blocks(items: Sequence[QueueItem], now: datetime) -> list[Block]:
+    """One line per waiting refund or ticket, soonest deadline first."""
+    if not items:
+        return [section("Nothing is waiting for you. :tada:")]
+    rows = []
+    for item in items:
+        lead = " · :warning: needs a lead" if item.needs_lead else ""
+        rows.append(
+            f"• *{item.kind.capitalize()}* `{item.id}` · {item.summary} · "
+            f"due {time_left(item.due_at, now)}{lead}"
+        )
+    return [section(lines(rows[i : i + 10])) for i in range(0, len(rows), 10)]
+
+
+def home_view(items: Sequence[QueueItem], now: datetime) -> Block:
+    """The App Home tab: my queue, refreshed each time it is opened."""
+    header = {"type": "header", "text": {"type": "plain_text", "text": "My queue"}}
+    note = context(f"Refunds awaiting review and tickets awaiting an answer · updated {when(now)}")
+    return {
+        "type": "home",
+        "blocks": [header, note, {"type": "divider"}, *queue_blocks(items, now)],
+    }
+
+
+def home_refused() -> Block:
+    """The App Home tab for someone who holds no staff role."""
+    return {"type": "home", "blocks": [section(not_staff_text())]}
+
+
+def order_blocks(view: OrderView) -> Message:
+    """Status, audit trail, refunds and tickets of one order (for the slash command)."""
+    order = view.order
+    blocks = [
+        section(
+            f":receipt: *Order* `{order.id}` · *{order.status}*",
+            [
+                f"*Buyer*\n`{order.user_id}`",
+                f"*Product*\n{order.title} (`{order.sku}`)",
+                f"*Amount*\n{order.amount}",
+                f"*Platform*\n{order.platform}",
+                f"*Placed*\n{when(order.created_at)}",
+                f"*Paid*\n{when(order.paid_at) if order.paid_at else 'not paid'}",
+            ],
+        )
+    ]
+    if view.history is None:
+        history = "not visible to your role"
+    else:
+        history = lines(
+            [
+                f"• {when(e.at)} · {e.event}: {e.from_state or '-'} → {e.to_state} by {mention(e.actor_id)} ({e.role})"
+                for e in view.history
+            ]
+        )
+    blocks.append(section(f"*History*\n{history}"))
+    refunds = [f"• `{r.id}` {r.amount} · {r.status}" for r in view.refunds]
+    blocks.append(section("*Refunds*\n" + (lines(refunds) or "none")))
+    tickets = [f"• `{t.id}` {t.rating}/5 · {t.status}" for t in view.tickets]
+    blocks.append(section("*Tickets*\n" + (lines(tickets) or "none")))
+    return f"Order {order.id}: {order.status}", blocks
+
+
+# -- deadlines and other staff notices ----------------------------------------------------
+def deadline_notice(topic: str, payload: Mapping[str, Any], now: datetime, leads: str) -> Message:
+    """A reminder before a deadline, or an escalation (mentioning the leads) after it."""
+    what = _DEADLINES.get(str(payload.get("kind")), str(payload.get("kind")))
+    subject = payload.get("subject_id")
+    due = datetime.fromisoformat(str(payload["due_at"])) if payload.get("due_at") else None
+    if topic == "deadline.reminder":
+        text = f":alarm_clock: Reminder: the {what} `{subject}` is due {when(due)} ({time_left(due, now)})."
+    else:
+        text = (
+            f":rotating_light: {leads}: the {what} `{subject}` was due {when(due)} "
+            "and is overdue; it is escalated to you."
+        )
+    return plain(text), [section(text)]
+
+
+def payout_escalated(payload: Mapping[str, Any], leads: str) -> Message:
+    """A refund that the platform would not pay out, after its retries."""
+    text = (
+        f":rotating_light: {leads}: refund `{payload.get('refund_id')}` "
+        f"({payload.get('amount')} {payload.get('currency')} minor units) could not be paid "
+        f"out: {payload.get('error')}. A lead must look at it."
+    )
+    return plain(text), [section(text)]
+
+
+def generic_notice(topic: str, payload: Mapping[str, Any]) -> Message:
+    """A staff notification this bot has no special layout for: shown, never dropped."""
+    details = ", ".join(f"{k}: {v}" for k, v in sorted(payload.items()))
+    text = f":information_source: `{topic}` · {details}"
+    return plain(text), [section(text)]
+
+
+# -- ephemeral texts ----------------------------------------------------------------------
+def not_staff_text() -> str:
+    """The polite refusal for a Slack user with no staff role."""
+    return (
+        "Sorry, you are not set up as support staff for iap-flow, so I can't do that for you. "
+        "Nothing was changed. A workspace admin can add you to a support role."
+    )
+
+
+def help_text(command: str) -> str:
+    """Usage of the slash command."""
+    return (
+        f"`{command} order <order id>`: an order's status, history, refunds and tickets\n"
+        f"`{command} queue`: refunds awaiting review and tickets awaiting an answer\n"
+        f"`{command} help`: this help"
+    )
+
+
+def error_text(exc: IapFlowError) -> str:
+    """What a staff member reads when the core refuses their click."""
+    if isinstance(exc, AlreadyDecided):
+        text = f"Refund `{exc.refund_id}` was already decided by {mention(exc.decided_by)}: it is {exc.state}."
+    elif isinstance(exc, ApprovalLimitExceeded):
+        amount, limit = Money(exc.amount, exc.currency), Money(exc.limit, exc.currency)
+        text = (
+            f"Refund `{exc.refund_id}` is {amount}, above your limit of {limit}: "
+            "a support lead must decide it."
+        )
+    elif isinstance(exc, PermissionDenied):
+        text = f"Your role ({exc.role}) may not do that ({exc.action})."
+    else:
+        text = str(exc).rstrip(".") + "."
+    safe = (InvalidInput, NotFound, PermissionDenied, TransitionNotAllowed, ConflictError)
+    return text + (" Nothing was changed." if isinstance(exc, safe) else "")
