@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from iap_flow.adapters.sql import REPORTS
 
 from iap_flow import codec
+from iap_flow.adapters.sql import render
 from iap_flow.codec import ts, ts_opt
 from iap_flow.errors import ConcurrentModification, InvalidInput, StoreError
 from iap_flow.models import (
@@ -609,15 +609,19 @@ class SQLiteStore:
 
     def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            sql = REPORTS[sql_name]
+            sql = render(sql_name, seconds=seconds_between)
         except KeyError:
             raise InvalidInput(f"unknown report query {sql_name!r}") from None
-        seconds = "(julianday(decided_at) - julianday(created_at)) * 86400.0"
-        return self._read(sql.replace("{seconds}", seconds), params)
+        return self._read(sql, params)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def seconds_between(start: str, end: str) -> str:
+    """SQLite's seconds from ISO-text column ``start`` to ``end`` (for report SQL)."""
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
