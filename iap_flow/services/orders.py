@@ -113,7 +113,9 @@ class Orders:
         subscription_id = ident(subscription_id, "subscription_id")
         token = text(token, "token", max_len=500)  # before the renewal is written
         key = key_or_none(idempotency_key)
-        args = {"subscription_id": subscription_id}
+        # the token is part of the request: reusing the key with another one is refused here,
+        # naming the caller's key, rather than later under the derived payment key
+        args = {"subscription_id": subscription_id, "token": token}
 
         def body(tx: UnitOfWork, now: datetime) -> Order:
             first = must(tx.get_order(subscription_id), "order", subscription_id)
