@@ -126,7 +126,16 @@ class Refunds:
 
         A support agent may approve up to their amount limit; above it a lead must decide.
         """
-        refund = self._decide(actor, refund_id, "approve", note, idempotency_key)
+        fresh: list[bool] = []
+        refund = self._decide(actor, refund_id, "approve", note, idempotency_key, fresh)
+        if not fresh:  # a repeat with the same key: the decision stands, report where it led
+            refund = must(self._ctx.store.get_refund(refund.id), "refund", refund.id)
+            if refund.status is not RefundStatus.APPROVED or (
+                refund.platform_refund_id is not None
+                or self._ctx.platform(refund.platform).decides_refunds
+            ):
+                return refund
+            # still approved: the first call stopped before the payout, carry on with it
         if (
             refund.status is RefundStatus.APPROVED
             and not self._ctx.platform(refund.platform).decides_refunds
@@ -142,8 +151,15 @@ class Refunds:
         return self._decide(actor, refund_id, "reject", reason, idempotency_key)
 
     def _decide(
-        self, actor: Actor, refund_id: str, event: str, note: str | None, key: str | None
+        self,
+        actor: Actor,
+        refund_id: str,
+        event: str,
+        note: str | None,
+        key: str | None,
+        fresh: list[bool] | None = None,
     ) -> RefundRequest:
+        """Record the decision; ``fresh`` gets an entry if this call made it (not a repeat)."""
         ctx = self._ctx
         actor = ctx.actor(actor)
         action = "refund." + event
@@ -154,6 +170,8 @@ class Refunds:
 
         def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
             refund = must(tx.get_refund(refund_id), "refund", refund_id)
+            if fresh is not None:
+                fresh.append(True)
             if refund.status in _DECIDED:
                 raise AlreadyDecided(
                     refund_id=refund.id, state=refund.status, decided_by=refund.decided_by
