@@ -23,11 +23,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from iap_flow.errors import IapFlowError
-from iap_flow.flow import Flow
+from iap_flow.flow import Flow, open_flow
+from iap_flow.ports import Notifier
 from iap_flow.roles import Actor
 
 from . import blocks, reads, screens
 from .config import RoleResolver, SlackConfig, make_client
+from .notifier import SlackNotifier
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +280,23 @@ def build_app(
     )
     SlackBot(flow, config, roles).register(app)
     return app
+
+
+def open_bot(
+    config: SlackConfig,
+    url: str,
+    *,
+    fallback: Notifier,
+    client: WebClient | None = None,
+    **flow_options: Any,
+) -> tuple[Flow, App]:
+    """Open a flow on ``url`` whose staff notifications go to the review channel (the rest to
+    ``fallback``), and the bolt app that serves it. ``flow_options`` go to ``open_flow``."""
+    client = client or make_client(config)
+    notifier = SlackNotifier.from_config(config, fallback=fallback, client=client)
+    flow = open_flow(url, notifier=notifier, **flow_options)
+    notifier.bind(flow)
+    return flow, build_app(flow, config, client=client)
 
 
 # -- payload helpers ----------------------------------------------------------------------

@@ -97,11 +97,10 @@ def _run(
 ) -> None:
     from iap_flow.adapters.notifiers import JsonLinesNotifier
     from iap_flow.cli import db_url, notifications_path
-    from iap_flow.flow import DEFAULT_URL, open_flow
+    from iap_flow.flow import DEFAULT_URL
 
-    from .app import build_app
-    from .config import RoleResolver, SlackConfig, make_client
-    from .notifier import SlackNotifier
+    from .app import open_bot
+    from .config import SlackConfig
     from .serve import EVENTS_PATH, OutboxWorker, http_server, socket_mode
 
     config = SlackConfig.from_env(os.environ)
@@ -112,17 +111,8 @@ def _run(
     if mode == "http" and not config.signing_secret:
         raise click.UsageError("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information page)")
     url = db_url(db) if db else getattr(ctx.obj, "url", None) or DEFAULT_URL
-    client = make_client(config)
-    roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
-    notifier = SlackNotifier(
-        client,
-        config.review_channel,
-        fallback=JsonLinesNotifier(notifications or notifications_path(url)),
-        lead_mention=roles.lead_mention,
-    )
-    flow = open_flow(url, notifier=notifier)
-    notifier.bind(flow)
-    app = build_app(flow, config, client=client, roles=roles)
+    fallback = JsonLinesNotifier(notifications or notifications_path(url))
+    flow, app = open_bot(config, url, fallback=fallback)
     worker = OutboxWorker(flow, deliver_every=deliver_every, sweep_every=sweep_every)
     worker.start()
     signal.signal(signal.SIGTERM, _interrupt)

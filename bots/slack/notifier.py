@@ -22,6 +22,7 @@ from iap_flow.ports import Notifier
 from iap_flow.roles import SYSTEM
 
 from . import blocks, reads, screens
+from .config import RoleResolver, SlackConfig, make_client
 
 STAFF_RECIPIENTS = frozenset({"support", "support_agent", "support_lead"})
 
@@ -46,6 +47,18 @@ class SlackNotifier:
         self._fallback = fallback
         self._leads = lead_mention
         self._flow: Flow | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: SlackConfig, *, fallback: Notifier, client: WebClient | None = None
+    ) -> SlackNotifier:
+        """The notifier for a configured workspace: embed it in an app backend's
+        ``open_flow(notifier=...)`` so review requests reach Slack as they are made."""
+        client = client or make_client(config)
+        roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
+        return cls(
+            client, config.review_channel, fallback=fallback, lead_mention=roles.lead_mention
+        )
 
     def bind(self, flow: Flow) -> None:
         """Attach the flow whose records the cards show."""

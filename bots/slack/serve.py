@@ -34,7 +34,9 @@ class ThreadingServer(ThreadingMixIn, WSGIServer):
     request_queue_size = 128
 
 
-class _Handler(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
+    """Request lines go to the debug log, not stderr."""
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -56,7 +58,7 @@ def http_server(app: App, host: str = "127.0.0.1", port: int = 3000) -> Threadin
     """A server for ``app`` bound to ``host:port`` (port 0: any free port); call
     ``serve_forever()`` and, to stop, ``shutdown()`` then ``server_close()``."""
     server = make_server(
-        host, port, _Routes(app), server_class=ThreadingServer, handler_class=_Handler
+        host, port, _Routes(app), server_class=ThreadingServer, handler_class=QuietHandler
     )
     assert isinstance(server, ThreadingServer)
     return server

@@ -18,12 +18,11 @@ import pytest
 from slack_bolt import App
 from slack_fakes import Driver, FakeSlack
 
-from iap_flow import SYSTEM, Actor, Flow, ManualClock, Money, RefundRequest, Role, Ticket, open_flow
+from iap_flow import SYSTEM, Actor, Flow, ManualClock, Money, RefundRequest, Role, Ticket
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sandbox import SandboxPlatform
-from iap_flow.bots.slack.app import build_app
-from iap_flow.bots.slack.config import RoleMap, RoleResolver, SlackConfig, make_client
-from iap_flow.bots.slack.notifier import SlackNotifier
+from iap_flow.bots.slack.app import open_bot
+from iap_flow.bots.slack.config import RoleMap, SlackConfig
 from iap_flow.bots.slack.serve import EVENTS_PATH, http_server
 
 SECRET = "test-signing-secret"
@@ -113,33 +112,16 @@ class Bot:
 
 def start_bot(slack: FakeSlack, url: str = "sqlite://") -> tuple[Bot, Any]:
     """Open a flow on ``url`` and serve a bot for it; returns the bot and a stop function."""
-    config = config_for(slack)
-    client = make_client(config)
-    roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
-    buyers = MemoryNotifier()
-    notifier = SlackNotifier(client, CHANNEL, fallback=buyers, lead_mention=roles.lead_mention)
-    clock = ManualClock(START)
-    platform = SandboxPlatform()
-    flow = open_flow(url, platforms=[platform], notifier=notifier, clock=clock, seed=11)
-    notifier.bind(flow)
+    buyers, clock, platform = MemoryNotifier(), ManualClock(START), SandboxPlatform()
+    flow, app = open_bot(
+        config_for(slack), url, fallback=buyers, clock=clock, platforms=[platform], seed=11
+    )
     if not flow.catalogue.products():
-        flow.catalogue.add(
-            PM,
-            sku="gems",
-            title="100 gems",
-            description="d",
-            price=Money(199, "USD"),
-            kind="consumable",
-        )
-        flow.catalogue.add(
-            PM,
-            sku="gems_big",
-            title="10,000 gems",
-            description="d",
-            price=Money(9_999, "USD"),
-            kind="consumable",
-        )
-    app = build_app(flow, config, client=client, roles=roles)
+        for sku, title, cents in (("gems", "100 gems", 199), ("gems_big", "10,000 gems", 9_999)):
+            price = Money(cents, "USD")
+            flow.catalogue.add(
+                PM, sku=sku, title=title, description="d", price=price, kind="consumable"
+            )
     server = http_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -199,3 +199,19 @@ def test_someone_without_a_role_is_refused_politely_and_nothing_changes(bot: Bot
     assert bot.slack.to("views.open") == []
     assert bot.slack.to("chat.update") == []
     assert bot.snapshot() == before
+
+
+def test_a_reject_submitted_after_someone_approved_is_refused_in_the_modal(bot: Bot) -> None:
+    refund, message = bot.refund()
+    bot.driver.click("UAGENT2", "refund_reject", refund.id, message=message)
+    view = bot.slack.wait_for("views.open")[0]["view"]
+    bot.driver.click("UAGENT1", "refund_approve", refund.id, message=message)
+    bot.slack.wait_for("chat.update")
+
+    status, answer = bot.driver.submit("UAGENT2", view, {"reason": "Gems were delivered"})
+
+    assert status == 200
+    assert answer["response_action"] == "errors"
+    assert "already decided by <@UAGENT1>" in answer["errors"]["reason"]
+    assert [e[0] for e in bot.audit(refund.id)].count("reject") == 0
+    assert bot.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.REFUNDED

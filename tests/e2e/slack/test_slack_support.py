@@ -88,6 +88,13 @@ def test_app_home_shows_my_queue_soonest_deadline_first(bot: Bot) -> None:
     assert "due in 22h 00m" in shown
 
 
+def test_app_home_of_someone_without_a_role_says_so(bot: Bot) -> None:
+    bot.driver.event({"type": "app_home_opened", "user": "UNOBODY", "tab": "home"}, "Ev7")
+
+    [published] = bot.slack.wait_for("views.publish")
+    assert "not set up as support staff" in texts(published["view"])
+
+
 def test_slash_command_looks_an_order_up_for_the_caller_only(bot: Bot) -> None:
     refund, _ = bot.refund()
 
