@@ -54,8 +54,8 @@ def period(since: datetime | None, until: datetime | None) -> str:
     """``2026-03-01 .. 2026-04-01`` (until exclusive); ``all time`` when unbounded."""
     if since is None and until is None:
         return "all time"
-    left = "the beginning" if since is None else since.isoformat(sep=" ", timespec="minutes")
-    right = "now" if until is None else until.isoformat(sep=" ", timespec="minutes")
+    left = "the beginning" if since is None else f"{since:%Y-%m-%d %H:%M}"
+    right = "now" if until is None else f"{until:%Y-%m-%d %H:%M}"
     return f"{left} .. {right} (UTC, end exclusive)"
 
 

@@ -242,7 +242,7 @@ def find_topics(
             )
         )
     found.sort(key=lambda t: (-t.count, t.label))
-    note = "" if stride == 1 else f"a systematic sample of every {stride}th text"
+    note = "" if stride == 1 else f"a systematic sample: one text in every {stride}"
     weekly = tuple((w, n * stride) for w, n in sorted(weeks.items()))
     return Topics(source, total, len(texts), stride, tuple(found), note, weekly)
 
