@@ -54,12 +54,13 @@ RULES: tuple[DeadlineRule, ...] = (
     DeadlineRule(
         DeadlineKind.REFUND_RETRY,
         "refund",
-        frozenset({"refund.submit", "refund.fail"}),
-        frozenset({"submitted", "failed"}),
+        frozenset({"refund.approve", "refund.submit", "refund.fail"}),
+        frozenset({"approved", "submitted", "failed"}),
         "submit",
         Role.SYSTEM,
         reminds=False,
-        summary="an unconfirmed or failed platform refund is retried with the same key",
+        summary="an approved refund not yet paid out, or an unconfirmed or failed one, is "
+        "(re)submitted to the platform with the same key",
     ),
     DeadlineRule(
         DeadlineKind.TICKET_FIRST_RESPONSE,

@@ -23,6 +23,7 @@ from iap_flow.services.refunds import Refunds
 from iap_flow.transitions import ORDER, REFUND, TICKET
 
 BATCH = 1_000
+_PAYOUT_PENDING = (RefundStatus.APPROVED, RefundStatus.SUBMITTED, RefundStatus.FAILED)
 
 
 @attrs.frozen
@@ -159,8 +160,13 @@ class Sweeper:
             return "escalated"
         if kind is DeadlineKind.REFUND_RETRY:
             refund = tx.get_refund(deadline.subject_id)
-            if refund is None or refund.status not in (RefundStatus.SUBMITTED, RefundStatus.FAILED):
+            if refund is None or refund.status not in _PAYOUT_PENDING:
                 return None
+            if refund.status is RefundStatus.APPROVED and (
+                refund.platform_refund_id is not None
+                or ctx.platform(refund.platform).decides_refunds
+            ):
+                return None  # the platform decides this refund: nothing to pay out
             return "retry"
         ticket = tx.get_ticket(deadline.subject_id)
         if ticket is None or ticket.status.value not in BY_KIND[kind].while_in:
