@@ -105,10 +105,12 @@ class World:
         policy: Policy | None = None,
         deliver_inline: bool = True,
         seed_catalogue: bool = True,
+        platform: SandboxPlatform | None = None,
+        notifier: Any = None,
     ) -> None:
         self.clock = ManualClock(START)
-        self.notifier = MemoryNotifier()
-        self.platform = SandboxPlatform()
+        self.notifier = MemoryNotifier() if notifier is None else notifier
+        self.platform = SandboxPlatform() if platform is None else platform
         self.flow: Flow = open_flow(
             url,
             platforms=[self.platform],

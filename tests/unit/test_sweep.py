@@ -1,0 +1,188 @@
+"""The sweep: unpaid orders expire, reviews and tickets are reminded then escalated; each
+deadline is acted on exactly once however often the sweep runs, and nothing is early."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iap_flow import SYSTEM, OrderStatus, RefundStatus, SweepResult, TicketStatus
+from iap_flow.services import sweep as sweep_module
+
+
+def deadline_events(world: Any, subject_id: str) -> list[tuple[str, str]]:
+    return [(e.event, e.role) for e in world.flow.history(SYSTEM, subject_id)[1:]]
+
+
+def test_an_unpaid_order_expires_after_30_minutes(world: Any) -> None:
+    order = world.order(upto="pending_payment")
+    world.advance(minutes=29, seconds=59)
+    assert world.flow.sweep() == SweepResult()
+    world.advance(seconds=1)
+    assert world.flow.sweep().expired == 1
+    expired = world.flow.orders.get(SYSTEM, order.id)
+    assert expired.status is OrderStatus.EXPIRED
+    assert deadline_events(world, order.id) == [("expire", "system")]
+    assert (world.notifier.sent[-1].topic, world.notifier.sent[-1].recipient) == (
+        "order.expired",
+        "u1",
+    )
+    assert world.flow.sweep() == SweepResult()
+
+
+def test_a_payment_that_arrives_after_expiry_still_pays(world: Any) -> None:
+    order = world.order(upto="pending_payment")
+    world.advance(hours=1)
+    world.flow.sweep()
+    paid = world.flow.orders.pay(world.buyer, order.id, token="tok_approve")
+    assert paid.status is OrderStatus.PAID
+    assert [e.event for e in world.flow.history(SYSTEM, order.id)] == ["place", "expire", "pay"]
+    assert len(world.platform.ledger) == 1
+    world.advance(hours=1)
+    assert world.flow.sweep().expired == 0
+
+
+def test_paid_and_cancelled_orders_never_expire(world: Any) -> None:
+    world.order()
+    cancelled = world.order(upto="pending_payment")
+    world.flow.orders.cancel(world.buyer, cancelled.id)
+    world.advance(days=1)
+    assert world.flow.sweep().expired == 0
+
+
+def test_a_refund_review_is_reminded_then_escalated_to_a_lead(world: Any) -> None:
+    refund = world.refund()
+    world.advance(hours=17, minutes=59)
+    assert world.flow.sweep().reminded == 0
+    world.advance(minutes=1)  # 75% of 24 h
+    assert world.flow.sweep().reminded == 1
+    reminder = world.notifier.sent[-1]
+    assert (reminder.topic, reminder.recipient, reminder.payload["subject_id"]) == (
+        "deadline.reminder",
+        "support_agent",
+        refund.id,
+    )
+    assert world.flow.sweep() == SweepResult()
+    world.advance(hours=6)
+    assert world.flow.sweep().escalated == 1
+    escalated = world.flow.refunds.get(SYSTEM, refund.id)
+    assert (escalated.status, escalated.escalated) == (RefundStatus.IN_REVIEW, True)
+    assert deadline_events(world, refund.id)[-1] == ("escalate", "system")
+    note = world.notifier.sent[-1]
+    assert (note.topic, note.recipient, note.payload["order_id"]) == (
+        "deadline.escalated",
+        "support_lead",
+        refund.order_id,
+    )
+    assert world.flow.sweep() == SweepResult()
+    # a lead still decides it
+    assert world.flow.refunds.approve(world.lead, refund.id).status is RefundStatus.REFUNDED
+
+
+def test_a_late_sweep_escalates_without_reminding(world: Any) -> None:
+    refund = world.refund()
+    world.advance(days=3)
+    assert world.flow.sweep() == SweepResult(escalated=1, delivered=0)
+    assert [e for e, _ in deadline_events(world, refund.id)] == ["open_review", "escalate"]
+
+
+def test_a_decision_in_time_leaves_nothing_to_escalate(world: Any) -> None:
+    refund = world.refund()
+    world.advance(hours=23)
+    world.flow.refunds.reject(world.agent, refund.id, reason="used already")
+    world.advance(days=2)
+    assert world.flow.sweep() == SweepResult()
+
+
+def test_ticket_first_response_and_resolution_deadlines(world: Any) -> None:
+    silent = world.ticket()
+    answered = world.ticket()
+    world.advance(hours=2)
+    world.flow.feedback.answer(world.agent, answered.id, body="looking")
+    world.advance(hours=1)  # 3 h: 75% of the 4 h first response
+    assert world.flow.sweep().reminded == 1
+    world.advance(hours=1)  # 4 h
+    assert world.flow.sweep().escalated == 1
+    assert world.flow.feedback.get(SYSTEM, silent.id).escalated
+    assert not world.flow.feedback.get(SYSTEM, answered.id).escalated
+    world.advance(hours=50)  # 54 h: 75% of 72 h, for both
+    assert world.flow.sweep().reminded == 2
+    world.advance(hours=18)  # 72 h
+    assert world.flow.sweep().escalated == 2
+    assert world.flow.feedback.get(SYSTEM, answered.id).escalated
+    assert world.flow.feedback.get(SYSTEM, answered.id).status is TicketStatus.ANSWERED
+    escalations = [e for e in world.flow.history(SYSTEM, silent.id) if e.event == "escalate"]
+    assert [(e.from_state, e.to_state, e.data["deadline"]) for e in escalations] == [
+        ("open", "open", "ticket_first_response"),
+        ("open", "open", "ticket_resolution"),
+    ]
+    world.advance(days=30)
+    assert world.flow.sweep() == SweepResult()
+
+
+def test_a_reopened_ticket_gets_fresh_deadlines(world: Any) -> None:
+    ticket = world.ticket(upto="reopened")
+    world.advance(hours=4)
+    assert world.flow.sweep().escalated == 1  # the new first-response deadline
+    assert world.flow.feedback.get(SYSTEM, ticket.id).status is TicketStatus.REOPENED
+
+
+@given(steps=st.lists(st.integers(min_value=1, max_value=600), min_size=1, max_size=40))
+def test_each_deadline_is_acted_on_once_however_often_the_sweep_runs(
+    make_world: Any, steps: list[int]
+) -> None:
+    w = make_world()
+    order, refund, ticket = w.order(upto="pending_payment"), w.refund(), w.ticket()
+    totals: Counter[str] = Counter()
+    for minutes in [*steps, 5 * 24 * 60]:
+        w.advance(minutes=minutes)
+        result = w.flow.sweep()
+        totals.update(expired=result.expired, reminded=result.reminded, escalated=result.escalated)
+    assert totals["expired"] == 1
+    assert totals["escalated"] == 3  # the review, the first response, the resolution
+    assert totals["reminded"] <= 3
+    trail = Counter(
+        e.event for i in (order.id, refund.id, ticket.id) for e in w.flow.history(SYSTEM, i)
+    )
+    assert (trail["expire"], trail["escalate"]) == (1, 3)
+    reminders = [n for n in w.notifier.sent if n.topic == "deadline.reminder"]
+    assert len(reminders) == totals["reminded"]
+    assert len({n.payload["kind"] for n in reminders}) == len(reminders)
+
+
+def test_a_sweep_as_of_an_earlier_time_acts_only_on_what_was_due_then(world: Any) -> None:
+    early = world.order(upto="pending_payment")
+    world.advance(minutes=20)
+    late = world.order(upto="pending_payment")
+    world.advance(minutes=20)
+    assert world.flow.sweep(now=world.clock.now() - timedelta(minutes=5)).expired == 1
+    assert world.flow.orders.get(SYSTEM, early.id).status is OrderStatus.EXPIRED
+    assert world.flow.orders.get(SYSTEM, late.id).status is OrderStatus.PENDING_PAYMENT
+
+
+def test_more_due_than_one_batch_are_all_handled(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep_module, "BATCH", 3)
+    orders = [world.order(upto="pending_payment") for _ in range(10)]
+    world.advance(hours=1)
+    assert world.flow.sweep().expired == 10
+    assert {world.flow.orders.get(SYSTEM, o.id).status for o in orders} == {OrderStatus.EXPIRED}
+
+
+def test_breaches_are_recorded_for_the_report(world: Any) -> None:
+    world.refund()
+    world.ticket()
+    world.order(upto="pending_payment")
+    world.advance(days=4)
+    world.flow.sweep()
+    assert world.flow.report(world.analyst).breaches == {
+        "refund_review": 1,
+        "ticket_first_response": 1,
+        "ticket_resolution": 1,
+    }
