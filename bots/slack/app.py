@@ -103,20 +103,19 @@ class SlackBot:
     def open_reject(self, ack: Ack, body: Body, client: WebClient) -> None:
         """Open the reason modal now, while the trigger id is valid (unmapped: see lazy)."""
         ack()
-        if self.roles.actor(_user(body)) is not None:
-            refund_id = _action(body)["value"]
-            client.views_open(
-                trigger_id=body["trigger_id"], view=blocks.reject_modal(refund_id, _where(body))
-            )
+        self._open_modal(body, client, blocks.reject_modal)
 
     def open_reply(self, ack: Ack, body: Body, client: WebClient) -> None:
         """Open the answer modal now, while the trigger id is valid (unmapped: see lazy)."""
         ack()
+        self._open_modal(body, client, blocks.reply_modal)
+
+    def _open_modal(
+        self, body: Body, client: WebClient, modal: Callable[[str, dict[str, str]], Body]
+    ) -> None:
         if self.roles.actor(_user(body)) is not None:
-            ticket_id = _action(body)["value"]
-            client.views_open(
-                trigger_id=body["trigger_id"], view=blocks.reply_modal(ticket_id, _where(body))
-            )
+            where = _where(body)  # the modal remembers which message to update afterwards
+            client.views_open(trigger_id=body["trigger_id"], view=modal(where["id"], where))
 
     def submit_reject(self, ack: Ack, body: Body, view: Body, context: BoltContext) -> None:
         """Reject through the core; a refusal (reason too short, already decided) is shown

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -192,7 +192,7 @@ class RoleResolver:
         try:
             response = self._client.usergroups_users_list(usergroup=group_id)
             users = frozenset(str(u) for u in response.get("users") or [])
-        except SlackApiError as exc:
+        except (SlackClientError, OSError) as exc:  # Slack said no, or could not be reached
             log.error("cannot read members of user group %s: %s", group_id, exc)
             return hit[1] if hit is not None else frozenset()
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Bot, config_for
+from slack_bot import Bot, config_for
 from slack_fakes import FakeSlack
 
 from iap_flow import InvalidInput, Role

@@ -3,30 +3,11 @@ concurrent clicks, the agent's amount limit, and people without a role."""
 
 from __future__ import annotations
 
-import json
 import threading
-from typing import Any
 
-from conftest import CHANNEL, Bot
+from slack_bot import CHANNEL, Bot, buttons, texts
 
 from iap_flow import SYSTEM, Actor, RefundStatus
-
-
-def texts(message: dict[str, Any]) -> str:
-    """Everything a reader sees in a message: its text and the text of every block."""
-    blocks = message.get("blocks") or []
-    if isinstance(blocks, str):
-        blocks = json.loads(blocks)
-    return message.get("text", "") + "\n" + json.dumps(blocks, ensure_ascii=False)
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        e["action_id"]
-        for b in message.get("blocks") or []
-        if b["type"] == "actions"
-        for e in b["elements"]
-    ]
 
 
 def test_a_new_request_appears_in_the_review_channel_with_what_a_reviewer_needs(bot: Bot) -> None:

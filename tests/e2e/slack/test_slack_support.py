@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import CHANNEL, Bot
-from test_slack_review import buttons, texts
+from slack_bot import CHANNEL, Bot, buttons, texts
 
 from iap_flow import SYSTEM, Actor, TicketStatus
 

@@ -10,9 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import CHANNEL, SECRET, Bot, start_bot
+from slack_bot import CHANNEL, SECRET, Bot, start_bot, texts
 from slack_fakes import Driver, FakeSlack, FakeSocketMode, block_actions
-from test_slack_review import texts
 
 from iap_flow import SYSTEM, Actor, Money, RefundStatus, open_flow
 from iap_flow.bots.slack.serve import socket_mode
