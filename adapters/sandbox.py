@@ -124,6 +124,23 @@ class SandboxPlatform:
             self._results[(PaymentKind.REFUND, idempotency_key)] = result
             return result
 
+    def answer_refund_review(
+        self, refund: RefundRequest, order: Order, idempotency_key: str
+    ) -> PaymentResult:
+        """Accept staff's decision on a refund the platform decides; moves no money."""
+        with self._lock:
+            key = (PaymentKind.REVIEW_ANSWER, idempotency_key)
+            done = self._results.get(key)
+            if done is None:
+                done = PaymentResult(
+                    True,
+                    PaymentKind.REVIEW_ANSWER,
+                    refund.amount,
+                    raw={"decision": refund.status.value},
+                )
+                self._results[key] = done
+            return done
+
     def refunded(self, order_id: str) -> list[LedgerEntry]:
         """Refunds paid out for ``order_id`` (at most one, if the flow is right)."""
         return [e for e in self.ledger if e.kind is PaymentKind.REFUND and e.order_id == order_id]

@@ -24,6 +24,7 @@ from iap_flow.services.base import Context, check, ident
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.feedback import Feedback
 from iap_flow.services.orders import Orders
+from iap_flow.services.platform_events import PlatformEvents
 from iap_flow.services.refunds import Refunds
 from iap_flow.services.sweep import Sweeper, SweepResult
 
@@ -66,7 +67,8 @@ def open_store(url: str) -> Store:
 class Flow:
     """One order-management process on one store. Build it with :func:`open_flow`.
 
-    Areas: :attr:`catalogue`, :attr:`orders`, :attr:`refunds`, :attr:`feedback`; and
+    Areas: :attr:`catalogue`, :attr:`orders`, :attr:`refunds`, :attr:`feedback`,
+    :attr:`platform_events` (what a payment platform did by itself, fed by store adapters); and
     :meth:`sweep`, :meth:`history`, :meth:`deliver_notifications`, :meth:`report`.
     """
 
@@ -75,6 +77,7 @@ class Flow:
         self.catalogue = Catalogue(ctx)
         self.orders = Orders(ctx)
         self.refunds = Refunds(ctx)
+        self.platform_events = PlatformEvents(ctx, self.orders, self.refunds)
         self.feedback = Feedback(ctx)
         self._sweeper = Sweeper(ctx, self.refunds)
 

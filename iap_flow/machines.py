@@ -66,7 +66,8 @@ class RefundMachine(StateMachine):
         | submitted.to(refunded)
         | failed.to(refunded)
     )
-    platform_decline = requested.to(rejected) | in_review.to(rejected)
+    # It may decline after staff approved (and answered that the refund should be granted).
+    platform_decline = requested.to(rejected) | in_review.to(rejected) | approved.to(rejected)
 
 
 class TicketMachine(StateMachine):

@@ -141,6 +141,8 @@ class Store(Protocol):
 class PaymentKind(enum.StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
+    REVIEW_ANSWER = "review_answer"
+    """Staff's decision sent to a platform that decides the refund itself; no money moves."""
 
 
 @attrs.frozen
@@ -176,6 +178,15 @@ class PaymentPlatform(Protocol):
 
     def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
         """Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        ...
+
+    def answer_refund_review(
+        self, refund: RefundRequest, order: Order, idempotency_key: str
+    ) -> PaymentResult:
+        """Tell the platform staff's decision on a refund it decides itself (``decides_refunds``,
+        or a review the platform opened: ``refund.platform_refund_id`` set). ``refund.status``
+        is ``approved`` or ``rejected``. Moves no money; kind is ``REVIEW_ANSWER``.
+        Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
         ...
 
 

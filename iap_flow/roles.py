@@ -83,6 +83,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     # orders: creation and the order machine's events
     "order.place": frozenset({B}),
     "order.renew": frozenset({SYS}),
+    "order.record": frozenset({SYS}),  # a purchase the platform charged on its own
     "order.pay": frozenset({B, SYS}),
     "order.fail_payment": frozenset({SYS}),
     "order.cancel": frozenset({B, AG, LD, SYS}),
@@ -103,6 +104,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "refund.fail": frozenset({SYS}),
     "refund.platform_refund": frozenset({SYS}),
     "refund.platform_decline": frozenset({SYS}),
+    "refund.answer_platform": frozenset({SYS, LD, DEV}),  # send (again) staff's decision
     # feedback tickets: creation and the ticket machine's events
     "ticket.submit": frozenset({B}),
     "ticket.answer": frozenset({AG, LD}),

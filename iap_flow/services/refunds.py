@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from iap_flow.clock import utc
 from iap_flow.errors import (
     AlreadyDecided,
     ApprovalLimitExceeded,
@@ -12,7 +13,14 @@ from iap_flow.errors import (
     PlatformUnavailable,
     RefundNotAllowed,
 )
-from iap_flow.models import DeadlineKind, OrderStatus, RefundRequest, RefundStatus
+from iap_flow.models import (
+    AuditEvent,
+    Deadline,
+    DeadlineKind,
+    OrderStatus,
+    RefundRequest,
+    RefundStatus,
+)
 from iap_flow.money import Money
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.roles import SYSTEM, Actor, Role
@@ -48,9 +56,18 @@ class Refunds:
         *,
         reason: str,
         amount: Money | None = None,
+        review_due: datetime | None = None,
+        platform_refund_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
-        """Ask for money back on a paid order: opens a review task with a deadline."""
+        """Ask for money back on a paid order: opens a review task with a deadline.
+
+        The system relays a review the payment platform asks for with ``review_due`` (the
+        platform's deadline; the buyer's refund window does not apply) and, if the platform
+        names the case, ``platform_refund_id``: the platform then decides the refund and staff's
+        decision is answered to it instead of paid out. If the order already has a refund, that
+        one is returned: under review it takes the sooner deadline; decided, it is answered again.
+        """
         ctx = self._ctx
         actor = ctx.actor(actor)
         check(actor, "refund.request")
@@ -58,16 +75,36 @@ class Refunds:
         reason = text(reason, "reason", max_len=2000)
         if amount is not None and not isinstance(amount, Money):
             raise InvalidInput("amount must be a Money", field="amount")
+        due = None if review_due is None else utc(review_due, "review_due")
+        case = (
+            None if platform_refund_id is None else text(platform_refund_id, "platform_refund_id")
+        )
+        if (due is not None or case is not None) and actor.role is not Role.SYSTEM:
+            raise InvalidInput(
+                "review_due and platform_refund_id relay a platform's review: system only",
+                field="review_due",
+            )
+        answer_again: list[str] = []
 
         def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
             order = must(tx.get_order(order_id), "order", order_id)
             check(actor, "refund.request", order.user_id)
+            if due is not None:
+                earlier = self._platform_asks_again(tx, order.id, due, case, now)
+                if earlier is not None:
+                    if earlier.status in (RefundStatus.APPROVED, RefundStatus.REJECTED):
+                        answer_again.append(earlier.id)
+                    return earlier
             if order.status not in _REFUNDABLE:
                 raise RefundNotAllowed(
                     f"order {order.id} is {order.status}; only paid orders can be refunded",
                     order_id=order.id,
                 )
-            if order.paid_at is not None and now - order.paid_at > ctx.policy.refund_window:
+            if (
+                due is None
+                and order.paid_at is not None
+                and now - order.paid_at > ctx.policy.refund_window
+            ):
                 days = ctx.policy.refund_window.days
                 raise RefundNotAllowed(
                     f"the refund window of {days} days for order {order.id} has passed",
@@ -103,6 +140,10 @@ class Refunds:
             refund.status = _STATUS[target]
             refund.version = 2
             refund.review_due_at = now + ctx.policy.refund_review
+            if due is not None:
+                refund.review_due_at = due
+                refund.platform_refund_id = case
+                self._review_deadline(tx, refund.id, due, now)
             tx.insert_refund(refund)
             ctx.notify(tx, "refund.review_requested", "support", _summary(refund), now)
             return refund
@@ -112,7 +153,39 @@ class Refunds:
             "reason": reason,
             "amount": None if amount is None else [amount.amount, amount.currency],
         }
-        return ctx.run(actor, "refund.request", args, key_or_none(idempotency_key), body)
+        if due is not None:
+            args["review_due"] = due.isoformat()
+            args["platform_refund_id"] = case
+        refund = ctx.run(actor, "refund.request", args, key_or_none(idempotency_key), body)
+        if answer_again:  # the platform asks about a refund staff already decided
+            return self.answer_platform(SYSTEM, refund.id)
+        return refund
+
+    def _platform_asks_again(
+        self, tx: UnitOfWork, order_id: str, due: datetime, case: str | None, now: datetime
+    ) -> RefundRequest | None:
+        """The order's refund a platform's review request joins, if it has one."""
+        for earlier in reversed(tx.refunds_for_order(order_id)):
+            if earlier.status is RefundStatus.WITHDRAWN:
+                continue
+            if earlier.status in (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW):
+                sooner = earlier.review_due_at is None or due < earlier.review_due_at
+                if sooner:
+                    earlier.review_due_at = due
+                    self._review_deadline(tx, earlier.id, due, now)
+                if sooner or (case is not None and case != earlier.platform_refund_id):
+                    earlier.platform_refund_id = case or earlier.platform_refund_id
+                    _save(tx, earlier, now)
+            return earlier
+        return None
+
+    def _review_deadline(
+        self, tx: UnitOfWork, refund_id: str, due: datetime, now: datetime
+    ) -> None:
+        """Replace the refund's review deadline with one due at ``due`` (the platform's)."""
+        tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW,))
+        remind = now + (due - now) * self._ctx.policy.remind_at_fraction if due > now else None
+        tx.add_deadline(Deadline(DeadlineKind.REFUND_REVIEW, refund_id, due, remind_at=remind))
 
     def approve(
         self,
@@ -136,10 +209,9 @@ class Refunds:
             ):
                 return refund
             # still approved: the first call stopped before the payout, carry on with it
-        if (
-            refund.status is RefundStatus.APPROVED
-            and not self._ctx.platform(refund.platform).decides_refunds
-        ):
+        if refund.status is RefundStatus.APPROVED:
+            if self._platform_decides(refund):
+                return self.answer_platform(SYSTEM, refund.id)
             return self.execute(SYSTEM, refund.id)
         return refund
 
@@ -148,7 +220,70 @@ class Refunds:
     ) -> RefundRequest:
         """Reject a refund with a reason the buyer will read."""
         reason = text(reason, "reason", max_len=2000, min_len=MIN_REJECT_REASON)
-        return self._decide(actor, refund_id, "reject", reason, idempotency_key)
+        refund = self._decide(actor, refund_id, "reject", reason, idempotency_key)
+        if refund.status is RefundStatus.REJECTED and self._platform_decides(refund):
+            return self.answer_platform(SYSTEM, refund.id)
+        return refund
+
+    def _platform_decides(self, refund: RefundRequest) -> bool:
+        """True if the platform decides this refund (all of its refunds, or a review it opened)."""
+        return (
+            refund.platform_refund_id is not None
+            or self._ctx.platform(refund.platform).decides_refunds
+        )
+
+    def answer_platform(self, actor: Actor, refund_id: str) -> RefundRequest:
+        """Send staff's decision to the platform that decides this refund; no money moves.
+
+        Runs after approve / reject on such refunds; call it again if the answer failed (the
+        refund's ``last_error`` says why, and the lead was notified). Each answer is audited.
+        """
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "refund.answer_platform")
+        refund_id = ident(refund_id, "refund_id")
+        refund = must(ctx.store.get_refund(refund_id), "refund", refund_id)
+        if refund.status not in (RefundStatus.APPROVED, RefundStatus.REJECTED) or (
+            not self._platform_decides(refund)
+        ):
+            raise InvalidInput(
+                f"refund {refund.id} is {refund.status}: only a decision on a refund its "
+                "platform decides is answered to the platform",
+                field="refund_id",
+            )
+        order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
+        key = f"{refund.id}:answer:{refund.status}"
+        try:
+            result = ctx.platform(refund.platform).answer_refund_review(refund, order, key)
+        except PlatformUnavailable as exc:
+            result = PaymentResult(
+                False, PaymentKind.REVIEW_ANSWER, refund.amount, error=str(exc), retryable=True
+            )
+
+        def record(tx: UnitOfWork, now: datetime) -> RefundRequest:
+            current = must(tx.get_refund(refund_id), "refund", refund_id)
+            data: dict[str, object] = {"decision": refund.status.value, "answered": result.success}
+            if result.error:
+                data["error"] = result.error
+            if result.raw:
+                data["detail"] = result.raw
+            # Audited without a state change: the platform's own decision comes later.
+            _audit_only(tx, current, "answer_platform", actor, now, data)
+            error = None if result.success else result.error
+            if current.last_error != error:
+                current.last_error = error
+                _save(tx, current, now)
+            if not result.success:
+                ctx.notify(
+                    tx,
+                    "refund.answer_failed",
+                    "support_lead",
+                    {**_summary(current), "error": result.error},
+                    now,
+                )
+            return current
+
+        return ctx.run(actor, "refund.answer_platform", {}, None, record)
 
     def _decide(
         self,
@@ -396,6 +531,23 @@ def _save(tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
     refund.version = version + 1
     refund.updated_at = now
     tx.update_refund(refund, version)
+
+
+def _audit_only(
+    tx: UnitOfWork,
+    refund: RefundRequest,
+    event: str,
+    actor: Actor,
+    now: datetime,
+    data: dict[str, object],
+) -> None:
+    """Audit something that happened to a refund without changing its state (from = to)."""
+    state = refund.status.value
+    tx.add_audit(
+        AuditEvent(
+            REFUND.aggregate, refund.id, event, state, state, actor.id, actor.role, now, data
+        )
+    )
 
 
 def _summary(refund: RefundRequest) -> dict[str, object]:

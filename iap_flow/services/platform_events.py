@@ -1,0 +1,266 @@
+"""What a payment platform reports on its own: a purchase it charged, a refund it decided.
+
+Store adapters (App Store, Google Play) turn verified notifications into these commands; they
+run on the same write path as every other command (permission, machine, audit, outbox, one
+transaction, idempotency key). Nothing here knows a platform by name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from iap_flow.errors import InvalidInput, NotFound
+from iap_flow.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
+from iap_flow.money import Money
+from iap_flow.ports import OrderQuery, UnitOfWork
+from iap_flow.roles import Actor
+from iap_flow.services.base import Context, check, ident, key_or_none, must, text
+from iap_flow.services.orders import Orders, _platform
+from iap_flow.services.refunds import Refunds, _audit_only, _save, _summary
+from iap_flow.transitions import ORDER, REFUND
+
+_ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
+_OPEN_FOR_REFUND = (
+    RefundStatus.REQUESTED,
+    RefundStatus.IN_REVIEW,
+    RefundStatus.APPROVED,
+    RefundStatus.SUBMITTED,
+    RefundStatus.FAILED,
+)
+_OPEN_FOR_DECLINE = (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW, RefundStatus.APPROVED)
+
+
+class PlatformEvents:
+    """Record what a payment platform did by itself. Every command takes an idempotency key:
+    pass the platform's notification id so a notification delivered twice changes nothing."""
+
+    def __init__(self, ctx: Context, orders: Orders, refunds: Refunds) -> None:
+        self._ctx = ctx
+        self._orders = orders
+        self._refunds = refunds
+
+    # -- purchases ----------------------------------------------------------------------------
+    def purchased(
+        self,
+        actor: Actor,
+        *,
+        platform: Platform | str,
+        transaction_id: str,
+        sku: str,
+        user_id: str | None = None,
+        original_transaction_id: str | None = None,
+        amount: Money | None = None,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        """The platform charged the buyer: the order for ``transaction_id``, paid.
+
+        An order already paid with this transaction is returned as it is. Otherwise the buyer's
+        newest unpaid order for the product on this platform is paid, or a new paid order is
+        made (at ``amount``, default the catalogue price). With ``original_transaction_id``
+        naming an earlier purchase, the new order is a renewal of that subscription and
+        belongs to its buyer (``user_id`` may then be omitted).
+        """
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "order.record")
+        plat = _platform(platform)
+        ctx.platform(plat)
+        txn = ident(transaction_id, "transaction_id")
+        sku = ident(sku, "sku")
+        user = None if user_id is None else ident(user_id, "user_id")
+        original = None
+        if original_transaction_id is not None and original_transaction_id != txn:
+            original = ident(original_transaction_id, "original_transaction_id")
+        if amount is not None and not isinstance(amount, Money):
+            raise InvalidInput("amount must be a Money", field="amount")
+        waiting = self._unpaid(user, sku, plat) if original is None else []
+
+        def body(tx: UnitOfWork, now: datetime) -> Order:
+            done = tx.find_order_by_transaction(plat, txn)
+            if done is not None:
+                return done
+            first = None if original is None else tx.find_order_by_transaction(plat, original)
+            for candidate in waiting:
+                order = tx.get_order(candidate)
+                if order is not None and order.status in _ADOPTABLE:
+                    return self._orders._paid(tx, order, actor, now, txn)
+            buyer = first.user_id if first is not None else user
+            if buyer is None:
+                raise InvalidInput(
+                    f"user_id is needed: transaction {txn} renews no recorded purchase",
+                    field="user_id",
+                )
+            product = must(tx.get_product(sku), "product", sku)
+            order = Order(
+                id=ctx.ids.new("ord", now),
+                user_id=buyer,
+                sku=product.sku,
+                title=product.title,
+                kind=product.kind,
+                period=product.period,
+                amount=product.price if amount is None else amount,
+                platform=plat,
+                status=OrderStatus.PENDING_PAYMENT,
+                subscription_id=None if first is None else (first.subscription_id or first.id),
+                created_at=now,
+                updated_at=now,
+            )
+            tx.insert_order(order)
+            data: dict[str, object] = {"transaction_id": txn}
+            if original is not None:
+                data["original_transaction_id"] = original
+                data["subscription_id"] = order.subscription_id
+            ctx.created(tx, ORDER, order.id, "order.record", actor, now, data)
+            return self._orders._paid(tx, order, actor, now, txn)
+
+        args = {
+            "platform": plat.value,
+            "transaction_id": txn,
+            "sku": sku,
+            "user_id": user,
+            "original_transaction_id": original,
+            "amount": None if amount is None else [amount.amount, amount.currency],
+        }
+        return ctx.run(actor, "order.record", args, key_or_none(idempotency_key), body)
+
+    def _unpaid(self, user: str | None, sku: str, plat: Platform) -> list[str]:
+        """Ids of the buyer's unpaid orders for ``sku`` on ``plat``, newest first."""
+        if user is None:
+            return []
+        query = OrderQuery(user_id=user, statuses=tuple(s.value for s in _ADOPTABLE), limit=20)
+        orders, _ = self._ctx.store.query_orders(query)
+        return [o.id for o in orders if o.sku == sku and o.platform is plat]
+
+    def order_for_transaction(
+        self, actor: Actor, platform: Platform | str, transaction_id: str
+    ) -> Order | None:
+        """The order the platform's ``transaction_id`` paid, if one was recorded."""
+        actor = self._ctx.actor(actor)
+        check(actor, "order.read")
+        plat = _platform(platform)
+        txn = ident(transaction_id, "transaction_id")
+        with self._ctx.store.transaction() as tx:
+            order = tx.find_order_by_transaction(plat, txn)
+        if order is not None:
+            check(actor, "order.read", order.user_id)
+        return order
+
+    # -- refunds the platform decided -----------------------------------------------------------
+    def refunded(
+        self,
+        actor: Actor,
+        order_id: str,
+        *,
+        reason: str,
+        platform_refund_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RefundRequest:
+        """The platform refunded the order (its own decision, a chargeback, a console refund).
+
+        The order's open refund records it; without one (or over a rejected one: the platform
+        overrode staff) a refund is created to record it. An order already refunded is left
+        as it is and its refund returned, so reconciling again changes nothing.
+        """
+        return self._outcome(
+            actor, "refund.platform_refund", order_id, reason, platform_refund_id, idempotency_key
+        )
+
+    def refund_declined(
+        self, actor: Actor, order_id: str, *, reason: str, idempotency_key: str | None = None
+    ) -> RefundRequest:
+        """The platform declined a refund of the order; the buyer is told."""
+        return self._outcome(
+            actor, "refund.platform_decline", order_id, reason, None, idempotency_key
+        )
+
+    def _outcome(
+        self,
+        actor: Actor,
+        action: str,
+        order_id: str,
+        reason: str,
+        case: str | None,
+        key: str | None,
+    ) -> RefundRequest:
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, action)
+        order_id = ident(order_id, "order_id")
+        reason = text(reason, "reason", max_len=2000)
+        case = None if case is None else ident(case, "platform_refund_id")
+        refunding = action == "refund.platform_refund"
+        event = action.split(".", 1)[1]
+
+        def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
+            order = must(tx.get_order(order_id), "order", order_id)
+            history = tx.refunds_for_order(order.id)
+            still_open = _OPEN_FOR_REFUND if refunding else _OPEN_FOR_DECLINE
+            opened = [r for r in history if r.status in still_open]
+            done = RefundStatus.REFUNDED if refunding else RefundStatus.REJECTED
+            if not opened and history and history[-1].status is done:
+                return history[-1]  # already recorded: nothing to change
+            if opened:
+                refund = opened[-1]
+            else:
+                refund = RefundRequest(
+                    id=ctx.ids.new("rfd", now),
+                    order_id=order.id,
+                    user_id=order.user_id,
+                    amount=order.amount,
+                    reason=reason,
+                    status=RefundStatus.REQUESTED,
+                    platform=order.platform,
+                    created_at=now,
+                    updated_at=now,
+                )
+                ctx.created(tx, REFUND, refund.id, "refund.request", actor, now, {"reason": reason})
+                tx.insert_refund(refund)
+            data = {"reason": reason, "platform_refund_id": case}
+            target = ctx.fire(tx, REFUND, refund.id, refund.status, event, actor, now, data)
+            refund.status = RefundStatus(target)
+            if case is not None:
+                refund.platform_refund_id = case
+            _save(tx, refund, now)
+            if refunding:
+                if order.status is not OrderStatus.REFUNDED:
+                    self._refunds._refund_order(tx, refund, now)
+                ctx.notify(tx, "refund.succeeded", refund.user_id, _summary(refund), now)
+            else:
+                payload = {**_summary(refund), "reason": reason}
+                ctx.notify(tx, "refund.rejected", refund.user_id, payload, now)
+            return refund
+
+        args = {"order_id": order_id, "reason": reason, "platform_refund_id": case}
+        return ctx.run(actor, action, args, key_or_none(key), body)
+
+    def refund_reversed(
+        self, actor: Actor, order_id: str, *, reason: str, idempotency_key: str | None = None
+    ) -> RefundRequest:
+        """The platform took back a refund it granted (the buyer keeps the purchase after all).
+
+        Refunded is final in both machines, so nothing changes state: the reversal is an audit
+        event on the refund and a notification to support and the buyer, who should get the
+        purchase back (re-grant it in the app).
+        """
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "refund.platform_refund")  # the platform's word on its refund
+        order_id = ident(order_id, "order_id")
+        reason = text(reason, "reason", max_len=2000)
+
+        def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
+            order = must(tx.get_order(order_id), "order", order_id)
+            refunded = [
+                r for r in tx.refunds_for_order(order.id) if r.status is RefundStatus.REFUNDED
+            ]
+            if not refunded:
+                raise NotFound("refunded refund of order", order.id)
+            refund = refunded[-1]
+            _audit_only(tx, refund, "platform_reversal", actor, now, {"reason": reason})
+            payload = {**_summary(refund), "reason": reason}
+            ctx.notify(tx, "refund.reversed", "support", payload, now)
+            ctx.notify(tx, "refund.reversed", refund.user_id, payload, now)
+            return refund
+
+        args = {"order_id": order_id, "reason": reason}
+        return ctx.run(actor, "refund.platform_reversal", args, key_or_none(idempotency_key), body)
