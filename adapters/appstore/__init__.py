@@ -1,0 +1,17 @@
+"""App Store adapter (``pip install 'iap-flow[appstore]'``): Apple's app-store-server-library.
+
+>>> from iap_flow.adapters.appstore import AppStorePlatform, AppStoreNotifications  # doctest: +SKIP
+"""
+
+from iap_flow.adapters.appstore.ingest import AppStoreNotifications
+from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform, api_client
+from iap_flow.adapters.webhooks import IngestResult, NotificationRejected
+
+__all__ = [
+    "REVIEW_WINDOW",
+    "AppStoreNotifications",
+    "AppStorePlatform",
+    "IngestResult",
+    "NotificationRejected",
+    "api_client",
+]

@@ -1,0 +1,161 @@
+"""App Store Server Notifications V2 -> core commands.
+
+Verified with the library's ``SignedDataVerifier`` (chain to the configured roots, bundle id,
+app Apple id, environment), then mapped:
+
+- ``ONE_TIME_CHARGE``, ``SUBSCRIBED``, ``DID_RENEW``: the purchase is recorded and paid (a
+  renewal is a new order linked to the subscription's first order);
+- ``CONSUMPTION_REQUEST``: a refund review opens (or joins the buyer's open request) with
+  Apple's deadline (12 hours after Apple signed the request, configurable);
+- ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
+- ``REFUND_DECLINED``: Apple declined: the refund is rejected, the buyer is told;
+- ``REFUND_REVERSED``: Apple took a refund back: audited and told (states stay refunded);
+- anything else is acknowledged and ignored.
+
+``notificationUUID`` keys every command, so Apple's retries change nothing and return the
+first result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
+    JWSTransactionDecodedPayload,
+)
+from appstoreserverlibrary.models.NotificationTypeV2 import NotificationTypeV2 as Type
+from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
+    ResponseBodyV2DecodedPayload,
+)
+
+from iap_flow import SYSTEM, Actor, Flow, NotFound, Order
+from iap_flow.adapters.appstore.platform import SOURCE, AppStorePlatform
+from iap_flow.adapters.webhooks import (
+    Applied,
+    IngestResult,
+    StartResponse,
+    apply_once,
+    rejected,
+    wsgi_app,
+)
+
+_PURCHASES = frozenset({Type.ONE_TIME_CHARGE, Type.SUBSCRIBED, Type.DID_RENEW})
+_ABOUT_A_TRANSACTION = _PURCHASES | {
+    Type.REFUND,
+    Type.REFUND_DECLINED,
+    Type.REFUND_REVERSED,
+    Type.CONSUMPTION_REQUEST,
+}
+
+
+class AppStoreNotifications:
+    """Feeds App Store notifications (and transactions your app sends) into a flow."""
+
+    def __init__(self, flow: Flow, platform: AppStorePlatform, *, actor: Actor = SYSTEM) -> None:
+        self._flow = flow
+        self._platform = platform
+        self._actor = actor
+
+    def ingest(self, signed_payload: str) -> IngestResult:
+        """Verify one notification's ``signedPayload`` and apply it once.
+
+        Raises :class:`~iap_flow.adapters.webhooks.NotificationRejected` (and changes nothing)
+        if it does not verify.
+        """
+        note = self._platform.verify_notification(signed_payload)
+        if not note.notificationUUID or not note.rawNotificationType:
+            raise rejected(SOURCE, "malformed", "notification has no notificationUUID or type")
+        txn = None
+        if note.notificationType in _ABOUT_A_TRANSACTION:
+            signed = note.data.signedTransactionInfo if note.data else None
+            if not signed:
+                raise rejected(
+                    SOURCE, "malformed", f"{note.rawNotificationType} has no transaction"
+                )
+            txn = self._platform.verify_transaction(signed)
+        uuid = note.notificationUUID
+        return apply_once(
+            self._flow, SOURCE, uuid, note.rawNotificationType, lambda: self._apply(note, txn)
+        )
+
+    def ingest_body(self, body: bytes, environ: Mapping[str, Any] | None = None) -> IngestResult:
+        """Ingest the JSON body Apple POSTs: ``{"signedPayload": "..."}``."""
+        try:
+            signed = json.loads(body)["signedPayload"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise rejected(SOURCE, "malformed", 'body is not {"signedPayload": ...}') from exc
+        if not isinstance(signed, str):
+            raise rejected(SOURCE, "malformed", "signedPayload must be a string")
+        return self.ingest(signed)
+
+    def wsgi_app(self) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+        """A WSGI endpoint for App Store Server Notifications V2: point App Store Connect's
+        production / sandbox server URL at wherever you mount it."""
+        return wsgi_app(self.ingest_body)
+
+    def record_transaction(self, signed_transaction: str) -> Order:
+        """Record a purchase from a signed transaction your app sent (StoreKit's
+        ``jwsRepresentation``): verified, then paid once however often it is sent."""
+        txn = self._platform.verify_transaction(signed_transaction)
+        return self._purchase(txn, f"{SOURCE}:txn:{txn.transactionId}")
+
+    # -- mapping ------------------------------------------------------------------------------
+    def _apply(
+        self, note: ResponseBodyV2DecodedPayload, txn: JWSTransactionDecodedPayload | None
+    ) -> Applied:
+        kind = note.notificationType
+        if txn is None:
+            return "ignored", None, None
+        key = f"{SOURCE}:{note.notificationUUID}"
+        if kind in _PURCHASES:
+            order = self._purchase(txn, key)
+            return "paid", order.id, None
+        # About an earlier purchase: record it first if this flow never saw it.
+        order = self._purchase(txn, key + ":purchase")
+        events, actor = self._flow.platform_events, self._actor
+        if kind is Type.CONSUMPTION_REQUEST:
+            reason = note.data.rawConsumptionRequestReason if note.data else None
+            refund = self._flow.refunds.request(
+                actor,
+                order.id,
+                reason=f"App Store refund request ({reason or 'no reason given'})",
+                review_due=self._signed_at(note) + self._platform.review_window,
+                idempotency_key=key,
+            )
+            return "review_opened", order.id, refund.id
+        if kind is Type.REFUND:
+            why = f"refunded by Apple ({txn.rawRevocationReason or 'no reason given'})"
+            refund = events.refunded(actor, order.id, reason=why, idempotency_key=key)
+            return "refunded", order.id, refund.id
+        if kind is Type.REFUND_DECLINED:
+            why = "Apple declined the refund request"
+            refund = events.refund_declined(actor, order.id, reason=why, idempotency_key=key)
+            return "declined", order.id, refund.id
+        try:
+            why = "Apple reversed the refund: the buyer keeps the purchase"
+            refund = events.refund_reversed(actor, order.id, reason=why, idempotency_key=key)
+        except NotFound:  # a reversal of a refund this flow never recorded: nothing to undo
+            return "ignored", order.id, None
+        return "reversed", order.id, refund.id
+
+    def _purchase(self, txn: JWSTransactionDecodedPayload, key: str) -> Order:
+        platform = self._platform
+        assert txn.transactionId is not None and txn.productId is not None  # verified
+        return self._flow.platform_events.purchased(
+            self._actor,
+            platform=platform.platform,
+            transaction_id=txn.transactionId,
+            sku=platform.sku_for(txn.productId),
+            user_id=platform.user_for(txn),
+            original_transaction_id=txn.originalTransactionId,
+            amount=platform.amount_of(txn),
+            idempotency_key=key,
+        )
+
+    def _signed_at(self, note: ResponseBodyV2DecodedPayload) -> datetime:
+        if note.signedDate is None:
+            return self._flow.clock.now()
+        return datetime.fromtimestamp(note.signedDate / 1000, UTC)

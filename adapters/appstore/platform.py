@@ -1,0 +1,277 @@
+"""The App Store as a payment platform: verification, purchases looked up by transaction id,
+and staff's refund decisions answered with Send Consumption Information.
+
+Apple decides App Store refunds itself (``decides_refunds``): the flow never pays one out;
+it records Apple's decision from the ``REFUND`` / ``REFUND_DECLINED`` notifications.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+
+import requests
+from appstoreserverlibrary.api_client import APIException, AppStoreServerAPIClient
+from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
+from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
+from appstoreserverlibrary.models.Environment import Environment
+from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
+    JWSTransactionDecodedPayload,
+)
+from appstoreserverlibrary.models.RefundPreference import RefundPreference
+from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
+    ResponseBodyV2DecodedPayload,
+)
+from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier, VerificationException
+
+from iap_flow.adapters.webhooks import NotificationRejected, rejected
+from iap_flow.errors import InvalidInput, PlatformUnavailable
+from iap_flow.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
+from iap_flow.money import CURRENCY_EXPONENTS, Money
+from iap_flow.ports import PaymentKind, PaymentResult
+
+SOURCE = "app_store"
+REVIEW_WINDOW = timedelta(hours=12)
+"""How long Apple waits for consumption information after a ``CONSUMPTION_REQUEST``."""
+
+_DELIVERED = (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
+
+
+def minor_units(price_milliunits: int, currency: str) -> Money:
+    """Apple's price (milliunits of the currency) as integer minor units, rounded half up.
+
+    >>> minor_units(1990, "USD")
+    Money(amount=199, currency='USD')
+    >>> minor_units(160000, "JPY")
+    Money(amount=160, currency='JPY')
+    """
+    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+    scaled = price_milliunits * 10**exponent
+    return Money((scaled + 500) // 1000, currency)
+
+
+class _LocalAPIClient(AppStoreServerAPIClient):
+    """The library's client with its base URL moved (it hard-codes Apple's hosts)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        signing_key: bytes,
+        key_id: str,
+        issuer_id: str,
+        bundle_id: str,
+        environment: Environment,
+    ) -> None:
+        super().__init__(signing_key, key_id, issuer_id, bundle_id, environment)
+        self._local_base = base_url.rstrip("/")
+
+    def _get_full_url(self, path: str) -> str:
+        return self._local_base + path
+
+
+def api_client(
+    *,
+    signing_key: bytes,
+    key_id: str,
+    issuer_id: str,
+    bundle_id: str,
+    environment: Environment,
+    base_url: str | None = None,
+) -> AppStoreServerAPIClient:
+    """The App Store Server API client for your In-App Purchase key (from App Store Connect).
+
+    ``base_url`` points it somewhere other than Apple's host for its environment (a test
+    double or a proxy).
+    """
+    if base_url is None:
+        return AppStoreServerAPIClient(signing_key, key_id, issuer_id, bundle_id, environment)
+    return _LocalAPIClient(base_url, signing_key, key_id, issuer_id, bundle_id, environment)
+
+
+def _never(order: Order) -> bool:
+    return False
+
+
+def _unknown(order: Order) -> int | None:
+    return None
+
+
+class AppStorePlatform:
+    """The App Store behind the core's PaymentPlatform port.
+
+    ``root_certificates`` are Apple's root certificates (DER), from
+    https://www.apple.com/certificateauthority/; ``environment``, ``bundle_id`` and (in
+    production) ``app_apple_id`` must match what Apple signs. ``api`` is an App Store Server
+    API client (:func:`api_client`), needed to look purchases up and to answer refund reviews.
+    ``consent(order)`` says whether the buyer agreed to share consumption data with Apple
+    (without it Apple must not be answered); ``consumption(order)`` gives the share consumed in
+    milliunits (0-100000) or None. ``skus`` maps Apple product ids to catalogue SKUs when they
+    differ. ``user_for(transaction)`` names the buyer (default: the transaction's
+    ``appAccountToken``, the id your app set at purchase).
+    """
+
+    decides_refunds = True
+
+    def __init__(
+        self,
+        *,
+        bundle_id: str,
+        root_certificates: Sequence[bytes],
+        environment: Environment = Environment.PRODUCTION,
+        app_apple_id: int | None = None,
+        api: AppStoreServerAPIClient | None = None,
+        enable_online_checks: bool = True,
+        consent: Callable[[Order], bool] = _never,
+        consumption: Callable[[Order], int | None] = _unknown,
+        sample_content_provided: bool = False,
+        skus: Mapping[str, str] | None = None,
+        user_for: Callable[[JWSTransactionDecodedPayload], str | None] | None = None,
+        review_window: timedelta = REVIEW_WINDOW,
+    ) -> None:
+        try:
+            self.verifier = SignedDataVerifier(
+                list(root_certificates), enable_online_checks, environment, bundle_id, app_apple_id
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"App Store configuration: {exc}", field="app_apple_id") from exc
+        self.environment = environment
+        self.review_window = review_window
+        self._api = api
+        self._consent = consent
+        self._consumption = consumption
+        self._sample = sample_content_provided
+        self._skus = dict(skus or {})
+        self._product_ids = {sku: pid for pid, sku in self._skus.items()}
+        self._user_for = user_for
+        self._answers: dict[str, PaymentResult] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def platform(self) -> Platform:
+        return Platform.APP_STORE
+
+    # -- verification -------------------------------------------------------------------------
+    def verify_notification(self, signed_payload: str) -> ResponseBodyV2DecodedPayload:
+        """Verify and decode an App Store Server Notification V2 ``signedPayload``."""
+        try:
+            return self.verifier.verify_and_decode_notification(signed_payload)
+        except VerificationException as exc:
+            raise rejected(SOURCE, exc.status.name.lower(), f"notification refused: {exc}") from exc
+
+    def verify_transaction(self, signed_transaction: str) -> JWSTransactionDecodedPayload:
+        """Verify and decode a signed transaction (from a notification, the API or a device)."""
+        try:
+            txn = self.verifier.verify_and_decode_signed_transaction(signed_transaction)
+        except VerificationException as exc:
+            raise rejected(SOURCE, exc.status.name.lower(), f"transaction refused: {exc}") from exc
+        if not txn.transactionId or not txn.productId:
+            raise rejected(SOURCE, "malformed", "signed transaction has no transactionId/productId")
+        return txn
+
+    # -- what a transaction means to the flow ---------------------------------------------------
+    def sku_for(self, product_id: str) -> str:
+        """The catalogue SKU of an App Store product id."""
+        return self._skus.get(product_id, product_id)
+
+    def user_for(self, txn: JWSTransactionDecodedPayload) -> str:
+        """The buyer of a transaction: ``user_for`` if given, else the ``appAccountToken``,
+        else a stable stand-in from the original transaction id."""
+        user = self._user_for(txn) if self._user_for is not None else txn.appAccountToken
+        return user or f"{SOURCE}:{txn.originalTransactionId or txn.transactionId}"
+
+    def amount_of(self, txn: JWSTransactionDecodedPayload) -> Money | None:
+        """What the buyer paid, if Apple says (price and currency); else None."""
+        if txn.price is None or not txn.currency:
+            return None
+        return minor_units(txn.price, txn.currency)
+
+    # -- the PaymentPlatform port ---------------------------------------------------------------
+    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
+        """Confirm a purchase the app made with StoreKit: ``token`` is its transaction id,
+        looked up with the App Store Server API and verified. Nothing is charged here."""
+        if self._api is None:
+            return self._failed(PaymentKind.CHARGE, order.amount, "no App Store API client")
+        try:
+            info = self._api.get_transaction_info(token)
+        except APIException as exc:
+            return self._api_failed(PaymentKind.CHARGE, order.amount, exc)
+        except requests.RequestException as exc:
+            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
+        try:
+            txn = self.verify_transaction(info.signedTransactionInfo or "")
+        except NotificationRejected as exc:
+            return self._failed(PaymentKind.CHARGE, order.amount, str(exc))
+        if self.sku_for(txn.productId or "") != order.sku or txn.revocationDate is not None:
+            why = f"transaction {token} is not a live purchase of {order.sku}"
+            return self._failed(PaymentKind.CHARGE, order.amount, why)
+        return PaymentResult(
+            True, PaymentKind.CHARGE, order.amount, platform_transaction_id=txn.transactionId
+        )
+
+    def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
+        """Apple decides App Store refunds: a developer cannot pay one out."""
+        why = "App Store refunds are decided by Apple; answer the review instead"
+        return self._failed(PaymentKind.REFUND, refund.amount, why)
+
+    def answer_refund_review(
+        self, refund: RefundRequest, order: Order, idempotency_key: str
+    ) -> PaymentResult:
+        """Send Consumption Information with staff's decision as the refund preference."""
+        with self._lock:
+            done = self._answers.get(idempotency_key)
+        if done is not None:
+            return done
+        result = self._answer(refund, order)
+        if result.success:
+            with self._lock:
+                self._answers[idempotency_key] = result
+        return result
+
+    def _answer(self, refund: RefundRequest, order: Order) -> PaymentResult:
+        kind, amount = PaymentKind.REVIEW_ANSWER, refund.amount
+        if not self._consent(order):
+            note = "the buyer did not consent to share consumption data: Apple is not answered"
+            return PaymentResult(True, kind, amount, raw={"sent": False, "note": note})
+        if self._api is None:
+            return self._failed(kind, amount, "no App Store API client to answer Apple with")
+        if order.platform_transaction_id is None:
+            return self._failed(kind, amount, f"order {order.id} has no App Store transaction")
+        approve = refund.status is RefundStatus.APPROVED
+        body = ConsumptionRequest(
+            customerConsented=True,
+            sampleContentProvided=self._sample,
+            deliveryStatus=(
+                DeliveryStatus.DELIVERED
+                if order.status in _DELIVERED
+                else DeliveryStatus.UNDELIVERED_OTHER
+            ),
+            consumptionPercentage=self._consumption(order),
+            refundPreference=RefundPreference.GRANT_FULL if approve else RefundPreference.DECLINE,
+        )
+        try:
+            self._api.send_consumption_information(order.platform_transaction_id, body)
+        except APIException as exc:
+            return self._api_failed(kind, amount, exc)
+        except requests.RequestException as exc:
+            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
+        raw = {
+            "sent": True,
+            "refundPreference": body.rawRefundPreference,
+            "deliveryStatus": body.rawDeliveryStatus,
+        }
+        return PaymentResult(
+            True, kind, amount, platform_transaction_id=order.platform_transaction_id, raw=raw
+        )
+
+    @staticmethod
+    def _failed(kind: PaymentKind, amount: Money, error: str) -> PaymentResult:
+        return PaymentResult(False, kind, amount, error=error)
+
+    @staticmethod
+    def _api_failed(kind: PaymentKind, amount: Money, exc: APIException) -> PaymentResult:
+        status = exc.http_status_code
+        error = f"App Store API answered {status}: {exc.error_message or exc.raw_api_error}"
+        return PaymentResult(
+            False, kind, amount, error=error, retryable=status >= 500 or status == 429
+        )

@@ -1,0 +1,196 @@
+"""Google Play as a payment platform: purchases confirmed through androidpublisher, refunds
+staff approve paid out with ``orders.refund``, chargeback reviews answered with
+``orders.reviewrefund``.
+
+``orders.refund`` refunds a whole order and takes no idempotency key, so the adapter makes
+retries safe itself: when a refund call fails (or timed out earlier and is retried), it asks
+``orders.get`` whether the order is already refunded and, if so, reports success. Money moves
+at most once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
+from iap_flow.errors import PlatformUnavailable
+from iap_flow.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
+from iap_flow.ports import PaymentKind, PaymentResult
+
+REVIEW_WINDOW = timedelta(hours=24)
+"""How long Google waits for an answer to a pending refund review (a chargeback)."""
+PURCHASED, PENDING = 0, 2  # ProductPurchase.purchaseState
+_LIVE = ("SUBSCRIPTION_STATE_ACTIVE", "SUBSCRIPTION_STATE_IN_GRACE_PERIOD")
+
+
+def first_order_id(order_id: str) -> str:
+    """The subscription's first order id: renewals are ``<first>..0``, ``<first>..1``, ...
+
+    >>> first_order_id("GPA.3345-1234-5678-90123..2")
+    'GPA.3345-1234-5678-90123'
+    """
+    return order_id.split("..", 1)[0]
+
+
+def _no_consumption(order: Order) -> int | None:
+    return None
+
+
+class GooglePlayPlatform:
+    """Google Play behind the core's PaymentPlatform port.
+
+    ``client`` wraps androidpublisher for your package (:class:`PlayClient`). ``revoke``
+    makes refunds also take the item away. ``skus`` maps Play product ids to catalogue SKUs
+    when they differ; ``user_for(purchase)`` names the buyer of a purchase resource (default:
+    ``obfuscatedExternalAccountId``, the id your app passed to the billing flow).
+    """
+
+    decides_refunds = False
+
+    def __init__(
+        self,
+        client: PlayClient,
+        *,
+        revoke: bool = True,
+        skus: Mapping[str, str] | None = None,
+        user_for: Callable[[Mapping[str, Any]], str | None] | None = None,
+        sample_content_provided: bool = False,
+        consumption: Callable[[Order], int | None] = _no_consumption,
+        review_window: timedelta = REVIEW_WINDOW,
+    ) -> None:
+        self.client = client
+        self.review_window = review_window
+        self._revoke = revoke
+        self._skus = dict(skus or {})
+        self._product_ids = {sku: pid for pid, sku in self._skus.items()}
+        self._user_for = user_for
+        self._sample = sample_content_provided
+        self._consumption = consumption
+        self._done: dict[str, PaymentResult] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def platform(self) -> Platform:
+        return Platform.GOOGLE_PLAY
+
+    def sku_for(self, product_id: str) -> str:
+        """The catalogue SKU of a Play product id."""
+        return self._skus.get(product_id, product_id)
+
+    def product_id_for(self, sku: str) -> str:
+        """The Play product id of a catalogue SKU."""
+        return self._product_ids.get(sku, sku)
+
+    def user_for(self, purchase: Mapping[str, Any], order_id: str) -> str:
+        """The buyer of a purchase resource, or a stable stand-in from its first order id."""
+        if self._user_for is not None:
+            user = self._user_for(purchase)
+        else:
+            ids = purchase.get("externalAccountIdentifiers") or purchase
+            user = ids.get("obfuscatedExternalAccountId")
+        return str(user) if user else f"{SOURCE}:{first_order_id(order_id)}"
+
+    # -- the PaymentPlatform port ---------------------------------------------------------------
+    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
+        """Confirm a purchase the app made with Play Billing: ``token`` is its purchase token.
+
+        A pending purchase (not paid yet) raises PlatformUnavailable: the order stays unpaid
+        until Google's notification says it was paid.
+        """
+        try:
+            if order.kind is ProductKind.SUBSCRIPTION:
+                sub = self.client.subscription(token)
+                live = sub.get("subscriptionState") in _LIVE
+                order_id = latest_order(sub)
+            else:
+                purchase = self.client.product_purchase(self.product_id_for(order.sku), token)
+                if purchase.get("purchaseState") == PENDING:
+                    raise PlatformUnavailable(
+                        f"purchase of {order.sku} is pending payment", platform=SOURCE
+                    )
+                live = purchase.get("purchaseState", PURCHASED) == PURCHASED
+                order_id = purchase.get("orderId")
+        except PlayApiError as exc:
+            if exc.retryable:
+                raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
+            return PaymentResult(False, PaymentKind.CHARGE, order.amount, error=str(exc))
+        if not live or not order_id:
+            error = f"purchase token is not a paid purchase of {order.sku}"
+            return PaymentResult(False, PaymentKind.CHARGE, order.amount, error=error)
+        return PaymentResult(
+            True, PaymentKind.CHARGE, order.amount, platform_transaction_id=str(order_id)
+        )
+
+    def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
+        """``orders.refund`` the whole order; a retry after an unclear outcome never refunds
+        twice (Google refunds an order once; the adapter checks ``orders.get`` on failure)."""
+        with self._lock:
+            done = self._done.get(idempotency_key)
+        if done is not None:
+            return done
+        kind, amount, txn = PaymentKind.REFUND, refund.amount, order.platform_transaction_id
+        if txn is None:
+            return PaymentResult(False, kind, amount, error=f"order {order.id} has no Play order")
+        if amount != order.amount:
+            error = "Google Play refunds whole orders; refund the full amount or use Play Console"
+            return PaymentResult(False, kind, amount, error=error)
+        try:
+            self.client.refund(txn, revoke=self._revoke)
+        except PlayApiError as exc:
+            if not self._already_refunded(txn):
+                return PaymentResult(False, kind, amount, error=str(exc), retryable=exc.retryable)
+        result = PaymentResult(True, kind, amount, platform_transaction_id=txn)
+        with self._lock:
+            self._done[idempotency_key] = result
+        return result
+
+    def _already_refunded(self, order_id: str) -> bool:
+        try:
+            return self.client.order(order_id).get("state") == "REFUNDED"
+        except (PlayApiError, PlatformUnavailable):
+            return False
+
+    def answer_refund_review(
+        self, refund: RefundRequest, order: Order, idempotency_key: str
+    ) -> PaymentResult:
+        """``orders.reviewrefund`` with staff's decision as the refund preference."""
+        kind, amount, txn = PaymentKind.REVIEW_ANSWER, refund.amount, order.platform_transaction_id
+        token = refund.platform_refund_id
+        if token is None or txn is None:
+            error = "Google did not ask for this review (no pending refund token)"
+            return PaymentResult(False, kind, amount, error=error)
+        preference = "APPROVE" if refund.status is RefundStatus.APPROVED else "DECLINE"
+        body: dict[str, Any] = {
+            "pendingRefundToken": token,
+            "sampleContentProvided": self._sample,
+            "refundPreference": preference,
+        }
+        consumed = self._consumption(order)
+        if consumed is not None:
+            body["consumptionPercentageMilliunits"] = consumed
+        try:
+            self.client.review_refund(txn, body)
+        except PlayApiError as exc:
+            return PaymentResult(False, kind, amount, error=str(exc), retryable=exc.retryable)
+        raw = {"refundPreference": preference}
+        return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw=raw)
+
+
+def latest_order(sub: Mapping[str, Any]) -> str | None:
+    """The latest paid order id of a subscription resource."""
+    for item in sub.get("lineItems") or []:
+        if item.get("latestSuccessfulOrderId"):
+            return str(item["latestSuccessfulOrderId"])
+    latest = sub.get("latestOrderId")
+    return None if latest is None else str(latest)
+
+
+def product_of(sub: Mapping[str, Any]) -> str | None:
+    """The product id of a subscription resource's first line item."""
+    for item in sub.get("lineItems") or []:
+        if item.get("productId"):
+            return str(item["productId"])
+    return None

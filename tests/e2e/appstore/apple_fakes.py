@@ -1,0 +1,334 @@
+"""Apple, played locally: a certificate chain shaped like Apple's, notifications signed with
+it, and an App Store Server API answered by a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+BUNDLE_ID = "com.example.gems"
+APP_APPLE_ID = 1234567890
+INTERMEDIATE_MARKER = x509.ObjectIdentifier("1.2.840.113635.100.6.2.1")
+LEAF_MARKER = x509.ObjectIdentifier("1.2.840.113635.100.6.11.1")
+NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
+NOT_AFTER = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "iap-flow tests"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        ]
+    )
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    marker: x509.ObjectIdentifier | None,
+) -> x509.Certificate:
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.subject if issuer is not None else _name(subject))
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(
+            x509.BasicConstraints(
+                ca=ca, path_length=(None if issuer is None else 0) if ca else None
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+    if marker is not None:  # Apple's marker extensions carry an ASN.1 NULL
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(marker, b"\x05\x00"), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@attrs.frozen
+class Chain:
+    """root -> intermediate -> leaf, EC P-256, with Apple's marker extensions."""
+
+    root: x509.Certificate
+    intermediate: x509.Certificate
+    leaf: x509.Certificate
+    leaf_key: ec.EllipticCurvePrivateKey
+    root_key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def generate(cls, name: str = "Test Apple") -> Chain:
+        root_key = ec.generate_private_key(ec.SECP256R1())
+        root = _cert(f"{name} Root CA", root_key, None, root_key, ca=True, marker=None)
+        return cls.below(root, root_key, name, INTERMEDIATE_MARKER, LEAF_MARKER)
+
+    @classmethod
+    def below(
+        cls,
+        root: x509.Certificate,
+        root_key: ec.EllipticCurvePrivateKey,
+        name: str,
+        mid_marker: x509.ObjectIdentifier | None,
+        leaf_marker: x509.ObjectIdentifier | None,
+    ) -> Chain:
+        """A fresh intermediate and leaf under ``root``, with the markers given."""
+        mid_key = ec.generate_private_key(ec.SECP256R1())
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        mid = _cert(f"{name} WWDR CA", mid_key, root, root_key, ca=True, marker=mid_marker)
+        leaf = _cert(f"{name} Store Signer", leaf_key, mid, mid_key, ca=False, marker=leaf_marker)
+        return cls(root, mid, leaf, leaf_key, root_key)
+
+    def without_marker(self, which: str) -> Chain:
+        """A chain under the same (trusted) root missing Apple's marker on ``which``
+        (``"leaf"`` or ``"intermediate"``): the verifier must refuse it."""
+        mid = None if which == "intermediate" else INTERMEDIATE_MARKER
+        leaf = None if which == "leaf" else LEAF_MARKER
+        return Chain.below(self.root, self.root_key, "Test Apple", mid, leaf)
+
+    @property
+    def root_der(self) -> bytes:
+        return self.root.public_bytes(serialization.Encoding.DER)
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        """A JWS the way Apple signs: ES256 with the chain in the ``x5c`` header."""
+        x5c = [
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+            for c in (self.leaf, self.intermediate, self.root)
+        ]
+        return jwt.encode(payload, self.leaf_key, algorithm="ES256", headers={"x5c": x5c})
+
+
+def ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class Apple:
+    """Builds signed notifications and transactions for one app, as Apple would."""
+
+    def __init__(self, chain: Chain, *, environment: str = "Sandbox") -> None:
+        self.chain = chain
+        self.environment = environment
+        self._seq = 1000
+
+    def next_id(self) -> str:
+        self._seq += 1
+        return f"2000000{self._seq}"
+
+    def transaction(
+        self,
+        product_id: str,
+        at: datetime,
+        *,
+        transaction_id: str | None = None,
+        original: str | None = None,
+        account: str | None = None,
+        price: int = 1990,
+        currency: str = "USD",
+        revoked_at: datetime | None = None,
+    ) -> str:
+        txn = transaction_id or self.next_id()
+        payload: dict[str, Any] = {
+            "transactionId": txn,
+            "originalTransactionId": original or txn,
+            "bundleId": BUNDLE_ID,
+            "productId": product_id,
+            "purchaseDate": ms(at),
+            "originalPurchaseDate": ms(at),
+            "quantity": 1,
+            "type": "Consumable",
+            "inAppOwnershipType": "PURCHASED",
+            "signedDate": ms(at),
+            "environment": self.environment,
+            "transactionReason": "PURCHASE",
+            "storefront": "USA",
+            "price": price,
+            "currency": currency,
+        }
+        if account is not None:
+            payload["appAccountToken"] = account
+        if revoked_at is not None:
+            payload["revocationDate"] = ms(revoked_at)
+            payload["revocationReason"] = 0
+        return self.chain.sign(payload)
+
+    def notification(
+        self,
+        kind: str,
+        signed_transaction: str | None,
+        at: datetime,
+        *,
+        subtype: str | None = None,
+        extra: dict[str, Any] | None = None,
+        notification_uuid: str | None = None,
+    ) -> str:
+        data: dict[str, Any] = {
+            "appAppleId": APP_APPLE_ID,
+            "bundleId": BUNDLE_ID,
+            "bundleVersion": "1.0",
+            "environment": self.environment,
+            **(extra or {}),
+        }
+        if signed_transaction is not None:
+            data["signedTransactionInfo"] = signed_transaction
+        payload: dict[str, Any] = {
+            "notificationType": kind,
+            "notificationUUID": notification_uuid or str(uuid.uuid4()),
+            "data": data,
+            "version": "2.0",
+            "signedDate": ms(at),
+        }
+        if subtype is not None:
+            payload["subtype"] = subtype
+        return self.chain.sign(payload)
+
+
+def tamper(signed: str, **changes: Any) -> str:
+    """The same JWS with its payload edited and the signature kept: must not verify."""
+    head, body, sig = signed.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload.update(changes)
+    raw = json.dumps(payload).encode()
+    return ".".join([head, base64.urlsafe_b64encode(raw).rstrip(b"=").decode(), sig])
+
+
+def api_signing_key() -> bytes:
+    """An In-App Purchase key like the one App Store Connect gives (PEM, EC P-256)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@attrs.define
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeAppStoreAPI:
+    """The App Store Server API on 127.0.0.1: records what it was sent, answers as Apple."""
+
+    def __init__(self, chain: Chain, signing_key_pem: bytes) -> None:
+        self.seen: list[Seen] = []
+        self.transactions: dict[str, str] = {}  # transaction id -> signed transaction
+        self.fail_next: list[int] = []  # HTTP statuses to answer with before succeeding
+        self._public = serialization.load_pem_private_key(signing_key_pem, None).public_key()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict[str, Any] | None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                fake.seen.append(Seen(self.command, self.path, dict(self.headers), body))
+                if not fake._authorised(self.headers.get("Authorization", "")):
+                    return self._reply(401, None)
+                if fake.fail_next:
+                    status = fake.fail_next.pop(0)
+                    return self._reply(status, {"errorCode": 5000000, "errorMessage": "down"})
+                if self.command == "PUT" and self.path.startswith(
+                    "/inApps/v2/transactions/consumption/"
+                ):
+                    return self._reply(202, None)
+                if self.command == "GET" and self.path.startswith("/inApps/v1/transactions/"):
+                    txn = self.path.rsplit("/", 1)[1]
+                    if txn in fake.transactions:
+                        return self._reply(200, {"signedTransactionInfo": fake.transactions[txn]})
+                    return self._reply(
+                        404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
+                    )
+                return self._reply(404, None)
+
+            do_GET = do_PUT = do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    def _authorised(self, header: str) -> bool:
+        if not header.startswith("Bearer "):
+            return False
+        try:
+            claims = jwt.decode(
+                header[7:], self._public, algorithms=["ES256"], audience="appstoreconnect-v1"
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("bid") == BUNDLE_ID)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def consumption_answers(self) -> list[Seen]:
+        return [s for s in self.seen if s.method == "PUT" and "/consumption/" in s.path]
+
+    def __enter__(self) -> FakeAppStoreAPI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def now_plus(start: datetime, **delta: float) -> datetime:
+    return start + timedelta(**delta)

@@ -1,0 +1,352 @@
+"""Google Play end to end: RTDN pushes applied once per Pub/Sub messageId, purchases looked up
+and refunds paid out through androidpublisher v3 (static discovery document from the
+package) answered by a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import httplib2  # type: ignore[import-untyped]
+import pytest
+from play_fakes import (
+    PACKAGE,
+    SUBSCRIPTION,
+    FakePlay,
+    one_time,
+    product_purchase,
+    push,
+    refund_review,
+    subscription,
+    subscription_purchase,
+    voided,
+)
+
+from iap_flow import (
+    SYSTEM,
+    Actor,
+    DeadlineKind,
+    ManualClock,
+    Money,
+    Order,
+    OrderStatus,
+    RefundStatus,
+    open_flow,
+)
+from iap_flow.adapters.googleplay import (
+    GooglePlayNotifications,
+    GooglePlayPlatform,
+    NotificationRejected,
+    PlayClient,
+    androidpublisher,
+)
+from iap_flow.adapters.notifiers import MemoryNotifier
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+BUYER = Actor.buyer("u1")
+AGENT = Actor.agent("agent_1")
+TOKEN = "s3cret"
+
+
+def ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+@pytest.fixture
+def play() -> Iterator[FakePlay]:
+    with FakePlay() as fake:
+        yield fake
+
+
+class Env:
+    """A flow on Google Play, the fake Google around it, and what a test looks at."""
+
+    def __init__(self, play: FakePlay) -> None:
+        self.play = play
+        self.clock = ManualClock(START)
+        self.notifier = MemoryNotifier()
+        service = androidpublisher(http=httplib2.Http(timeout=10), api_endpoint=play.url)
+        self.platform = GooglePlayPlatform(PlayClient(service, PACKAGE))
+        self.flow = open_flow(
+            "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
+        )
+        pm = Actor("pm", "product_manager")
+        add = self.flow.catalogue.add
+        add(
+            pm,
+            sku="gems",
+            title="Gems",
+            description="d",
+            price=Money(199, "USD"),
+            kind="consumable",
+        )
+        add(pm, sku="pro", title="Pro", description="d", price=Money(499, "USD"), kind="subscription", period="month")  # fmt: skip
+        self.notes = GooglePlayNotifications(
+            self.flow, self.platform, push_token=TOKEN, subscription=SUBSCRIPTION
+        )
+        self._seq = 0
+
+    def deliver(self, notification: dict[str, Any], message_id: str | None = None) -> Any:
+        if message_id is None:
+            self._seq += 1
+            message_id = f"msg-{self._seq}"
+        return self.notes.ingest_push(push(notification, message_id), token=TOKEN)
+
+    def bought(self, n: int = 1, account: str = "u1") -> tuple[str, str, Order]:
+        """A gems purchase Google notified: (purchase token, order id, order)."""
+        token, order_id = f"tok-{n}", f"GPA.3300-0000-0000-{n:05d}"
+        self.play.purchases[token] = product_purchase(order_id, account)
+        result = self.deliver(one_time(token, "gems", ms(self.clock.now())))
+        return token, order_id, self.order(result.order_id)
+
+    def order(self, order_id: str) -> Order:
+        return self.flow.orders.get(SYSTEM, order_id)
+
+    def topics(self, recipient: str) -> list[str]:
+        return [n.topic for n in self.notifier.to(recipient)]
+
+    def events(self, subject_id: str) -> list[str]:
+        return [e.event for e in self.flow.history(SYSTEM, subject_id)]
+
+    def snapshot(self) -> dict[str, list[str]]:
+        db = self.flow.store.db  # type: ignore[attr-defined]
+        return {
+            t: sorted(repr(tuple(r)) for r in db.execute(f"SELECT * FROM [{t}]").fetchall())
+            for t in db.table_names()
+        }
+
+
+@pytest.fixture
+def env(play: FakePlay) -> Iterator[Env]:
+    e = Env(play)
+    yield e
+    e.flow.close()
+
+
+def test_purchase_staff_refund_then_voided_notice_and_reconciliation_change_nothing(
+    env: Env,
+) -> None:
+    token, order_id = "tok-1", "GPA.3300-0000-0000-00001"
+    env.play.purchases[token] = product_purchase(order_id, "u1")
+    purchased = one_time(token, "gems", ms(START))
+    first = env.deliver(purchased, "m-1")
+    again = env.deliver(purchased, "m-1")  # Pub/Sub redelivers the same message
+    assert (first.outcome, again.order_id, again.duplicate) == ("paid", first.order_id, True)
+    order = env.order(first.order_id)
+    assert (order.status, order.user_id, order.platform_transaction_id) == (
+        OrderStatus.PAID, "u1", order_id
+    )  # fmt: skip
+    assert env.topics("u1") == ["order.paid"]
+    assert not any("discovery" in c.path for c in env.play.calls)  # the packaged document
+
+    env.flow.orders.deliver(SYSTEM, order.id)
+    env.flow.orders.complete(BUYER, order.id)
+    requested = env.flow.refunds.request(BUYER, order.id, reason="did not want it")
+    refund = env.flow.refunds.approve(AGENT, requested.id)
+    assert refund.status is RefundStatus.REFUNDED
+    [call] = env.play.refund_calls()
+    assert (call.method, call.path) == (
+        "POST", f"/androidpublisher/v3/applications/{PACKAGE}/orders/{order_id}:refund"
+    )  # fmt: skip
+    assert call.query == {"revoke": ["true"]}
+    assert env.order(order.id).status is OrderStatus.REFUNDED
+    assert env.topics("u1") == ["order.paid", "refund.succeeded"]
+
+    env.clock.advance(timedelta(hours=1))
+    notice = env.deliver(voided(token, order_id, ms(env.clock.now())))
+    assert (notice.outcome, notice.refund_id) == ("refunded", refund.id)
+    env.play.voided = [{"orderId": order_id, "purchaseToken": token, "voidedReason": 1}]
+    before = env.snapshot()
+    counts = env.notes.reconcile_voided(START)
+    assert (counts.seen, counts.already, counts.refunded) == (1, 1, 0)
+    assert env.snapshot() == before
+    assert env.events(refund.id) == ["request", "open_review", "approve", "submit", "confirm"]
+    assert env.topics("u1") == ["order.paid", "refund.succeeded"]
+    assert env.play.refunded == [order_id]
+
+
+@pytest.mark.parametrize(
+    ("script", "calls", "sweeps"),
+    [
+        (["503", "503"], 3, 2),  # down twice: retried by the sweep with the same refund
+        (["refund_then_503"], 1, 0),  # refunded, but the answer got lost: orders.get tells
+        (["503", "refund_then_503"], 2, 1),
+    ],
+)
+def test_refund_failures_are_retried_by_the_core_and_never_doubled(
+    env: Env, script: list[str], calls: int, sweeps: int
+) -> None:
+    _, order_id, order = env.bought()
+    env.play.refund_script = list(script)
+    requested = env.flow.refunds.request(BUYER, order.id, reason="broken")
+    refund = env.flow.refunds.approve(AGENT, requested.id)
+    for _ in range(sweeps):
+        assert refund.status is RefundStatus.FAILED
+        env.clock.advance(env.flow.policy.refund_retry_delay + timedelta(seconds=1))
+        env.flow.sweep()
+        refund = env.flow.refunds.get(SYSTEM, refund.id)
+    assert refund.status is RefundStatus.REFUNDED
+    assert len(env.play.refund_calls()) == calls
+    assert env.play.refunded == [order_id]  # money moved once
+    assert env.order(order.id).status is OrderStatus.REFUNDED
+    assert env.topics("u1").count("refund.succeeded") == 1
+
+
+def test_reconciliation_records_console_refunds_and_chargebacks_once(env: Env) -> None:
+    _, first_id, first = env.bought(1)
+    token, second_id, second = env.bought(2, account="u2")
+    env.play.voided = [
+        {"orderId": second_id, "purchaseToken": token, "voidedReason": 7, "voidedSource": 2},
+        {"orderId": "GPA.9999-0000-0000-00000", "purchaseToken": "other", "voidedReason": 1},
+        {"orderId": first_id, "purchaseToken": "tok-1", "voidedReason": 1, "voidedQuantity": 1},
+    ]
+    env.play.voided_page = 1  # three pages
+    counts = env.notes.reconcile_voided(START - timedelta(days=3))
+    assert (counts.seen, counts.refunded, counts.unknown, counts.partial) == (3, 1, 1, 1)
+    assert env.order(second.id).status is OrderStatus.REFUNDED
+    assert env.order(first.id).status is OrderStatus.PAID
+    assert env.topics("u2") == ["order.paid", "refund.succeeded"]
+    before = env.snapshot()
+    again = env.notes.reconcile_voided(START - timedelta(days=3))
+    assert (again.refunded, again.already) == (0, 1)
+    assert env.snapshot() == before
+    assert env.play.refund_calls() == []  # reconciling never calls orders.refund
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_chargeback_review_is_answered_within_googles_deadline(env: Env, decision: str) -> None:
+    token, order_id, order = env.bought()
+    env.clock.advance(timedelta(days=20))  # past the buyer's refund window: Google still asks
+    asked = env.clock.now()
+    review = refund_review(order_id, "pending-refund-token-1", ms(asked))
+    opened, opened_again = env.deliver(review, "m-r"), env.deliver(review, "m-r")
+    assert (opened.outcome, opened_again.refund_id) == ("review_opened", opened.refund_id)
+    refund = env.flow.refunds.get(SYSTEM, opened.refund_id)
+    assert refund.review_due_at == asked + timedelta(hours=24)
+    [deadline] = env.flow.store.pending_deadlines(refund.id)
+    assert deadline.kind is DeadlineKind.REFUND_REVIEW and deadline.due_at == asked + timedelta(
+        hours=24
+    )
+
+    if decision == "approve":
+        refund = env.flow.refunds.approve(AGENT, refund.id)
+    else:
+        refund = env.flow.refunds.reject(AGENT, refund.id, reason="the gems were spent")
+    [call] = env.play.review_calls()
+    assert call.path.endswith(f"/orders/{order_id}:reviewrefund")
+    assert call.body == {
+        "pendingRefundToken": "pending-refund-token-1",
+        "sampleContentProvided": False,
+        "refundPreference": "APPROVE" if decision == "approve" else "DECLINE",
+    }
+    assert env.play.refund_calls() == []  # a chargeback is never refunded a second time
+    if decision == "approve":
+        assert refund.status is RefundStatus.APPROVED
+        env.deliver(voided(token, order_id, ms(env.clock.now())))  # Google grants it
+        assert env.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.REFUNDED
+        assert env.order(order.id).status is OrderStatus.REFUNDED
+    else:
+        assert refund.status is RefundStatus.REJECTED
+        assert env.order(order.id).status is OrderStatus.PAID
+
+
+def test_a_subscription_renewal_is_a_new_order_linked_to_the_first(env: Env) -> None:
+    env.play.subscriptions["sub-tok"] = subscription_purchase(
+        "pro", "GPA.5500-0000-0000-00001", "u1"
+    )
+    first = env.deliver(subscription(token="sub-tok", at_ms=ms(START), kind=4))
+    env.clock.advance(timedelta(days=30))
+    env.play.subscriptions["sub-tok"] = subscription_purchase(
+        "pro", "GPA.5500-0000-0000-00001..0", "u1"
+    )
+    renewed = subscription(token="sub-tok", at_ms=ms(env.clock.now()), kind=2)
+    renewal, again = env.deliver(renewed, "m-renew"), env.deliver(renewed, "m-renew")
+    assert renewal.order_id == again.order_id != first.order_id
+    order = env.order(renewal.order_id)
+    assert (order.subscription_id, order.status, order.platform_transaction_id) == (
+        first.order_id, OrderStatus.PAID, "GPA.5500-0000-0000-00001..0"
+    )  # fmt: skip
+    canceled = env.deliver(subscription(token="sub-tok", at_ms=ms(env.clock.now()), kind=3))
+    assert canceled.outcome == "ignored"
+
+
+def test_the_app_can_confirm_a_purchase_with_its_token(env: Env) -> None:
+    placed = env.flow.orders.place(BUYER, "gems")
+    env.play.purchases["tok-app"] = product_purchase("GPA.3300-0000-0000-00077", "u1")
+    paid = env.flow.orders.pay(BUYER, placed.id, token="tok-app")
+    assert (paid.status, paid.platform_transaction_id) == (
+        OrderStatus.PAID,
+        "GPA.3300-0000-0000-00077",
+    )
+    late = env.deliver(one_time("tok-app", "gems", ms(START)))  # Google's notice comes after
+    assert late.order_id == placed.id
+    env.play.purchases["tok-pending"] = product_purchase("GPA.3300-0000-0000-00078", "u1", state=2)
+    pending = env.flow.orders.place(BUYER, "gems")
+    with pytest.raises(Exception, match="pending"):
+        env.flow.orders.pay(BUYER, pending.id, token="tok-pending")
+    assert env.order(pending.id).status is OrderStatus.PENDING_PAYMENT
+
+
+@pytest.mark.parametrize("forge", ["no_token", "other_package", "other_subscription", "not_base64", "two_bodies", "unknown_purchase"])  # fmt: skip
+def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
+    env: Env, forge: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    note = one_time("tok-forged", "gems", ms(START))
+    envelope, token = push(note, "m-x"), TOKEN
+    if forge == "no_token":
+        token = "guess"
+    elif forge == "other_package":
+        envelope = push(note, "m-x", package="com.evil")
+    elif forge == "other_subscription":
+        envelope["subscription"] = "projects/evil/subscriptions/x"
+    elif forge == "not_base64":
+        envelope["message"]["data"] = "%%%"
+    elif forge == "two_bodies":
+        envelope = push({**note, **voided("t", "o", 1)}, "m-x")
+    before = env.snapshot()
+    with caplog.at_level(logging.WARNING), pytest.raises(NotificationRejected) as refused:
+        env.notes.ingest_push(envelope, token=token)
+    assert refused.value.source == "google_play"
+    assert env.snapshot() == before
+    assert any("refused google_play notification" in r.getMessage() for r in caplog.records)
+
+
+def test_the_push_endpoint_answers_pubsub(env: Env) -> None:
+    env.play.purchases["tok-w"] = product_purchase("GPA.3300-0000-0000-00042", "u1")
+    server = make_server("127.0.0.1", 0, env.notes.wsgi_app(), handler_class=_Quiet)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/play/rtdn"
+    try:
+        envelope = push(one_time("tok-w", "gems", ms(START)), "m-w")
+        assert _post(f"{url}?token={TOKEN}", envelope) == (200, "paid")
+        assert _post(f"{url}?token={TOKEN}", envelope) == (200, "paid")  # redelivery
+        assert _post(f"{url}?token=nope", envelope)[0] == 403
+        assert _post(f"{url}?token={TOKEN}", {"message": {}})[0] == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(env.flow.orders.query(BUYER).items) == 1
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, str | None]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())["outcome"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
