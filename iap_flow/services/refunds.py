@@ -311,6 +311,7 @@ class Refunds:
                 raise AlreadyDecided(
                     refund_id=refund.id, state=refund.status, decided_by=refund.decided_by
                 )
+            REFUND.target(refund.id, refund.status, event)  # e.g. withdrawn: no one decides
             if event == "approve" and actor.role is Role.SUPPORT_AGENT:
                 limit = ctx.policy.agent_limit(refund.amount.currency)
                 if refund.amount.amount > limit:
