@@ -1,6 +1,7 @@
 """App Store adapter (``pip install 'iap-flow[appstore]'``): Apple's app-store-server-library.
 
->>> from iap_flow.adapters.appstore import AppStorePlatform, AppStoreNotifications  # doctest: +SKIP
+:class:`AppStorePlatform` plugs the App Store into ``open_flow(platforms=[...])``;
+:class:`AppStoreNotifications` feeds App Store Server Notifications V2 into the flow.
 """
 
 from iap_flow.adapters.appstore.ingest import AppStoreNotifications
