@@ -306,3 +306,10 @@ def test_repeating_an_interrupted_approval_with_its_key_carries_on(
     assert len(world.platform.refunded(refund.order_id)) == 1
     events = [e.event for e in world.flow.history(SYSTEM, refund.id)]
     assert events.count("approve") == events.count("submit") == 1
+
+
+def test_a_withdrawn_refund_above_the_limit_is_withdrawn_not_a_leads_job(world: Any) -> None:
+    refund = world.refund("gems_big")
+    world.flow.refunds.withdraw(world.buyer, refund.id)
+    with pytest.raises(TransitionNotAllowed, match="it is withdrawn"):
+        world.flow.refunds.approve(world.agent, refund.id)
