@@ -105,6 +105,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "refund.platform_refund": frozenset({SYS}),
     "refund.platform_decline": frozenset({SYS}),
     "refund.answer_platform": frozenset({SYS, LD, DEV}),  # send (again) staff's decision
+    "refund.platform_reversal": frozenset({SYS}),  # audit only: the refund stays refunded
     # feedback tickets: creation and the ticket machine's events
     "ticket.submit": frozenset({B}),
     "ticket.answer": frozenset({AG, LD}),

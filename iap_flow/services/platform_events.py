@@ -244,7 +244,7 @@ class PlatformEvents:
         """
         ctx = self._ctx
         actor = ctx.actor(actor)
-        check(actor, "refund.platform_refund")  # the platform's word on its refund
+        check(actor, "refund.platform_reversal")
         order_id = ident(order_id, "order_id")
         reason = text(reason, "reason", max_len=2000)
 
