@@ -124,8 +124,31 @@ def test_every_state_change_has_exactly_one_audit_event(world: Any) -> None:
         run(lambda: w.flow.sweep(w.dev))
     run(lambda: o.pay(w.buyer, late.id, token="tok_approve"))  # type: ignore[attr-defined]  # after expiry
     run(lambda: o.renew(SYSTEM, sub.id, token="tok_approve"))  # type: ignore[attr-defined]  # refunded: refused
-    assert run.steps > 40
     assert o.get(SYSTEM, unpaid.id).status is OrderStatus.EXPIRED  # type: ignore[attr-defined]
+    pe = w.flow.platform_events  # the platform's purchase adopts that expired unpaid order
+    bought = run(
+        lambda: pe.purchased(
+            SYSTEM, platform="sandbox", transaction_id="txn_p1", sku="gems", user_id="u1"
+        )
+    )
+    run(lambda: pe.purchased(SYSTEM, platform="sandbox", transaction_id="txn_p1", sku="gems"))
+    run(lambda: pe.refunded(SYSTEM, bought.id, reason="chargeback"))  # type: ignore[attr-defined]
+    run(lambda: pe.refund_reversed(SYSTEM, bought.id, reason="reversed"))  # type: ignore[attr-defined]
+    asked = run(lambda: o.place(w.other_buyer, "gems"))
+    run(lambda: o.pay(w.other_buyer, asked.id, token="tok_approve"))  # type: ignore[attr-defined]
+    case = run(
+        lambda: r.request(
+            SYSTEM,
+            asked.id,  # type: ignore[attr-defined]
+            reason="platform review",
+            review_due=w.clock.now() + timedelta(hours=6),
+            platform_refund_id="case_9",
+        )
+    )
+    run(lambda: r.approve(w.lead, case.id))  # type: ignore[attr-defined]
+    run(lambda: r.answer_platform(w.dev, case.id))  # type: ignore[attr-defined]
+    run(lambda: pe.refund_declined(SYSTEM, asked.id, reason="platform said no"))  # type: ignore[attr-defined]
+    assert run.steps > 50
     assert r.get(SYSTEM, doomed.id).escalated  # type: ignore[attr-defined]
 
 
@@ -240,6 +263,42 @@ def _idem_cases() -> dict[str, Callable[[Any], Twin]]:
                 w.system, s, platform_refund_id="p2" if x else "p1", idempotency_key=k
             ),
         ),
+        "platform_events.purchased": lambda w: (
+            lambda k: w.flow.platform_events.purchased(
+                w.system,
+                platform="sandbox",
+                transaction_id="t1",
+                sku="gems",
+                user_id="u1",
+                idempotency_key=k,
+            ),
+            lambda k: w.flow.platform_events.purchased(
+                w.system,
+                platform="sandbox",
+                transaction_id="t1",
+                sku="no_ads",
+                user_id="u1",
+                idempotency_key=k,
+            ),
+        ),
+        "platform_events.refunded": on(
+            lambda w: w.refund().order_id,
+            lambda w, s, k, x: w.flow.platform_events.refunded(
+                w.system, s, reason="b" if x else "a", idempotency_key=k
+            ),
+        ),
+        "platform_events.refund_declined": on(
+            lambda w: w.refund().order_id,
+            lambda w, s, k, x: w.flow.platform_events.refund_declined(
+                w.system, s, reason="b" if x else "a", idempotency_key=k
+            ),
+        ),
+        "platform_events.refund_reversed": on(
+            lambda w: w.flow.refunds.approve(w.lead, w.refund().id).order_id,
+            lambda w, s, k, x: w.flow.platform_events.refund_reversed(
+                w.system, s, reason="b" if x else "a", idempotency_key=k
+            ),
+        ),
         "feedback.submit": lambda w: (
             lambda k: f(w).submit(w.buyer, rating=4, body="nice", idempotency_key=k),
             lambda k: f(w).submit(w.buyer, rating=5, body="nice", idempotency_key=k),
@@ -269,6 +328,7 @@ def test_every_command_with_a_key_is_covered() -> None:
     from iap_flow.services.catalogue import Catalogue
     from iap_flow.services.feedback import Feedback
     from iap_flow.services.orders import Orders
+    from iap_flow.services.platform_events import PlatformEvents
     from iap_flow.services.refunds import Refunds
 
     keyed = {
@@ -278,6 +338,7 @@ def test_every_command_with_a_key_is_covered() -> None:
             ("orders", Orders),
             ("refunds", Refunds),
             ("feedback", Feedback),
+            ("platform_events", PlatformEvents),
         ]
         for name, fn in inspect.getmembers(cls, inspect.isfunction)
         if not name.startswith("_") and "idempotency_key" in inspect.signature(fn).parameters
@@ -300,6 +361,20 @@ def test_a_repeat_returns_the_first_result_and_writes_nothing(world: Any, case: 
         other("key-1")
     assert world.snapshot() == before
     assert (len(world.notifier.sent), world.platform.ledger) == (sent, ledger)
+
+
+def test_a_platform_notification_delivered_twice_changes_nothing(world: Any) -> None:
+    """Store notifications carry no key of ours: the transaction id is what makes them once."""
+    pe = world.flow.platform_events
+    args: dict[str, Any] = {"platform": "sandbox", "transaction_id": "t1", "sku": "gems"}
+    first = pe.purchased(SYSTEM, user_id="u1", **args)
+    before = world.snapshot()
+    assert pe.purchased(SYSTEM, user_id="u1", **args) == first
+    assert world.snapshot() == before
+    refunded = pe.refunded(SYSTEM, first.id, reason="chargeback")
+    before = world.snapshot()
+    assert pe.refunded(SYSTEM, first.id, reason="chargeback") == refunded
+    assert world.snapshot() == before
 
 
 def test_a_key_is_not_shared_across_actors(world: Any) -> None:

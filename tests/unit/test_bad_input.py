@@ -74,6 +74,10 @@ def f(w: Any) -> Any:
     return w.flow.feedback
 
 
+def pe(w: Any) -> Any:
+    return w.flow.platform_events
+
+
 def cat(w: Any) -> Any:
     return w.flow.catalogue
 
@@ -297,6 +301,80 @@ CASES: dict[str, Any] = {
     "refund-queue/status": bad("status", lambda w, i: r(w).queue(SYSTEM, status="pending")),
     "refund-queue/status-int": bad("status", lambda w, i: r(w).queue(SYSTEM, status=3)),
     "refund-queue/limit": bad("limit", lambda w, i: r(w).queue(SYSTEM, limit=0)),
+    "request/review-due-naive": bad(
+        "review_due",
+        lambda w, i: r(w).request(SYSTEM, i["order"], reason="platform", review_due=NAIVE),
+    ),
+    "request/review-due-by-buyer": bad(
+        "review_due",
+        lambda w, i: r(w).request(
+            w.buyer, i["order"], reason="why", review_due=w.start + timedelta(1)
+        ),
+    ),
+    "answer-platform/in-review": bad(
+        "refund_id", lambda w, i: r(w).answer_platform(SYSTEM, i["refund"])
+    ),
+    "answer-platform/unknown": bad(
+        "rfd_nope", lambda w, i: r(w).answer_platform(SYSTEM, "rfd_nope"), NotFound
+    ),
+    # what a platform did by itself
+    "purchased/platform": bad(
+        "platform",
+        lambda w, i: pe(w).purchased(
+            SYSTEM, platform="steam", transaction_id="t", sku="gems", user_id="u1"
+        ),
+    ),
+    "purchased/txn-empty": bad(
+        "transaction_id",
+        lambda w, i: pe(w).purchased(
+            SYSTEM, platform="sandbox", transaction_id="", sku="gems", user_id="u1"
+        ),
+    ),
+    "purchased/sku-int": bad(
+        "sku",
+        lambda w, i: pe(w).purchased(
+            SYSTEM, platform="sandbox", transaction_id="t", sku=4, user_id="u1"
+        ),
+    ),
+    "purchased/sku-unknown": bad(
+        "nope",
+        lambda w, i: pe(w).purchased(
+            SYSTEM, platform="sandbox", transaction_id="t", sku="nope", user_id="u9"
+        ),
+        NotFound,
+    ),
+    "purchased/amount-int": bad(
+        "amount",
+        lambda w, i: pe(w).purchased(
+            SYSTEM, platform="sandbox", transaction_id="t", sku="gems", user_id="u1", amount=199
+        ),
+    ),
+    "purchased/no-user": bad(
+        "user_id",
+        lambda w, i: pe(w).purchased(SYSTEM, platform="sandbox", transaction_id="t", sku="gems"),
+    ),
+    "purchased/by-buyer": bad(
+        "order.record",
+        lambda w, i: pe(w).purchased(
+            w.buyer, platform="sandbox", transaction_id="t", sku="gems", user_id="u1"
+        ),
+        PermissionDenied,
+    ),
+    "order-for-txn/empty": bad(
+        "transaction_id", lambda w, i: pe(w).order_for_transaction(SYSTEM, "sandbox", "")
+    ),
+    "platform-refunded/unknown": bad(
+        "ord_nope", lambda w, i: pe(w).refunded(SYSTEM, "ord_nope", reason="chargeback"), NotFound
+    ),
+    "platform-refunded/reason-empty": bad(
+        "reason", lambda w, i: pe(w).refunded(SYSTEM, i["order"], reason="")
+    ),
+    "platform-declined/reason-int": bad(
+        "reason", lambda w, i: pe(w).refund_declined(SYSTEM, i["order"], reason=1)
+    ),
+    "platform-reversed/never-refunded": bad(
+        None, lambda w, i: pe(w).refund_reversed(SYSTEM, i["order"], reason="reversed"), NotFound
+    ),
     # feedback
     "submit/rating-0": bad("rating", lambda w, i: f(w).submit(w.buyer, rating=0, body="meh")),
     "submit/rating-6": bad("rating", lambda w, i: f(w).submit(w.buyer, rating=6, body="meh")),

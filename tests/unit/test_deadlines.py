@@ -77,6 +77,8 @@ def test_opened_by_follows_started_by() -> None:
         ("order", "paid", "delivered", set()),
         ("refund", "in_review", "approved", {DeadlineKind.REFUND_REVIEW}),
         ("refund", "in_review", "in_review", set()),  # an escalation keeps it open
+        ("refund", "approved", "submitted", set()),  # the payout retry stays open
+        ("refund", "approved", "rejected", {DeadlineKind.REFUND_RETRY}),  # a platform declined
         ("refund", "submitted", "refunded", {DeadlineKind.REFUND_RETRY}),
         ("refund", "submitted", "failed", set()),
         ("ticket", "open", "answered", {DeadlineKind.TICKET_FIRST_RESPONSE}),
