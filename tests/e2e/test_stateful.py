@@ -349,5 +349,5 @@ class FlowModel(RuleBasedStateMachine):
 def test_the_flow_behaves_like_the_model(make_world: Any) -> None:
     machine = type("Model", (FlowModel,), {"make_world": staticmethod(make_world)})
     run_state_machine_as_test(
-        machine, settings=settings(max_examples=30, stateful_step_count=40, deadline=None)
+        machine, settings=settings(max_examples=100, stateful_step_count=50, deadline=None)
     )
