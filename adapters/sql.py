@@ -81,16 +81,50 @@ def percentiles(source: str, *, grouped: bool = False, extra: str = "") -> str:
     )
 
 
+_SALES = (
+    "COUNT(*) AS orders,"
+    " SUM(CASE WHEN paid_at IS NOT NULL THEN 1 ELSE 0 END) AS paid,"
+    " SUM(CASE WHEN status = 'payment_failed' THEN 1 ELSE 0 END) AS failed,"
+    " SUM(CASE WHEN status = 'refunded' THEN 1 ELSE 0 END) AS refunded,"
+    " SUM(CASE WHEN paid_at IS NOT NULL THEN amount ELSE 0 END) AS gross"
+)
+
+
 def _sales(key: str | None, extra: str = "") -> str:
     head = "" if key is None else f"{key} AS key{extra}, "
     group = "currency" if key is None else "1, currency"
     return (
-        f"SELECT {head}currency, COUNT(*) AS orders,"
-        " SUM(CASE WHEN paid_at IS NOT NULL THEN 1 ELSE 0 END) AS paid,"
-        " SUM(CASE WHEN status = 'payment_failed' THEN 1 ELSE 0 END) AS failed,"
-        " SUM(CASE WHEN status = 'refunded' THEN 1 ELSE 0 END) AS refunded,"
-        " SUM(CASE WHEN paid_at IS NOT NULL THEN amount ELSE 0 END) AS gross"
-        " FROM orders WHERE " + period("created_at") + f" GROUP BY {group} ORDER BY {group}"
+        f"SELECT {head}currency, {_SALES} FROM orders WHERE "
+        + period("created_at")
+        + f" GROUP BY {group} ORDER BY {group}"
+    )
+
+
+def _sales_cube() -> str:
+    """Every sales breakdown from ONE scan of the orders: the scan groups by day, product,
+    kind, platform, currency and status (the only large sort), the breakdowns re-group that."""
+    sums = (
+        "SUM(orders) AS orders, SUM(paid) AS paid, SUM(failed) AS failed,"
+        " SUM(refunded) AS refunded, SUM(gross) AS gross"
+    )
+    cube = (
+        "WITH g AS (SELECT {day:created_at} AS day, sku, MAX(title) AS title, kind, platform,"
+        f" currency, status, {_SALES} FROM orders WHERE "
+        + period("created_at")
+        + " GROUP BY 1, sku, kind, platform, currency, status) "
+    )
+    dims = (
+        ("day", "day", "NULL", "day, "),
+        ("product", "sku", "MAX(title)", "sku, "),
+        ("kind", "kind", "NULL", "kind, "),
+        ("platform", "platform", "NULL", "platform, "),
+        ("status", "status", "NULL", "status, "),
+        ("all", "'all'", "NULL", ""),
+    )
+    return cube + " UNION ALL ".join(
+        f"SELECT '{dim}' AS dim, {key} AS key, {title} AS title, currency, {sums}"
+        f" FROM g GROUP BY {group}currency"
+        for dim, key, title, group in dims
     )
 
 
@@ -122,6 +156,7 @@ def _texts(table: str, column: str, rating: str) -> str:
 
 
 ANALYSIS: dict[str, str] = {
+    "sales_cube": _sales_cube(),
     "sales_totals": _sales(None),
     "sales_by_day": _sales("{day:created_at}"),
     "sales_by_product": _sales("sku", ", MAX(title) AS title"),

@@ -38,7 +38,7 @@ from iap_flow.models import (
 )
 from iap_flow.ports import OrderQuery
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
 _ORDER_BY_ID = _ORDER_SELECT + " WHERE id = ?"
@@ -150,7 +150,16 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_1}
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Escalations for the analysis report without scanning the whole audit trail: a partial
+    index holds only ``escalate`` events, so the write path pays for it only on those."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_audit_escalations ON audit_events (at)"
+        " WHERE event = 'escalate'"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_1, 2: _migrate_2}
 
 
 class _Tx:

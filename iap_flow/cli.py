@@ -49,6 +49,10 @@ class Plugin:
 PLUGINS: dict[str, Plugin] = {
     "slack": Plugin("iap_flow.bots.slack.cli:command", "slack", "Run the Slack bot for support."),
     "export": Plugin("iap_flow.analysis.cli:export", "analysis", "Export data for analysis."),
+    # Its topics need the analysis extra; without it the report prints everything else.
+    "report": Plugin(
+        "iap_flow.analysis.cli:report", "analysis", "Sales, refunds, service and feedback report."
+    ),
 }
 """Commands provided by extras: name -> where to find it."""
 
@@ -426,17 +430,6 @@ def show_report(out: Console, report: Report) -> None:
         label, _, value = line.partition(": ")
         table.add_row(escape(label.replace("  ", "   ", 1)), escape(value))
     out.print(table)
-
-
-@cli.command()
-@since_option
-@until_option
-@click.pass_obj
-def report(settings: Settings, since: datetime | None, until: datetime | None) -> None:
-    """The summary report for orders created in [since, until), as the developer actor."""
-    with settings.open() as flow:
-        figures = flow.report(CLI_ACTOR, since=since, until=until)
-    show_report(_out(), figures)
 
 
 def main() -> None:

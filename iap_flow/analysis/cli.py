@@ -65,7 +65,13 @@ actor_id_option = click.option(
     show_default=True,
     help="Texts per source the topic model reads (above: a systematic sample).",
 )
-@click.option("--topics", type=click.IntRange(1, 20), default=8, show_default=True)
+@click.option(
+    "--topics",
+    type=click.IntRange(1, 20),
+    default=8,
+    show_default=True,
+    help="At most this many topics per kind of text.",
+)
 @role_option("developer")
 @actor_id_option
 @click.pass_obj

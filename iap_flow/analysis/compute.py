@@ -7,9 +7,13 @@ model reads texts, because grouping texts by meaning is not something SQL does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
+
+import attrs
 
 from iap_flow.analysis.model import (
     Analysis,
@@ -30,13 +34,11 @@ from iap_flow.money import Money
 
 Rows = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 """``Store.report_rows``: a named aggregate and its parameters -> rows as dicts."""
+Query = Callable[..., list[dict[str, Any]]]
+"""A named aggregate for the report's period: ``q(name, **extra_params)``."""
 
 QUERIES = (
-    "sales_totals",
-    "sales_by_day",
-    "sales_by_product",
-    "sales_by_kind",
-    "sales_by_platform",
+    "sales_cube",
     "refunds_by_product",
     "refunds_by_platform",
     "refund_decisions",
@@ -57,7 +59,10 @@ QUERIES = (
     "feedback_texts",
     "reason_texts",
 )
-"""Named aggregates every store implements for the analysis report (with :data:`EXPORTS`)."""
+"""Named aggregates every store implements for the analysis report (with :data:`EXPORTS`).
+
+``sales_totals`` and ``sales_by_{day,product,kind,platform}`` give the same figures as
+``sales_cube`` one breakdown at a time (Datasette's canned queries use them)."""
 
 EXPORTS = ("export_orders", "export_refunds", "export_tickets", "export_audit_events")
 
@@ -163,7 +168,7 @@ def analyse(
     *,
     now: datetime,
     max_texts: int = MAX_TEXTS,
-    max_topics: int = 6,
+    max_topics: int = 8,
 ) -> Analysis:
     """The whole report for orders, refunds, tickets and deadlines of ``[since, until)``."""
     params = period_params(since, until)
@@ -171,19 +176,42 @@ def analyse(
     def q(name: str, **extra: Any) -> list[dict[str, Any]]:
         return rows(name, {**params, **extra})
 
+    # The topic model (texts, tokenising, NMF: CPU in Python) runs beside the aggregates
+    # (time in the database, which releases the GIL): on two cores the report takes about
+    # as long as the slower of the two. Stores serialise or pool their connections.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="iap-flow-topics") as pool:
+        fetched = threading.Event()
+        topics = pool.submit(_all_topics, q, max_texts, max_topics, fetched)
+        fetched.wait()  # the texts first: then the model and the aggregates run side by side
+        return _figures(q, since, until, now, topics)
+
+
+def _figures(
+    q: Query,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    topics: Future[tuple[Topics, Topics]],
+) -> Analysis:
+    """Every figure but the topics, which ``topics`` delivers when they are ready."""
+
     def first(name: str) -> dict[str, Any] | None:
         found = q(name)
         return found[0] if found else None
 
-    by_product = tuple(sorted(segments(q("sales_by_product")), key=lambda s: (-s.orders, s.key)))
-    by_platform = segments(q("sales_by_platform"))
-    (total,) = segments(q("sales_totals")) or (Segment("all", "all", 0, 0, 0, 0, ()),)
+    cube: dict[str, list[dict[str, Any]]] = {}
+    for row in q("sales_cube"):
+        cube.setdefault(str(row["dim"]), []).append(row)
+    by_product = tuple(sorted(segments(cube.get("product", [])), key=lambda s: (-s.orders, s.key)))
+    by_platform = segments(cube.get("platform", []))
+    (total,) = segments(cube.get("all", [])) or (Segment("all", "all", 0, 0, 0, 0, ()),)
     sales = Sales(
         total=total,
-        by_day=segments(q("sales_by_day")),
+        by_day=segments(cube.get("day", [])),
         by_product=by_product,
-        by_kind=segments(q("sales_by_kind")),
+        by_kind=segments(cube.get("kind", [])),
         by_platform=by_platform,
+        by_status=tuple(sorted(segments(cube.get("status", [])), key=lambda s: -s.orders)),
     )
     refunds = Refunds(
         by_product=_refund_segments(q("refunds_by_product"), by_product),
@@ -210,40 +238,64 @@ def analyse(
         reopened=_int(totals.get("reopened")),
         agents=_people(q("service_by_agent")),
     )
-    counts = first("text_counts") or {}
     feedback = Feedback(
         ratings={int(r["rating"]): _int(r["n"]) for r in q("ratings")},
         by_day=tuple(
             (str(r["day"]), _int(r["n"]), _int(r["total"]) / _int(r["n"]))
             for r in q("ratings_by_day")
         ),
-        topics=_topics(
-            q, "feedback", "feedback_texts", _int(counts.get("feedback")), max_texts, max_topics
-        ),
-        reason_topics=_topics(
-            q, "refund reasons", "reason_texts", _int(counts.get("reasons")), max_texts, max_topics
-        ),
+        topics=topics.result()[0],
+        reason_topics=topics.result()[1],
     )
     return Analysis(since, until, now, sales, refunds, service, feedback)
 
 
-def _topics(
-    q: Callable[..., list[dict[str, Any]]],
-    source: str,
-    name: str,
-    total: int,
-    max_texts: int,
-    max_topics: int,
-) -> Topics:
-    stride = max(1, -(-total // max_texts)) if max_texts > 0 else 1
-    if total == 0:
-        return Topics(source, 0, 0, stride, (), "no texts in this period")
-    from iap_flow.analysis.topics import Text, find_topics  # scikit-learn loads only now
+def _all_topics(
+    q: Query, max_texts: int, max_topics: int, fetched: threading.Event
+) -> tuple[Topics, Topics]:
+    """Read both kinds of text, say so through ``fetched``, then model them (CPU only)."""
+    try:
+        counts = q("text_counts")
+        sources = [
+            _texts(q, source, name, _int(counts[0][column]) if counts else 0, max_texts)
+            for source, name, column in (
+                ("feedback", "feedback_texts", "feedback"),
+                ("refund reasons", "reason_texts", "reasons"),
+            )
+        ]
+    finally:
+        fetched.set()
+    feedback, reasons = (_model(batch, max_topics) for batch in sources)
+    return feedback, reasons
 
+
+@attrs.frozen
+class _Batch:
+    source: str
+    total: int
+    stride: int
+    texts: list[Any]
+
+
+def _texts(q: Query, source: str, name: str, total: int, max_texts: int) -> _Batch:
+    from iap_flow.analysis.topics import Text  # scikit-learn and jieba load only now
+
+    stride = max(1, -(-total // max_texts)) if max_texts > 0 else 1
+    rows = q(name, stride=stride) if total else []
     texts = [
         Text(
             str(r["created_at"]), str(r["text"]), None if r["rating"] is None else int(r["rating"])
         )
-        for r in q(name, stride=stride)
+        for r in rows
     ]
-    return find_topics(texts, source=source, total=total, stride=stride, k=max_topics)
+    return _Batch(source, total, stride, texts)
+
+
+def _model(batch: _Batch, max_topics: int) -> Topics:
+    from iap_flow.analysis.topics import find_topics
+
+    if batch.total == 0:
+        return Topics(batch.source, 0, 0, batch.stride, (), "no texts in this period")
+    return find_topics(
+        batch.texts, source=batch.source, total=batch.total, stride=batch.stride, k=max_topics
+    )

@@ -131,6 +131,12 @@ def _sales(a: Analysis) -> str:
         ),
         "</div><div><h3>Orders per platform</h3>",
         svg.bars([(p.key, float(p.orders)) for p in sales.by_platform], title="per platform"),
+        "<h3>Orders by status now</h3>",
+        svg.bars(
+            [(x.key, float(x.orders)) for x in sales.by_status],
+            title="orders by status",
+            color=svg.PALETTE[5],
+        ),
         "<h3>Orders per kind</h3>",
         svg.bars(
             [(k.key, float(k.orders)) for k in sales.by_kind],

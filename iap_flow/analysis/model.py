@@ -110,6 +110,8 @@ class Sales:
     by_product: tuple[Segment, ...]
     by_kind: tuple[Segment, ...]
     by_platform: tuple[Segment, ...]
+    by_status: tuple[Segment, ...] = ()
+    """Orders of the period by the status they are in now."""
 
 
 @attrs.frozen

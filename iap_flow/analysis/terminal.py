@@ -49,7 +49,8 @@ def print_summary(a: Analysis, console: Console) -> None:
     s, r, v, f = a.sales.total, a.refunds, a.service, a.feedback
     console.print(f"[bold]Report[/] for {escape(fmt.period(a.since, a.until))}")
     headline = [
-        ["orders created", f"{s.orders:,}"],
+        ["orders", f"{s.orders:,}"],
+        ["orders by status", ", ".join(f"{x.key} {x.orders:,}" for x in a.sales.by_status) or "-"],
         ["paid (conversion)", f"{s.paid:,} ({fmt.pct(s.conversion)})"],
         ["payment failure rate", fmt.pct(s.failure_rate)],
         ["gross revenue", fmt.money(s.revenue)],
