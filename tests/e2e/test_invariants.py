@@ -16,7 +16,6 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,6 @@ from iap_flow import (
     OrderStatus,
     open_flow,
 )
-from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.roles import PERMISSIONS
 
 STATUS_SQL = "SELECT id, status FROM orders UNION ALL SELECT id, status FROM refunds UNION ALL SELECT id, status FROM tickets"
@@ -397,7 +395,7 @@ def test_a_refused_command_does_not_use_up_its_key(world: Any) -> None:
 
 # -- a process killed at the worst moments ------------------------------------------------------
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the conftest's START: the child's clock
 
 
 class ExitOnSend:
@@ -420,36 +418,24 @@ def _die(db: str, where: str, order_id: str) -> None:
 
 @pytest.mark.parametrize("where", ["after-commit", "inside-transaction"])
 def test_a_killed_process_loses_nothing_committed_and_half_writes_nothing(
-    tmp_path: Path, where: str
+    file_world: Any, where: str
 ) -> None:
-    db = tmp_path / "flow.db"
-    notifier = MemoryNotifier()
-    clock = ManualClock(T0)
-    flow = open_flow(f"sqlite:///{db}", clock=clock, notifier=notifier, seed=1)
-    flow.catalogue.add(
-        Actor("pm", "product_manager"),
-        sku="gems",
-        title="Gems",
-        description="d",
-        price=Money(199, "USD"),
-        kind="consumable",
-    )
-    order = flow.orders.place(Actor.buyer("u1"), "gems")
+    w = file_world
+    order = w.order(upto="pending_payment")
     child = multiprocessing.get_context("spawn").Process(
-        target=_die, args=(str(db), where, order.id)
+        target=_die, args=(w.flow.store.path, where, order.id)
     )
     child.start()
     child.join(60)
     assert child.exitcode == 17
-    after = flow.orders.get(SYSTEM, order.id)
-    trail = [e.event for e in flow.history(SYSTEM, order.id)]
+    after = w.flow.orders.get(SYSTEM, order.id)
+    trail = [e.event for e in w.flow.history(SYSTEM, order.id)]
     if where == "inside-transaction":
         assert (after.status, trail) == (OrderStatus.PENDING_PAYMENT, ["place"])
-        assert flow.deliver_notifications() == 0
+        assert w.flow.deliver_notifications() == 0
         return
     assert (after.status, trail) == (OrderStatus.PAID, ["place", "pay"])
-    assert flow.deliver_notifications() == 0  # the dead process's claim still stands
-    clock.advance(timedelta(seconds=61))
-    assert flow.deliver_notifications() == 1
-    assert [(n.topic, n.payload["order_id"]) for n in notifier.sent] == [("order.paid", order.id)]
-    flow.close()
+    assert w.flow.deliver_notifications() == 0  # the dead process's claim still stands
+    w.advance(seconds=61)
+    assert w.flow.deliver_notifications() == 1
+    assert [(n.topic, n.payload["order_id"]) for n in w.notifier.sent] == [("order.paid", order.id)]

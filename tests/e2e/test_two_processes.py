@@ -12,10 +12,9 @@ from __future__ import annotations
 import multiprocessing
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from iap_flow import SYSTEM, Actor, ConflictError, ManualClock, Money, open_flow
+from iap_flow import SYSTEM, Actor, ConflictError, ManualClock, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sandbox import SandboxPlatform
 
@@ -53,29 +52,15 @@ def decide_all(db: str, decision: str, refund_ids: list[str], barrier: Any, out:
     flow.close()
 
 
-def test_exactly_one_decision_wins_each_contested_refund(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
-    flow = open_flow(f"sqlite:///{db}", clock=ManualClock(T0), notifier=MemoryNotifier(), seed=1)
-    flow.catalogue.add(
-        Actor("pm", "product_manager"),
-        sku="gems",
-        title="Gems",
-        description="d",
-        price=Money(199, "USD"),
-        kind="consumable",
-    )
-    refunds = []
-    for n in range(REFUNDS):
-        buyer = Actor.buyer(f"u{n}")
-        order = flow.orders.place(buyer, "gems")
-        flow.orders.pay(buyer, order.id, token="tok_approve")
-        refunds.append(flow.refunds.request(buyer, order.id, reason="did not want it"))
+def test_exactly_one_decision_wins_each_contested_refund(file_world: Any) -> None:
+    flow = file_world.flow
+    refunds = [file_world.refund(buyer=Actor.buyer(f"u{n}")) for n in range(REFUNDS)]
     ids = [r.id for r in refunds]
 
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(2), ctx.Queue()
     workers = [
-        ctx.Process(target=decide_all, args=(str(db), d, ids, barrier, out))
+        ctx.Process(target=decide_all, args=(flow.store.path, d, ids, barrier, out))
         for d in ("approve", "reject")
     ]
     for w in workers:
@@ -106,16 +91,15 @@ def test_exactly_one_decision_wins_each_contested_refund(tmp_path: Path) -> None
             outcomes["approved"] += 1
             assert (stored.status, stored.decided_by) == ("refunded", LEAD.id)
             assert trail == ["request", "open_review", "approve", "submit", "confirm"]
-            assert order_trail == ["place", "pay", "refund"]
+            assert order_trail == ["place", "pay", "deliver", "complete", "refund"]
         else:
             outcomes["rejected"] += 1
             assert (stored.status, stored.decided_by) == ("rejected", AGENT.id)
             assert trail == ["request", "open_review", "reject"]
-            assert order_trail == ["place", "pay"]
+            assert order_trail == ["place", "pay", "deliver", "complete"]
     # money moved at most once per order, and only for refunds the approver won
     per_order = Counter(order_id for order_id, _, _ in paid)
     assert set(per_order.values()) <= {1}
     won = {r.order_id for r in refunds if approved[r.id][0] == "won"}
     assert set(per_order) == won
     assert sum(outcomes.values()) == REFUNDS
-    flow.close()

@@ -274,16 +274,21 @@ def _die(*args: Any, **kwargs: Any) -> Any:
     raise Died
 
 
-def test_an_approval_whose_payout_never_started_is_paid_by_the_sweep(
-    world: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The decision committed, then the process died before submitting the payout."""
+def approve_then_die(world: Any, monkeypatch: pytest.MonkeyPatch, key: str | None = None) -> Any:
+    """A refund approved by a process that dies after the decision, before the payout."""
     refund = world.refund()
     with monkeypatch.context() as m:
         m.setattr(type(world.flow.refunds), "execute", _die)
         with pytest.raises(Died):
-            world.flow.refunds.approve(world.agent, refund.id)
+            world.flow.refunds.approve(world.agent, refund.id, idempotency_key=key)
     assert world.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.APPROVED
+    return refund
+
+
+def test_an_approval_whose_payout_never_started_is_paid_by_the_sweep(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refund = approve_then_die(world, monkeypatch)
     world.clock.advance(world.flow.policy.refund_retry_delay)
     assert world.flow.sweep().retried == 1
     assert world.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.REFUNDED
@@ -295,11 +300,7 @@ def test_an_approval_whose_payout_never_started_is_paid_by_the_sweep(
 def test_repeating_an_interrupted_approval_with_its_key_carries_on(
     world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refund = world.refund()
-    with monkeypatch.context() as m:
-        m.setattr(type(world.flow.refunds), "execute", _die)
-        with pytest.raises(Died):
-            world.flow.refunds.approve(world.agent, refund.id, idempotency_key="a-1")
+    refund = approve_then_die(world, monkeypatch, key="a-1")
     done = world.flow.refunds.approve(world.agent, refund.id, idempotency_key="a-1")
     assert done.status is RefundStatus.REFUNDED
     assert world.flow.refunds.approve(world.agent, refund.id, idempotency_key="a-1") == done
