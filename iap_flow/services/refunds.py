@@ -203,10 +203,7 @@ class Refunds:
         refund = self._decide(actor, refund_id, "approve", note, idempotency_key, fresh)
         if not fresh:  # a repeat with the same key: the decision stands, report where it led
             refund = must(self._ctx.store.get_refund(refund.id), "refund", refund.id)
-            if refund.status is not RefundStatus.APPROVED or (
-                refund.platform_refund_id is not None
-                or self._ctx.platform(refund.platform).decides_refunds
-            ):
+            if refund.status is not RefundStatus.APPROVED or self._platform_decides(refund):
                 return refund
             # still approved: the first call stopped before the payout, carry on with it
         if refund.status is RefundStatus.APPROVED:
