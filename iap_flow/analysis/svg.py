@@ -123,12 +123,15 @@ def lines(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>'
         )
         body.append(_text(left - 6, y + 4, fmt(value), anchor="end"))
-    ticks = sorted({0, len(x) - 1, *range(0, len(x), max(1, len(x) // 6))})
+    every = max(1, -(-len(x) * 100 // plot_w))  # a date label needs about 100 px
+    ticks = list(range(0, len(x), every))
+    if ticks[-1] != len(x) - 1:  # the last day always shows; it displaces a close neighbour
+        if len(ticks) > 1 and len(x) - 1 - ticks[-1] < every:
+            ticks.pop()
+        ticks.append(len(x) - 1)
     for i in ticks:
-        last = i == len(x) - 1
-        if i < len(x) and (last or len(x) - 1 - i >= max(1, len(x) // 12)):
-            anchor = "end" if last and i else "start" if i == 0 else "middle"
-            body.append(_text(left + i * step, height - 6, x[i], anchor=anchor))
+        anchor = "start" if i == 0 else "end" if i == len(x) - 1 else "middle"
+        body.append(_text(left + i * step, height - 6, x[i], anchor=anchor))
     for n, (name, ys) in enumerate(series):
         color = PALETTE[n % len(PALETTE)]
         points = " ".join(
