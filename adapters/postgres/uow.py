@@ -109,16 +109,15 @@ def deadline_from(r: Sequence[Any]) -> Deadline:
 
 
 def get_ticket(conn: Conn, ticket_id: str, lock: str = "") -> Ticket | None:
-    """A ticket and its messages, both queries sent before waiting (one round trip)."""
-    with conn.pipeline():
-        head = conn.cursor(row_factory=dict_row).execute(
-            "SELECT * FROM tickets WHERE id = %s" + lock, (ticket_id,)
-        )
-        body = conn.cursor(row_factory=dict_row).execute(
-            "SELECT * FROM ticket_messages WHERE ticket_id = %s ORDER BY id", (ticket_id,)
-        )
-        row = head.fetchone()
-        messages = body.fetchall()
+    """A ticket and its messages (in a transaction's pipeline both go in one round trip)."""
+    head = conn.cursor(row_factory=dict_row).execute(
+        "SELECT * FROM tickets WHERE id = %s" + lock, (ticket_id,)
+    )
+    body = conn.cursor(row_factory=dict_row).execute(
+        "SELECT * FROM ticket_messages WHERE ticket_id = %s ORDER BY id", (ticket_id,)
+    )
+    row = head.fetchone()
+    messages = body.fetchall()
     return (
         None if row is None else codec.ticket_from(row, [codec.message_from(m) for m in messages])
     )
@@ -156,6 +155,10 @@ class PgUnitOfWork:
         # Once a transaction took due deadlines (the sweep), its reads lock what they read: the
         # sweep then decides on the latest state, and a command racing it gets the conflict.
         self._lock_reads = False
+
+    def run(self, sql: str) -> None:
+        """Queue a statement without parameters (BEGIN, COMMIT)."""
+        self._q(sql)
 
     # products
     def get_product(self, sku: str) -> Product | None:

@@ -201,6 +201,6 @@ def test_two_deciders_at_once_one_wins(
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes)[0] == "conflict" and len(outcomes) == 2
+    assert sorted(outcomes) in (["approve", "conflict"], ["conflict", "reject"])
     decisions = [e for e in flow.history(DEV, refund.id) if e.event in ("approve", "reject")]
     assert len(decisions) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +25,6 @@ from iap_flow import (
     ManualClock,
     Money,
     Order,
-    Platform,
     Policy,
     RefundRequest,
     open_flow,
@@ -46,28 +46,17 @@ LEDGER = (
 )
 
 
-class SharedLedgerPlatform:
-    """The sandbox platform with its ledger in PostgreSQL, shared by every process.
+class SharedLedgerPlatform(SandboxPlatform):
+    """The sandbox platform with its refund ledger in PostgreSQL, shared by every process.
 
     Idempotent on the key like a real platform (a unique key on it); a repeated call is
     recorded in ``test_ledger_replays`` so the test can tell that nobody even asked twice.
     """
 
     def __init__(self, url: str, schema: str) -> None:
+        super().__init__()
         self._conn = psycopg.connect(url, autocommit=True)
         self._conn.execute(f"SET search_path TO {schema}")
-        self._charges = SandboxPlatform()
-
-    @property
-    def platform(self) -> Platform:
-        return Platform.SANDBOX
-
-    @property
-    def decides_refunds(self) -> bool:
-        return False
-
-    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
-        return self._charges.charge(order, token, idempotency_key)
 
     def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
         txn = f"rfd_{uuid.uuid4().hex[:12]}"
@@ -156,7 +145,7 @@ def _decide(worker: int, barrier: Any, results: Any, base: str, schema: str, url
                 won.append((refund_id, event, agent.id))
         results.put(won)
     except BaseException as exc:  # report it to the parent, which fails the test
-        results.put(f"worker {worker}: {type(exc).__name__}: {exc}")
+        results.put(f"worker {worker}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
 
 def test_four_processes_decide_the_same_200_refunds_once_each(
@@ -240,7 +229,7 @@ def _sweep(worker: int, barrier: Any, results: Any, url: str) -> None:
             }
         )
     except BaseException as exc:  # report it to the parent, which fails the test
-        results.put(f"worker {worker}: {type(exc).__name__}: {exc}")
+        results.put(f"worker {worker}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
 
 def test_four_processes_sweep_the_same_due_deadlines_once_each(

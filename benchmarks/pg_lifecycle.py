@@ -1,0 +1,254 @@
+"""Persisted lifecycle (place, pay, deliver, complete): iap-flow on PostgreSQL vs raw psycopg.
+
+Both sides write the same rows as benchmarks/lifecycle.py, one transaction per step, in one
+run, each in its own fresh schema (created by the store, so the same tables and indexes):
+  place    -> INSERT order, INSERT audit event, INSERT payment deadline
+  pay      -> UPDATE order (version checked), INSERT audit event, close the deadline,
+              INSERT outbox notification (claimed by the writer, which sends it itself)
+  (sent)   -> UPDATE outbox delivered, its own transaction
+  deliver  -> UPDATE order (version checked), INSERT audit event
+  complete -> UPDATE order (version checked), INSERT audit event
+Raw psycopg runs two ways: plainly (a round trip per statement, rowcount checked) and
+pipelined (a step's writes in one round trip, rowcount checked, then COMMIT). The SDK also
+reads the product before placing and the order before charging it, as it does in service.
+
+    IAP_FLOW_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
+        python benchmarks/pg_lifecycle.py [N]
+
+(the URL falls back to IAP_FLOW_TEST_POSTGRES_URL, then to the local default). Prints the
+median of several rounds for each side and the ratios SDK / raw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import psycopg
+
+from iap_flow import SYSTEM, Actor, ManualClock, Money, Order, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
+from iap_flow.adapters.sandbox import SandboxPlatform
+from iap_flow.codec import ORDER_COLUMNS, ts
+from iap_flow.ports import PaymentResult
+
+ROUNDS = 3
+START = datetime(2026, 1, 1, tzinfo=UTC)
+INSERT_ORDER = (
+    f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) VALUES "
+    f"({', '.join(['%s'] * len(ORDER_COLUMNS))})"
+)
+AUDIT = (
+    "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state,"
+    " actor_id, role, at, data) VALUES ('order', %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+UPDATE = (
+    "UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
+    " platform_transaction_id = %s WHERE id = %s AND version = %s"
+)
+DEADLINE = (
+    "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state)"
+    " VALUES ('order_payment', %s, %s, NULL, 'pending')"
+)
+CLOSE = (
+    "UPDATE deadlines SET state = 'done' WHERE subject_id = %s AND state IN"
+    " ('pending', 'reminded') AND kind = ANY(%s)"
+)
+OUTBOX = (
+    "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until)"
+    " VALUES (%s, %s, %s, %s, %s) RETURNING id"
+)
+DELIVERED = "UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = %s"
+
+
+def server_url() -> str:
+    return os.environ.get(
+        "IAP_FLOW_BENCH_POSTGRES_URL",
+        os.environ.get("IAP_FLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+
+
+def store_url(base: str, schema: str) -> str:
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+@contextmanager
+def fresh_schema(base: str, tag: str) -> Iterator[str]:
+    """A new schema laid out by the store (tables, indexes, gems product); dropped after."""
+    schema = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+    with open_flow(store_url(base, schema), notifier=MemoryNotifier()) as flow:
+        flow.catalogue.add(
+            Actor("pm", "product_manager"),
+            sku="gems",
+            title="Gems",
+            description="100 gems",
+            price=Money(199, "USD"),
+            kind="consumable",
+        )
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class TaggedSandbox(SandboxPlatform):
+    """The sandbox platform with the worker's tag in its transaction ids: each process's
+    sandbox counts from 1, and the store keeps (platform, transaction id) unique."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self._tag = tag
+
+    def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
+        result = super().charge(order, token, idempotency_key)
+        txn = f"{self._tag}{result.platform_transaction_id}"
+        return attrs.evolve(result, platform_transaction_id=txn)
+
+
+def sdk(base: str, schema: str, n: int, tag: str = "") -> float:
+    """Seconds for ``n`` lifecycles through the SDK."""
+    notifier = MemoryNotifier()
+    flow = open_flow(
+        store_url(base, schema),
+        clock=ManualClock(START),
+        notifier=notifier,
+        platforms=[TaggedSandbox(tag)],
+    )
+    buyers = [Actor.buyer(f"u{tag}{i % 1000}") for i in range(n)]
+    begin = time.perf_counter()
+    for buyer in buyers:
+        order = flow.orders.place(buyer, "gems")
+        flow.orders.pay(buyer, order.id, token="tok_approve")
+        flow.orders.deliver(SYSTEM, order.id)
+        flow.orders.complete(buyer, order.id)
+    elapsed = time.perf_counter() - begin
+    assert len(notifier.sent) == n
+    flow.close()
+    return elapsed
+
+
+def raw(base: str, schema: str, n: int, tag: str = "", *, pipelined: bool = False) -> float:
+    """Seconds for ``n`` lifecycles written by hand with psycopg, one transaction per step."""
+    conn = psycopg.connect(base, options=f"-c search_path={schema}")
+    now = START
+    t = ts(now)
+    due = ts(now + timedelta(minutes=30))
+    lease = ts(now + timedelta(seconds=60))
+    step = _pipelined_step(conn) if pipelined else _plain_step(conn)
+    begin = time.perf_counter()
+    for i in range(n):
+        oid = f"ord_{tag}{i:020d}"
+        user = f"u{tag}{i % 1000}"
+        txn = f"pay_{tag}{i:08d}"
+        order: tuple[Any, ...] = (oid, user, "gems", "Gems", "consumable", None, 199, "USD")
+        order += ("sandbox", None, None, "pending_payment", 1, t, t, None)
+        step(
+            [
+                (INSERT_ORDER, order),
+                (AUDIT, (oid, "place", None, "pending_payment", user, "buyer", t, None)),
+                (DEADLINE, (oid, due)),
+            ]
+        )
+        payload = {"order_id": oid, "amount": 199, "currency": "USD", "transaction_id": txn}
+        note = step(
+            [
+                (UPDATE, ("paid", 2, t, t, txn, oid, 1)),
+                (AUDIT, (oid, "pay", "pending_payment", "paid", user, "buyer", t, _data(txn))),
+                (CLOSE, (oid, ["order_payment"])),
+                (OUTBOX, ("order.paid", user, json.dumps(payload), t, lease)),
+            ]
+        )
+        step([(DELIVERED, (t, note))])
+        step(
+            [
+                (UPDATE, ("delivered", 3, t, t, txn, oid, 2)),
+                (AUDIT, (oid, "deliver", "paid", "delivered", "system", "system", t, None)),
+            ]
+        )
+        step(
+            [
+                (UPDATE, ("completed", 4, t, t, txn, oid, 3)),
+                (AUDIT, (oid, "complete", "delivered", "completed", user, "buyer", t, None)),
+            ]
+        )
+    elapsed = time.perf_counter() - begin
+    conn.close()
+    return elapsed
+
+
+def _data(txn: str) -> str:
+    return json.dumps({"transaction_id": txn})
+
+
+Step = Callable[[list[tuple[str, tuple[Any, ...]]]], Any]
+
+
+def _plain_step(conn: psycopg.Connection[Any]) -> Step:
+    """Each statement its own round trip (BEGIN too), UPDATE rowcount checked, COMMIT."""
+    cur = conn.cursor()
+
+    def step(statements: list[tuple[str, tuple[Any, ...]]]) -> Any:
+        last = None
+        for sql, params in statements:
+            cur.execute(sql, params)
+            if sql is UPDATE and cur.rowcount != 1:
+                raise RuntimeError("lost update")
+            last = cur.fetchone() if sql is OUTBOX else None
+        conn.commit()
+        return last and last[0]
+
+    return step
+
+
+def _pipelined_step(conn: psycopg.Connection[Any]) -> Step:
+    """A step's writes sent together and waited for once, rowcount checked, then COMMIT."""
+
+    def step(statements: list[tuple[str, tuple[Any, ...]]]) -> Any:
+        with conn.pipeline():
+            curs = [conn.execute(sql, params) for sql, params in statements]
+        for (sql, _), cur in zip(statements, curs, strict=True):
+            if sql is UPDATE and cur.rowcount != 1:
+                conn.rollback()
+                raise RuntimeError("lost update")
+        last = curs[-1].fetchone() if statements[-1][0] is OUTBOX else None
+        conn.commit()
+        return last and last[0]
+
+    return step
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    base = server_url()
+    sdk_times, raw_times, pipe_times = [], [], []
+    for _ in range(ROUNDS):
+        with fresh_schema(base, "raw") as schema:
+            raw_times.append(raw(base, schema, n))
+        with fresh_schema(base, "pipe") as schema:
+            pipe_times.append(raw(base, schema, n, pipelined=True))
+        with fresh_schema(base, "sdk") as schema:
+            sdk_times.append(sdk(base, schema, n))
+    s, w, p = (statistics.median(x) for x in (sdk_times, raw_times, pipe_times))
+    changes = n * 4
+    print(f"PostgreSQL lifecycle of {n} orders (4 state changes each), median of {ROUNDS} rounds")
+    for name, secs in (("raw psycopg", w), ("raw pipelined", p), ("iap-flow", s)):
+        print(
+            f"  {name:<14}: {secs:.3f} s  {secs / changes * 1e6:7.1f} us/change"
+            f"  {n / secs:7.0f} orders/s"
+        )
+    print(f"  ratio SDK / raw psycopg:    {s / w:.2f}x (target <= 1.5x)")
+    print(f"  ratio SDK / raw pipelined:  {s / p:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
