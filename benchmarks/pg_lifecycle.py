@@ -13,10 +13,12 @@ pipelined (a step's writes in one round trip, rowcount checked, then COMMIT). Th
 reads the product before placing and the order before charging it, as it does in service.
 
     IAP_FLOW_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        python benchmarks/pg_lifecycle.py [N]
+        python benchmarks/pg_lifecycle.py [N] [--async-commit]
 
 (the URL falls back to IAP_FLOW_TEST_POSTGRES_URL, then to the local default). Prints the
-median of several rounds for each side and the ratios SDK / raw.
+median of several rounds for each side and the ratios SDK / raw. ``--async-commit`` runs
+both sides with ``synchronous_commit=off``: no wait for the WAL flush, so what is left is
+round trips and CPU (the flush is most of a commit here, and the noisiest part).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from iap_flow import SYSTEM, Actor, ManualClock, Money, Order, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
@@ -41,7 +45,7 @@ from iap_flow.adapters.sandbox import SandboxPlatform
 from iap_flow.codec import ORDER_COLUMNS, ts
 from iap_flow.ports import PaymentResult
 
-ROUNDS = 3
+ROUNDS = 5
 START = datetime(2026, 1, 1, tzinfo=UTC)
 INSERT_ORDER = (
     f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) VALUES "
@@ -139,7 +143,8 @@ def sdk(base: str, schema: str, n: int, tag: str = "") -> float:
 
 def raw(base: str, schema: str, n: int, tag: str = "", *, pipelined: bool = False) -> float:
     """Seconds for ``n`` lifecycles written by hand with psycopg, one transaction per step."""
-    conn = psycopg.connect(base, options=f"-c search_path={schema}")
+    given = conninfo_to_dict(base).get("options") or ""
+    conn = psycopg.connect(base, options=f"{given} -c search_path={schema}")
     now = START
     t = ts(now)
     due = ts(now + timedelta(minutes=30))
@@ -228,8 +233,11 @@ def _pipelined_step(conn: psycopg.Connection[Any]) -> Step:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 500
     base = server_url()
+    if "--async-commit" in sys.argv:
+        base += f"{'&' if '?' in base else '?'}options={quote('-c synchronous_commit=off')}"
     sdk_times, raw_times, pipe_times = [], [], []
     for _ in range(ROUNDS):
         with fresh_schema(base, "raw") as schema:
@@ -240,7 +248,11 @@ def main() -> None:
             sdk_times.append(sdk(base, schema, n))
     s, w, p = (statistics.median(x) for x in (sdk_times, raw_times, pipe_times))
     changes = n * 4
-    print(f"PostgreSQL lifecycle of {n} orders (4 state changes each), median of {ROUNDS} rounds")
+    mode = " (synchronous_commit=off)" if "--async-commit" in sys.argv else ""
+    print(
+        f"PostgreSQL lifecycle of {n} orders (4 state changes each){mode},"
+        f" median of {ROUNDS} rounds"
+    )
     for name, secs in (("raw psycopg", w), ("raw pipelined", p), ("iap-flow", s)):
         print(
             f"  {name:<14}: {secs:.3f} s  {secs / changes * 1e6:7.1f} us/change"

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
@@ -210,7 +211,9 @@ class PostgresStore:
                 migrate(conn, self.schema, where)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open {where}: {exc}") from exc
-        options = f"-c search_path={self.schema} -c timezone=UTC -c datestyle=ISO"
+        # The store's settings go after any the URL gives (``?options=-c statement_timeout=5s``).
+        given = str(conninfo_to_dict(conninfo).get("options") or "")
+        options = f"{given} -c search_path={self.schema} -c timezone=UTC -c datestyle=ISO"
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             conninfo,
             min_size=1,
@@ -238,7 +241,8 @@ class PostgresStore:
         size = params.pop("pool_size", "10")
         if not size.isdigit():
             raise InvalidInput(f"pool_size must be a whole number, got {size!r}", field="url")
-        conninfo = urlunsplit((scheme, parts.netloc, parts.path, urlencode(params), ""))
+        query = urlencode(params, quote_via=quote)  # libpq reads %20 as a space, not +
+        conninfo = urlunsplit((scheme, parts.netloc, parts.path, query, ""))
         return cls(conninfo, schema=schema, pool_size=int(size))
 
     def _getconn(self) -> Conn:

@@ -289,3 +289,28 @@ def test_four_processes_sweep_the_same_due_deadlines_once_each(
         base, schema, "SELECT count(*) FROM deadlines WHERE state IN ('pending', 'reminded')"
     )
     assert still_open == [(0,)]
+
+
+def _open(worker: int, barrier: Any, results: Any, url: str) -> None:
+    """Open a flow on a schema nobody created yet, all workers at the same moment."""
+    try:
+        barrier.wait()
+        with open_flow(url) as flow:
+            results.put(flow.store.schema_version)  # type: ignore[attr-defined]
+    except BaseException as exc:  # report it to the parent, which fails the test
+        results.put(f"worker {worker}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+
+def test_four_processes_creating_the_schema_at_once_migrate_it_once() -> None:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set: multi-process tests need a PostgreSQL server")
+    schema = f"test_mig_{uuid.uuid4().hex[:12]}"
+    try:
+        versions = _run(_open, f"{base}{'&' if '?' in base else '?'}schema={schema}")
+        assert set(versions) == {1}
+        rows = _count(base, schema, "SELECT key, value FROM meta")
+        assert rows == [("schema_version", "1")]
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
