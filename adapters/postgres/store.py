@@ -27,7 +27,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from iap_flow import codec
-from iap_flow.adapters.sql import REPORTS
+from iap_flow.adapters.sql import render
 from iap_flow.codec import ts
 from iap_flow.errors import (
     ConcurrentModification,
@@ -52,30 +52,31 @@ from .schema import CONFLICT_SQLSTATE, OPEN, OUTBOX_ID_BLOCK, migrate, schema_na
 from .uow import Conn, PgUnitOfWork
 
 DEFAULT_SCHEMA = "iap_flow"
-_SECONDS = re.compile(r"\{seconds(?::([\w.]+):([\w.]+))?\}")
-_DAY = re.compile(r"\{day:([\w.]+)\}")
 _PARAM = re.compile(r"(?<![:\w]):([a-z_]\w*)")
+
+
+def _seconds(start: str, end: str) -> str:
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
+
+def _day(col: str) -> str:
+    return f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
 @cache
 def report_sql(sql_name: str) -> str:
     """A shared report query (:mod:`iap_flow.adapters.sql`) in PostgreSQL's dialect.
 
-    ``{seconds}`` (from ``created_at`` to ``decided_at``) or ``{seconds:a:b}`` becomes an epoch
-    difference, ``{day:col}`` the UTC day; ``:name`` parameters become psycopg's, the period
-    bounds cast to ``timestamptz`` (they arrive as ISO text, or None). KeyError if unknown.
+    ``:name`` parameters become psycopg's, the period bounds cast to ``timestamptz`` (they
+    arrive as ISO text, or None). KeyError if the name is unknown.
     """
-
-    def seconds(m: re.Match[str]) -> str:
-        return f"EXTRACT(EPOCH FROM ({m[2] or 'decided_at'} - {m[1] or 'created_at'}))"
 
     def param(m: re.Match[str]) -> str:
         if m[1] in ("since", "until"):
             return f"CAST(%({m[1]})s AS timestamptz)"
         return f"%({m[1]})s"
 
-    sql = _SECONDS.sub(seconds, REPORTS[sql_name])
-    sql = _DAY.sub(lambda m: f"to_char({m[1]} AT TIME ZONE 'UTC', 'YYYY-MM-DD')", sql)
+    sql = render(sql_name, seconds=_seconds, day=_day)
     return _PARAM.sub(param, sql.replace("%", "%%"))
 
 
