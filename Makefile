@@ -18,8 +18,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check iap_flow adapters tests examples benchmarks
-	$(BIN)/ruff format --check iap_flow adapters tests examples benchmarks
+	$(BIN)/ruff check iap_flow adapters bots tests examples benchmarks
+	$(BIN)/ruff format --check iap_flow adapters bots tests examples benchmarks
 
 # adapters/ and bots/ install as iap_flow.adapters / iap_flow.bots; mypy cannot follow the
 # editable install's import hook, so it checks a tree of symlinks laid out as installed.
@@ -36,9 +36,12 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
 	$(BIN)/python benchmarks/queries.py
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/slack_ack.py
+	$(BIN)/python benchmarks/report_1m.py
 
 docs: $(STAMP)
 	mkdir -p build && $(BIN)/iap-flow docs --out build/PROCESS.md
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build demo.db demo.db-wal demo.db-shm demo.notifications.jsonl .pytest_cache .mypy_cache .ruff_cache

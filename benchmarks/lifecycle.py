@@ -25,10 +25,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sqlite_store import SQLiteStore
-
-from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
 from iap_flow.codec import ORDER_COLUMNS, ts
 
 ROUNDS = 5

@@ -5,9 +5,8 @@ Run: python examples/consumable_purchase.py
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow.adapters.notifiers import MemoryNotifier
-
 from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
 
 clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # moves only when told to
 inbox = MemoryNotifier()  # keeps every notification the flow sends, in order

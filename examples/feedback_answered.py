@@ -6,9 +6,8 @@ Run: python examples/feedback_answered.py
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow.adapters.notifiers import MemoryNotifier
-
 from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
 
 clock = ManualClock(datetime(2026, 2, 10, 14, 0, tzinfo=UTC))
 inbox = MemoryNotifier()

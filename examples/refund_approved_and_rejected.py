@@ -5,11 +5,10 @@ Run: python examples/refund_approved_and_rejected.py
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow.adapters.notifiers import MemoryNotifier
-from iap_flow.adapters.sandbox import SandboxPlatform
-
 import iap_flow
 from iap_flow import SYSTEM, Actor, Money
+from iap_flow.adapters.notifiers import MemoryNotifier
+from iap_flow.adapters.sandbox import SandboxPlatform
 
 clock = iap_flow.ManualClock(datetime(2026, 5, 4, 10, 0, tzinfo=UTC))
 inbox = MemoryNotifier()

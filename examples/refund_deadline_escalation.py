@@ -8,9 +8,8 @@ Run: python examples/refund_deadline_escalation.py
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow.adapters.notifiers import MemoryNotifier
-
 from iap_flow import Actor, ManualClock, Money, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
 
 clock = ManualClock(datetime(2026, 6, 1, 8, 0, tzinfo=UTC))
 inbox = MemoryNotifier()

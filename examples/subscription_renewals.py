@@ -5,10 +5,9 @@ Run: python examples/subscription_renewals.py
 
 from datetime import UTC, datetime, timedelta
 
+from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sandbox import SandboxPlatform
-
-from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
 
 clock = ManualClock(datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
 inbox = MemoryNotifier()

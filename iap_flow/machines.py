@@ -14,8 +14,8 @@ class OrderMachine(StateMachine):
 
     pending_payment = State("Pending payment", initial=True)
     paid = State("Paid (已支付)")
-    awaiting_delivery = State("Awaiting delivery (待發(fā)貨)")
-    delivered = State("Delivered (已發(fā)貨)")
+    awaiting_delivery = State("Awaiting delivery (待发货)")
+    delivered = State("Delivered (已发货)")
     completed = State("Completed (已完成)")
     refunded = State("Refunded (已退款)", final=True)
     payment_failed = State("Payment failed", final=True)
