@@ -19,9 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -30,9 +28,6 @@ from iap_flow import codec
 from iap_flow.adapters.sql import render
 from iap_flow.codec import ts
 from iap_flow.errors import (
-    ConcurrentModification,
-    ConflictError,
-    IapFlowError,
     InvalidInput,
     StoreError,
 )
@@ -48,7 +43,8 @@ from iap_flow.models import (
 from iap_flow.ports import OrderQuery
 
 from . import uow as q
-from .schema import CONFLICT_SQLSTATE, OPEN, OUTBOX_ID_BLOCK, migrate, schema_name
+from .schema import OPEN, migrate, schema_name
+from .tx import OutboxIds, Transaction, getconn, translate
 from .uow import Conn, PgUnitOfWork
 
 DEFAULT_SCHEMA = "iap_flow"
@@ -80,119 +76,10 @@ def report_sql(sql_name: str) -> str:
     return _PARAM.sub(param, sql.replace("%", "%%"))
 
 
-def translate(exc: psycopg.Error) -> IapFlowError:
-    """The iap-flow error for a driver error: conflicts typed as on SQLite, the rest StoreError."""
-    if exc.sqlstate == CONFLICT_SQLSTATE:
-        detail = json.loads(exc.diag.message_detail or "{}")
-        return ConcurrentModification(
-            kind=str(detail.get("kind")),
-            id=str(detail.get("id")),
-            expected_version=int(detail.get("expected_version", 0)),
-        )
-    if isinstance(exc, pgerrors.UniqueViolation):
-        return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
-    if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
-        return ConflictError(f"another transaction got in the way; try again ({exc})")
-    return StoreError(f"PostgreSQL: {exc}")
-
-
 def _configure(conn: psycopg.Connection[Any]) -> None:
     # Times and JSON come back as text: the shared codec parses them, exactly as for SQLite.
     conn.adapters.register_loader("timestamptz", TextLoader)
     conn.adapters.register_loader("jsonb", TextLoader)
-
-
-class OutboxIds:
-    """Hands out outbox ids from blocks of :data:`OUTBOX_ID_BLOCK` (one ``nextval`` each)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = self._end = 0
-
-    def next(self, conn: Conn) -> int:
-        with self._lock:
-            if self._next >= self._end:
-                row = conn.execute("SELECT nextval('outbox_id_seq')").fetchone()
-                assert row is not None
-                self._next, self._end = int(row[0]), int(row[0]) + OUTBOX_ID_BLOCK
-            self._next += 1
-            return self._next - 1
-
-
-class _Transaction:
-    """BEGIN ... COMMIT on a pooled connection in pipeline mode; nested use is a savepoint.
-
-    BEGIN, the writes and COMMIT are queued and sent with one Sync when the block ends, so a
-    change decided without a read costs one round trip (psycopg's own ``transaction()``
-    would sync around it). On any error the transaction is rolled back before the
-    connection goes back to the pool.
-    """
-
-    __slots__ = ("_outer", "_pipe", "_store", "_tx", "_uow")
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> PgUnitOfWork:
-        store = self._store
-        outer: PgUnitOfWork | None = getattr(store._local, "uow", None)
-        self._outer = outer is not None
-        if outer is not None:
-            self._uow = outer
-            self._tx = outer.conn.transaction()
-            self._tx.__enter__()
-            return outer
-        conn = store._getconn()
-        try:
-            self._pipe = conn.pipeline()
-            self._pipe.__enter__()
-            self._uow = uow = PgUnitOfWork(conn, store._outbox_ids)
-            uow.run("BEGIN")
-        except psycopg.Error as exc:
-            store._pool.putconn(conn)
-            raise translate(exc) from exc
-        store._local.uow = uow
-        return uow
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        if self._outer:
-            try:
-                self._tx.__exit__(exc_type, exc, tb)  # RELEASE or ROLLBACK TO the savepoint
-            except psycopg.Error as failed:
-                if exc is None:
-                    raise translate(failed) from failed
-        else:
-            self._finish(exc)
-        if isinstance(exc, psycopg.Error):
-            raise translate(exc) from exc
-
-    def _finish(self, exc: BaseException | None) -> None:
-        conn = self._uow.conn
-        failure: psycopg.Error | None = None
-        try:
-            if exc is None:
-                try:
-                    self._uow.run("COMMIT")
-                except psycopg.Error as failed:  # psycopg may read an error while queueing
-                    failure = failed
-            try:
-                # Sends what is queued and waits. After a server error the pipeline reports
-                # itself aborted: that is the error already raised, not news.
-                self._pipe.__exit__(None, None, None)
-            except psycopg.Error as failed:
-                failure = failure or failed
-            try:
-                if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.rollback()
-            except psycopg.Error as failed:
-                failure = failure or failed
-            if failure is not None and exc is None:
-                raise translate(failure) from failure
-        finally:
-            self._store._local.uow = None
-            self._store._pool.putconn(conn)
 
 
 class PostgresStore:
@@ -246,12 +133,6 @@ class PostgresStore:
         conninfo = urlunsplit((scheme, parts.netloc, parts.path, query, ""))
         return cls(conninfo, schema=schema, pool_size=int(size))
 
-    def _getconn(self) -> Conn:
-        try:
-            return self._pool.getconn()
-        except PoolTimeout as exc:
-            raise StoreError(f"no PostgreSQL connection free in the pool: {exc}") from exc
-
     @contextmanager
     def _conn(self) -> Iterator[Conn]:
         """A connection for a read or a one-statement write: the thread's open transaction's
@@ -261,7 +142,7 @@ class PostgresStore:
             if current is not None:
                 yield current.conn
                 return
-            conn = self._getconn()
+            conn = getconn(self._pool)
             try:
                 yield conn
             finally:
@@ -279,9 +160,9 @@ class PostgresStore:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> Transaction:
         """One transaction; rolls back on any error. A nested call becomes a savepoint."""
-        return _Transaction(self)
+        return Transaction(self._pool, self._local, self._outbox_ids)
 
     # reads
     def get_order(self, order_id: str) -> Order | None:

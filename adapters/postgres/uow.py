@@ -40,7 +40,7 @@ from iap_flow.models import (
 from .schema import OPEN
 
 if TYPE_CHECKING:
-    from .store import OutboxIds
+    from .tx import OutboxIds
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 

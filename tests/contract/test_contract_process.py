@@ -204,3 +204,23 @@ def test_two_deciders_at_once_one_wins(
     assert sorted(outcomes) in (["approve", "conflict"], ["conflict", "reject"])
     decisions = [e for e in flow.history(DEV, refund.id) if e.event in ("approve", "reject")]
     assert len(decisions) == 1
+
+
+def test_the_same_key_twice_at_once_runs_the_command_once(
+    flow: Flow, store_url: str, clock: ManualClock, notifier: MemoryNotifier
+) -> None:
+    barrier = threading.Barrier(3)
+    placed: list[str] = []
+
+    def place() -> None:
+        with open_flow(store_url, clock=clock, notifier=notifier) as other:
+            barrier.wait()
+            placed.append(other.orders.place(BUYER, "gems", idempotency_key="tap-1").id)
+
+    threads = [threading.Thread(target=place) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(placed) == 3 and len(set(placed)) == 1
+    assert [o.id for o in flow.orders.query(BUYER, limit=50).items] == placed[:1]
