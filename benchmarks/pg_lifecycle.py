@@ -119,8 +119,8 @@ class TaggedSandbox(SandboxPlatform):
         return attrs.evolve(result, platform_transaction_id=txn)
 
 
-def sdk(base: str, schema: str, n: int, tag: str = "") -> float:
-    """Seconds for ``n`` lifecycles through the SDK."""
+def sdk(base: str, schema: str, n: int, tag: str = "", barrier: Any = None) -> float:
+    """Seconds for ``n`` lifecycles through the SDK (after ``barrier``, if given)."""
     notifier = MemoryNotifier()
     flow = open_flow(
         store_url(base, schema),
@@ -129,6 +129,8 @@ def sdk(base: str, schema: str, n: int, tag: str = "") -> float:
         platforms=[TaggedSandbox(tag)],
     )
     buyers = [Actor.buyer(f"u{tag}{i % 1000}") for i in range(n)]
+    if barrier is not None:
+        barrier.wait()
     begin = time.perf_counter()
     for buyer in buyers:
         order = flow.orders.place(buyer, "gems")
@@ -141,7 +143,9 @@ def sdk(base: str, schema: str, n: int, tag: str = "") -> float:
     return elapsed
 
 
-def raw(base: str, schema: str, n: int, tag: str = "", *, pipelined: bool = False) -> float:
+def raw(
+    base: str, schema: str, n: int, tag: str = "", barrier: Any = None, *, pipelined: bool = False
+) -> float:
     """Seconds for ``n`` lifecycles written by hand with psycopg, one transaction per step."""
     given = conninfo_to_dict(base).get("options") or ""
     conn = psycopg.connect(base, options=f"{given} -c search_path={schema}")
@@ -150,6 +154,8 @@ def raw(base: str, schema: str, n: int, tag: str = "", *, pipelined: bool = Fals
     due = ts(now + timedelta(minutes=30))
     lease = ts(now + timedelta(seconds=60))
     step = _pipelined_step(conn) if pipelined else _plain_step(conn)
+    if barrier is not None:
+        barrier.wait()
     begin = time.perf_counter()
     for i in range(n):
         oid = f"ord_{tag}{i:020d}"
