@@ -216,3 +216,16 @@ def test_a_newer_schema_is_refused(
     with open_flow(store_url) as again:
         assert again.orders.query(DEV).items[0].user_id == "u1"
     assert flow.history(SYSTEM, flow.orders.query(DEV).items[0].id)[0].event == "place"
+
+
+def test_a_nested_transaction_is_a_savepoint(flow: Flow) -> None:
+    store = flow.store
+    order = flow.orders.place(BUYER, "gems")
+    event = AuditEvent("order", order.id, "note", "x", "x", "dev", "developer", START)
+    with store.transaction() as outer:
+        outer.add_audit(event)
+        with pytest.raises(ConcurrentModification), store.transaction() as inner:
+            inner.add_audit(event)
+            inner.update_order(attrs.evolve(order, version=9), expected_version=8)
+        assert store.get_order(order.id) == order  # a read inside sees the same transaction
+    assert [e.event for e in store.history(order.id)] == ["place", "note"]
