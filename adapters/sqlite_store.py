@@ -24,6 +24,7 @@ from iap_flow.adapters.sql import render
 from iap_flow.codec import ts, ts_opt
 from iap_flow.errors import ConcurrentModification, InvalidInput, StoreError
 from iap_flow.models import (
+    Audience,
     AuditEvent,
     Deadline,
     DeadlineKind,
@@ -38,7 +39,7 @@ from iap_flow.models import (
 )
 from iap_flow.ports import OrderQuery
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
 _ORDER_BY_ID = _ORDER_SELECT + " WHERE id = ?"
@@ -58,6 +59,10 @@ _AUDIT_INSERT = (
     " role, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OPEN = "('pending', 'reminded')"
+STAFF_RECIPIENTS_SQL = (
+    "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
+)
+"""Recipients of notifications written before they carried an audience that were staff."""
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -159,7 +164,22 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _migrate_1, 2: _migrate_2}
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Notifications carry their audience (buyer or staff) so that each process delivers only
+    its own: an app backend the buyers', the Slack bot the staff's."""
+    db.execute("ALTER TABLE outbox ADD COLUMN audience TEXT NOT NULL DEFAULT 'buyer'")
+    db.execute(f"UPDATE outbox SET audience = 'staff' WHERE recipient IN {STAFF_RECIPIENTS_SQL}")
+    db.execute("DROP INDEX IF EXISTS idx_outbox_pending")
+    db.execute(
+        "CREATE INDEX idx_outbox_pending ON outbox (audience, id) WHERE delivered_at IS NULL"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _migrate_1,
+    2: _migrate_2,
+    3: _migrate_3,
+}
 
 
 class _Tx:
@@ -289,9 +309,16 @@ class _Tx:
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         cursor = self._x(
-            "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (n.topic, n.recipient, json.dumps(n.payload), ts(n.created_at), ts_opt(claimed_until)),
+            "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until, audience)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                n.topic,
+                n.recipient,
+                json.dumps(n.payload),
+                ts(n.created_at),
+                ts_opt(claimed_until),
+                n.audience.value,
+            ),
         )
         return int(cursor.lastrowid or 0)
 
@@ -568,16 +595,18 @@ class SQLiteStore:
         return [_deadline(r) for r in rows]
 
     def claim_notifications(
-        self, limit: int, now: datetime, lease_seconds: int
+        self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
     ) -> list[Notification]:
         until = ts(now + timedelta(seconds=lease_seconds))
+        marks = ", ".join("?" * len(audiences))
         with self.transaction():
             rows = _dicts(
                 self._conn.execute(
                     "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox"
-                    " WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)"
+                    f" WHERE delivered_at IS NULL AND audience IN ({marks})"
+                    " AND (claimed_until IS NULL OR claimed_until <= ?)"
                     " ORDER BY id LIMIT ?) RETURNING *",
-                    (until, ts(now), limit),
+                    (until, *[a.value for a in audiences], ts(now), limit),
                 )
             )
         rows.sort(key=lambda r: int(r["id"]))
@@ -589,6 +618,7 @@ class SQLiteStore:
                 datetime.fromisoformat(r["created_at"]),
                 id=r["id"],
                 attempts=r["attempts"],
+                audience=Audience(r["audience"]),
             )
             for r in rows
         ]

@@ -33,7 +33,7 @@ def last(recipient: str) -> str:
 text = "I still see ads on the home screen"
 ticket = flow.feedback.submit(buyer, rating=2, body=text, order_id=order.id)
 print(
-    f"user_5 rated {ticket.rating}/5: ticket {ticket.status}; support notified: {last('support')}"
+    f"user_5 rated {ticket.rating}/5: ticket {ticket.status}; support notified: {last('support_agent')}"
 )
 
 # 2. An agent answers within the 4 h first-response deadline; the buyer gets the answer.
@@ -44,7 +44,7 @@ print(f"agent_bo answered after 1 h: ticket {ticket.status}; user_5 notified: {l
 # 3. The answer did not help: the buyer reopens, the agent answers again.
 clock.advance(timedelta(hours=2))
 ticket = flow.feedback.reopen(buyer, ticket.id, body="Restarted twice, ads still there")
-print(f"user_5 reopened it: ticket {ticket.status}; support notified: {last('support')}")
+print(f"user_5 reopened it: ticket {ticket.status}; support notified: {last('support_agent')}")
 clock.advance(timedelta(minutes=30))
 ticket = flow.feedback.answer(agent, ticket.id, body="Fixed on our side, please update")
 print(f"agent_bo answered again: ticket {ticket.status}")

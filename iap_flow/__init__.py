@@ -27,6 +27,7 @@ from iap_flow.errors import (
 )
 from iap_flow.flow import Flow, open_flow
 from iap_flow.models import (
+    Audience,
     AuditEvent,
     Deadline,
     DeadlineKind,
@@ -61,6 +62,7 @@ __all__ = [
     "Actor",
     "AlreadyDecided",
     "ApprovalLimitExceeded",
+    "Audience",
     "AuditEvent",
     "BuyerFacingError",
     "Clock",

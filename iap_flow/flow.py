@@ -15,7 +15,7 @@ from typing import Any
 from iap_flow.clock import SystemClock, utc
 from iap_flow.errors import InvalidInput, NotFound
 from iap_flow.ids import IdGenerator
-from iap_flow.models import AuditEvent, Platform
+from iap_flow.models import Audience, AuditEvent, Platform
 from iap_flow.policy import Policy
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
@@ -150,6 +150,7 @@ def open_flow(
     policy: Policy | None = None,
     seed: int | None = None,
     deliver_inline: bool = True,
+    audiences: Iterable[Audience | str] = tuple(Audience),
 ) -> Flow:
     """Open the process on a store.
 
@@ -157,7 +158,10 @@ def open_flow(
     stdout, ``clock`` to the system clock. ``seed`` makes ids reproducible (simulations).
     With ``deliver_inline`` (default) notifications are sent right after the change that
     made them commits; otherwise they wait in the outbox for :meth:`Flow.deliver_notifications`
-    or the sweep.
+    or the sweep. ``audiences`` says whose notifications this process delivers (``"buyer"``,
+    ``"staff"``; both by default): an app backend that pushes to buyers opens with
+    ``audiences=["buyer"]`` and leaves the staff's to the Slack bot, which opens with
+    ``["staff"]``; each is delivered once, by its own process.
 
     >>> from iap_flow import open_flow
     >>> with open_flow("sqlite://") as flow:
@@ -173,6 +177,9 @@ def open_flow(
         raise InvalidInput("open_flow needs at least one payment platform", field="platforms")
     if notifier is None:
         notifier = _load("iap_flow.adapters.notifiers:JsonLinesNotifier")()
+    chosen = frozenset(_audience(a) for a in audiences)
+    if not chosen:
+        raise InvalidInput("audiences must name at least one of: buyer, staff", field="audiences")
     store = open_store(url)
     ctx = Context(
         store=store,
@@ -183,5 +190,15 @@ def open_flow(
         default_platform=next(iter(by_name)),
         notifier=notifier,
         deliver_inline=deliver_inline,
+        audiences=chosen,
     )
     return Flow(ctx)
+
+
+def _audience(value: object) -> Audience:
+    try:
+        return Audience(str(value))
+    except ValueError:
+        raise InvalidInput(
+            f"audience must be one of {', '.join(Audience)}, got {value!r}", field="audiences"
+        ) from None

@@ -65,6 +65,17 @@ class TicketStatus(enum.StrEnum):
     REOPENED = "reopened"
 
 
+class Audience(enum.StrEnum):
+    """Who a notification is for: buyers (push, e-mail) or staff (the Slack review channel).
+
+    Each process delivers the audiences it is opened for, so an app backend can push to
+    buyers while the Slack bot posts the staff's notifications from the same outbox.
+    """
+
+    BUYER = "buyer"
+    STAFF = "staff"
+
+
 class DeadlineKind(enum.StrEnum):
     """Every kind of durable deadline the sweep acts on."""
 
@@ -200,6 +211,7 @@ class Notification:
     id: int | None = None
     delivered_at: datetime | None = None
     attempts: int = 0
+    audience: Audience = Audience.BUYER
 
 
 @attrs.frozen

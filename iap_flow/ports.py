@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 
 from iap_flow.models import (
+    Audience,
     AuditEvent,
     Deadline,
     DeadlineKind,
@@ -115,7 +116,7 @@ class Store(Protocol):
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]: ...
 
     def claim_notifications(
-        self, limit: int, now: datetime, lease_seconds: int
+        self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
     ) -> list[Notification]:
         """Claim up to ``limit`` undelivered notifications not claimed by another worker
         (or whose claim's lease ran out), oldest first, for ``lease_seconds``."""

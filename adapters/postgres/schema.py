@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.errors import InvalidInput, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -101,7 +101,17 @@ BEGIN
 END $$;
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1}
+_V2 = """
+ALTER TABLE outbox ADD COLUMN audience text NOT NULL DEFAULT 'buyer';
+UPDATE outbox SET audience = 'staff' WHERE recipient IN ('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer');
+DROP INDEX IF EXISTS outbox_pending;
+CREATE INDEX outbox_pending ON outbox (audience, id) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS audit_escalations ON audit_events (at) WHERE event = 'escalate';
+"""
+"""Notifications carry their audience (each process delivers its own); escalations indexed
+for the analysis report."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

@@ -32,6 +32,7 @@ from iap_flow.errors import (
     StoreError,
 )
 from iap_flow.models import (
+    Audience,
     AuditEvent,
     Deadline,
     Notification,
@@ -270,15 +271,16 @@ class PostgresStore:
 
     # outbox
     def claim_notifications(
-        self, limit: int, now: datetime, lease_seconds: int
+        self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
     ) -> list[Notification]:
         until = ts(now + timedelta(seconds=lease_seconds))
         rows = self._rows(
             "UPDATE outbox SET claimed_until = %s WHERE id IN (SELECT id FROM outbox"
-            " WHERE delivered_at IS NULL AND (claimed_until IS NULL OR claimed_until <= %s)"
+            " WHERE delivered_at IS NULL AND audience = ANY(%s)"
+            " AND (claimed_until IS NULL OR claimed_until <= %s)"
             " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, topic, recipient, payload, created_at, attempts",
-            (until, ts(now), limit),
+            " RETURNING id, topic, recipient, payload, created_at, attempts, audience",
+            (until, [a.value for a in audiences], ts(now), limit),
         )
         rows.sort(key=lambda r: int(r["id"]))
         return [
@@ -289,6 +291,7 @@ class PostgresStore:
                 datetime.fromisoformat(r["created_at"]),
                 id=r["id"],
                 attempts=r["attempts"],
+                audience=Audience(r["audience"]),
             )
             for r in rows
         ]

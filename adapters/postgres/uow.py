@@ -63,8 +63,8 @@ _AUDIT_INSERT = (
     " role, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _OUTBOX_INSERT = (
-    "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
+    "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until, audience)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 _DEADLINE_INSERT = (
     "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (%s, %s, %s, %s, %s)"
@@ -269,6 +269,7 @@ class PgUnitOfWork:
                 json.dumps(n.payload),
                 ts(n.created_at),
                 ts_opt(claimed_until),
+                n.audience.value,
             ),
         )
         return note_id

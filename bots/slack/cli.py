@@ -62,6 +62,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     default=None,
     help="JSON-lines file for buyers' notifications (default: next to the database).",
 )
+@click.option(
+    "--audience",
+    "audiences",
+    type=click.Choice(["buyer", "staff"]),
+    multiple=True,
+    default=("buyer", "staff"),
+    show_default=True,
+    envvar="IAP_FLOW_SLACK_AUDIENCES",
+    help="Whose notifications this bot delivers. Use `--audience staff` when your app "
+    "backend delivers the buyers' (it opens its flow with audiences=['buyer']).",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="IAP_FLOW_LOG_LEVEL")
 @click.pass_context
 def command(
@@ -73,6 +84,7 @@ def command(
     deliver_every: float,
     sweep_every: float,
     notifications: Path | None,
+    audiences: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the Slack bot for support staff (refund reviews, feedback, deadlines, lookups)."""
@@ -80,7 +92,7 @@ def command(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        _run(ctx, db, mode, host, port, deliver_every, sweep_every, notifications)
+        _run(ctx, db, mode, host, port, deliver_every, sweep_every, notifications, audiences)
     except IapFlowError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -94,6 +106,7 @@ def _run(
     deliver_every: float,
     sweep_every: float,
     notifications: Path | None,
+    audiences: tuple[str, ...] = ("buyer", "staff"),
 ) -> None:
     from iap_flow.adapters.notifiers import JsonLinesNotifier
     from iap_flow.cli import db_url, notifications_path
@@ -112,7 +125,7 @@ def _run(
         raise click.UsageError("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information page)")
     url = db_url(db) if db else getattr(ctx.obj, "url", None) or DEFAULT_URL
     fallback = JsonLinesNotifier(notifications or notifications_path(url))
-    flow, app = open_bot(config, url, fallback=fallback)
+    flow, app = open_bot(config, url, fallback=fallback, audiences=audiences)
     worker = OutboxWorker(flow, deliver_every=deliver_every, sweep_every=sweep_every)
     worker.start()
     signal.signal(signal.SIGTERM, _interrupt)

@@ -19,14 +19,32 @@ import attrs
 from iap_flow import codec, deadlines, roles
 from iap_flow.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from iap_flow.ids import IdGenerator
-from iap_flow.models import AuditEvent, Deadline, DeadlineKind, Notification, Platform
+from iap_flow.models import (
+    Audience,
+    AuditEvent,
+    Deadline,
+    DeadlineKind,
+    Notification,
+    Platform,
+)
 from iap_flow.policy import Policy
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
-from iap_flow.roles import Actor
+from iap_flow.roles import Actor, Role
 from iap_flow.transitions import TransitionTable
 
 T = TypeVar("T")
 
+STAFF_RECIPIENTS = frozenset(
+    {
+        Role.SUPPORT_AGENT.value,
+        Role.SUPPORT_LEAD.value,
+        Role.PRODUCT_MANAGER.value,
+        Role.DATA_ANALYST.value,
+        Role.DEVELOPER.value,
+    }
+)
+"""Recipients that are staff roles (notifications for whoever holds the role); any other
+recipient is a buyer's user id."""
 LEASE_SECONDS = 60
 LEASE = timedelta(seconds=LEASE_SECONDS)
 """How long a worker's claim on an outbox notification lasts before another may retry it."""
@@ -85,6 +103,7 @@ class Context:
     default_platform: Platform
     notifier: Notifier
     deliver_inline: bool = True
+    audiences: frozenset[Audience] = frozenset(Audience)
     _local: threading.local = attrs.field(factory=threading.local, init=False)
 
     def actor(self, actor: object) -> Actor:
@@ -129,9 +148,14 @@ class Context:
             result = body(tx, now)
             if key is not None:
                 tx.idempotency_put(key, command, fingerprint, codec.dump_result(result), now)
-        if written and self.deliver_inline:
-            self._send(written)
+        local.sent = self._send(written) if written else 0
         return result
+
+    @property
+    def sent_inline(self) -> int:
+        """How many notifications this thread's last :meth:`run` delivered right after commit."""
+        sent: int = getattr(self._local, "sent", 0)
+        return sent
 
     def replay(self, actor: Actor, command: str, args: dict[str, Any], key: str | None) -> Any:
         """The stored result for ``key``, if this exact command already ran; else None."""
@@ -235,9 +259,12 @@ class Context:
         after the commit; if the process dies first, the claim lapses and a later
         :meth:`deliver` (or sweep) anywhere sends it: at least once, never lost.
         """
-        claim = now + LEASE if self.deliver_inline else None
-        note_id = tx.add_notification(Notification(topic, recipient, payload, now), claim)
-        self._local.written.append(Notification(topic, recipient, payload, now, id=note_id))
+        audience = Audience.STAFF if recipient in STAFF_RECIPIENTS else Audience.BUYER
+        mine = self.deliver_inline and audience in self.audiences
+        note = Notification(topic, recipient, payload, now, audience=audience)
+        note_id = tx.add_notification(note, now + LEASE if mine else None)
+        if mine:
+            self._local.written.append(attrs.evolve(note, id=note_id))
 
     def _send(self, notes: list[Notification]) -> int:
         delivered: list[int] = []
@@ -256,7 +283,9 @@ class Context:
         """Send pending outbox notifications; failures stay pending for the next try."""
         sent = 0
         while True:
-            batch = self.store.claim_notifications(limit, self.clock.now(), LEASE_SECONDS)
+            batch = self.store.claim_notifications(
+                limit, self.clock.now(), LEASE_SECONDS, tuple(self.audiences)
+            )
             if not batch:
                 return sent
             done = self._send(batch)

@@ -61,7 +61,7 @@ class Feedback:
             ctx.notify(
                 tx,
                 "ticket.opened",
-                "support",
+                "support_agent",
                 {"ticket_id": ticket.id, "rating": rating, "user_id": actor.id},
                 now,
             )
@@ -133,7 +133,11 @@ class Feedback:
                 )
             elif event == "reopen":
                 ctx.notify(
-                    tx, "ticket.reopened", "support", {"ticket_id": ticket.id, "message": body}, now
+                    tx,
+                    "ticket.reopened",
+                    "support_agent",
+                    {"ticket_id": ticket.id, "message": body},
+                    now,
                 )
             return ticket
 

@@ -258,7 +258,7 @@ class PlatformEvents:
             refund = refunded[-1]
             _audit_only(tx, refund, "platform_reversal", actor, now, {"reason": reason})
             payload = {**_summary(refund), "reason": reason}
-            ctx.notify(tx, "refund.reversed", "support", payload, now)
+            ctx.notify(tx, "refund.reversed", "support_agent", payload, now)
             ctx.notify(tx, "refund.reversed", refund.user_id, payload, now)
             return refund
 

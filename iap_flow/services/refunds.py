@@ -145,7 +145,7 @@ class Refunds:
                 refund.platform_refund_id = case
                 self._review_deadline(tx, refund.id, due, now)
             tx.insert_refund(refund)
-            ctx.notify(tx, "refund.review_requested", "support", _summary(refund), now)
+            ctx.notify(tx, "refund.review_requested", "support_agent", _summary(refund), now)
             return refund
 
         args = {

@@ -74,13 +74,18 @@ class Sweeper:
                     counts[outcome] += 1
             return done
 
-        while ctx.run(actor, "sweep.run", {}, None, batch) >= BATCH:
-            pass
+        delivered = 0
+        while True:
+            acted = ctx.run(actor, "sweep.run", {}, None, batch)
+            delivered += ctx.sent_inline
+            if acted < BATCH:
+                break
         retried = 0
         for refund_id in retries:
             self._refunds.execute(SYSTEM, refund_id)
+            delivered += ctx.sent_inline
             retried += 1
-        delivered = ctx.deliver()
+        delivered += ctx.deliver()
         return SweepResult(retried=retried, delivered=delivered, **counts)
 
     def _remind(self, tx: UnitOfWork, deadline: Deadline, now: datetime) -> None:

@@ -12,6 +12,7 @@ import pytest
 from iap_flow import (
     SYSTEM,
     Actor,
+    Audience,
     ConcurrentModification,
     Flow,
     ManualClock,
@@ -29,6 +30,8 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 BUYER = Actor.buyer("u1")
 AGENT = Actor.agent("a1")
 DEV = Actor("dev", "developer")
+PM = Actor("pm", "product_manager")
+EVERYONE = tuple(Audience)
 
 
 class FlakyNotifier:
@@ -49,21 +52,53 @@ def test_outbox_claims_lease_and_redelivers(store_url: str, clock: ManualClock) 
         store = flow.store
         tickets = [flow.feedback.submit(BUYER, rating=3, body=f"note {i}") for i in range(3)]
         now = clock.now()
-        first = store.claim_notifications(2, now, 60)
+        first = store.claim_notifications(2, now, 60, EVERYONE)
         assert [n.payload["ticket_id"] for n in first] == [tickets[0].id, tickets[1].id]
         assert [n.topic for n in first] == ["ticket.opened", "ticket.opened"]
-        rest = store.claim_notifications(10, now, 60)
+        rest = store.claim_notifications(10, now, 60, EVERYONE)
         assert [n.payload["ticket_id"] for n in rest] == [tickets[2].id]
-        assert store.claim_notifications(10, now, 60) == []  # all leased
+        assert store.claim_notifications(10, now, 60, EVERYONE) == []  # all leased
 
         assert first[0].id is not None and first[1].id is not None
         store.mark_delivered([first[0].id], now)
         store.mark_failed(first[1].id, "TimeoutError: slow")
-        again = store.claim_notifications(10, now, 60)
+        again = store.claim_notifications(10, now, 60, EVERYONE)
         assert [(n.id, n.attempts) for n in again] == [(first[1].id, 1)]
         # the lease on the third ran out: another worker may take it, the delivered one never
-        later = store.claim_notifications(10, now + timedelta(seconds=61), 60)
+        later = store.claim_notifications(10, now + timedelta(seconds=61), 60, EVERYONE)
         assert {n.id for n in later} == {first[1].id, rest[0].id}
+
+
+def test_each_process_delivers_its_own_audience(store_url: str, clock: ManualClock) -> None:
+    """An app backend pushes to buyers, the Slack bot posts the staff's: same outbox, each
+    notification delivered once, by the process opened for its audience."""
+    backend_sink, bot_sink = MemoryNotifier(), MemoryNotifier()
+    backend = open_flow(store_url, clock=clock, notifier=backend_sink, audiences=["buyer"])
+    bot = open_flow(store_url, clock=clock, notifier=bot_sink, audiences=["staff"])
+    try:
+        backend.catalogue.add(
+            PM,
+            sku="coins",
+            title="Coins",
+            description="a bag",
+            price=Money(99, "USD"),
+            kind="consumable",
+        )
+        order = backend.orders.place(BUYER, "coins")
+        backend.orders.pay(BUYER, order.id, token="tok_approve")
+        backend.refunds.request(BUYER, order.id, reason="bought by mistake")
+        # the backend sent the buyer's confirmation at once and left the review request
+        assert [n.topic for n in backend_sink.sent] == ["order.paid"]
+        assert backend.deliver_notifications() == 0
+        assert bot.deliver_notifications() == 1
+        assert [(n.topic, n.audience) for n in bot_sink.sent] == [
+            ("refund.review_requested", Audience.STAFF)
+        ]
+        assert bot.deliver_notifications() == 0
+        assert [n.topic for n in backend_sink.sent] == ["order.paid"]
+    finally:
+        backend.close()
+        bot.close()
 
 
 def test_failed_deliveries_stay_pending_until_sent(store_url: str, clock: ManualClock) -> None:
@@ -209,10 +244,11 @@ def test_a_newer_schema_is_refused(
     flow: Flow, store_url: str, raw_sql: Callable[[str], object]
 ) -> None:
     flow.orders.place(BUYER, "gems")
+    version = flow.store.schema_version  # type: ignore[attr-defined]
     raw_sql("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="999"):
         open_flow(store_url)
-    raw_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    raw_sql(f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
     with open_flow(store_url) as again:
         assert again.orders.query(DEV).items[0].user_id == "u1"
     assert flow.history(SYSTEM, flow.orders.query(DEV).items[0].id)[0].event == "place"

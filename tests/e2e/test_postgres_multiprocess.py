@@ -306,11 +306,13 @@ def test_four_processes_creating_the_schema_at_once_migrate_it_once() -> None:
     if not base:
         pytest.skip(f"{PG_ENV} is not set: multi-process tests need a PostgreSQL server")
     schema = f"test_mig_{uuid.uuid4().hex[:12]}"
+    from iap_flow.adapters.postgres.schema import SCHEMA_VERSION
+
     try:
         versions = _run(_open, f"{base}{'&' if '?' in base else '?'}schema={schema}")
-        assert set(versions) == {1}
+        assert set(versions) == {SCHEMA_VERSION}
         rows = _count(base, schema, "SELECT key, value FROM meta")
-        assert rows == [("schema_version", "1")]
+        assert rows == [("schema_version", str(SCHEMA_VERSION))]
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

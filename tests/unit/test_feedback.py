@@ -29,7 +29,11 @@ def test_submit_opens_a_ticket_with_two_deadlines_and_tells_support(world: Any) 
         DeadlineKind.TICKET_RESOLUTION: world.start + timedelta(hours=72),
     }
     note = world.notifier.sent[-1]
-    assert (note.topic, note.recipient, note.payload["rating"]) == ("ticket.opened", "support", 2)
+    assert (note.topic, note.recipient, note.payload["rating"]) == (
+        "ticket.opened",
+        "support_agent",
+        2,
+    )
 
 
 def test_answer_resolve_reopen_with_messages_and_audit(world: Any) -> None:
@@ -81,10 +85,10 @@ def test_staff_answers_reach_the_buyer_and_reopenings_reach_support(world: Any) 
         if n.payload.get("ticket_id") == ticket.id
     ]
     assert sent == [
-        ("ticket.opened", "support"),
+        ("ticket.opened", "support_agent"),
         ("ticket.answered", "u1"),
         ("ticket.resolved", "u1"),
-        ("ticket.reopened", "support"),
+        ("ticket.reopened", "support_agent"),
     ]
 
 

@@ -61,7 +61,7 @@ def test_a_request_opens_a_review_with_a_deadline(world: Any) -> None:
         ("open_review", "requested", "in_review", "system"),
     ]
     assert world.notifier.sent[-1].topic == "refund.review_requested"
-    assert world.notifier.sent[-1].recipient == "support"
+    assert world.notifier.sent[-1].recipient == "support_agent"
     assert world.flow.refunds.queue(world.agent) == [refund]
 
 

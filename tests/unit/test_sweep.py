@@ -87,7 +87,7 @@ def test_a_refund_review_is_reminded_then_escalated_to_a_lead(world: Any) -> Non
 def test_a_late_sweep_escalates_without_reminding(world: Any) -> None:
     refund = world.refund()
     world.advance(days=3)
-    assert world.flow.sweep() == SweepResult(escalated=1, delivered=0)
+    assert world.flow.sweep() == SweepResult(escalated=1, delivered=1)
     assert [e for e, _ in deadline_events(world, refund.id)] == ["open_review", "escalate"]
 
 

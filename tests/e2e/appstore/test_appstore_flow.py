@@ -295,7 +295,7 @@ def test_refund_apple_decided_alone_then_reversed(env: Env) -> None:
     # Refunded is final: the reversal is audited (once) and told, the states stay.
     assert env.events(refunded.refund_id) == ["request", "platform_refund", "platform_reversal"]
     assert env.order(order.id).status is OrderStatus.REFUNDED
-    assert env.topics("support").count("refund.reversed") == 1
+    assert env.topics("support_agent").count("refund.reversed") == 1
     assert env.topics("u1") == ["order.paid", "refund.succeeded", "refund.reversed"]
 
 
