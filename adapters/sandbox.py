@@ -13,6 +13,7 @@ Both calls are idempotent on their key: a repeat returns the first result and mo
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 import attrs
@@ -41,8 +42,13 @@ class LedgerEntry:
 class SandboxPlatform:
     """A payment platform for tests, demos and local development."""
 
-    def __init__(self, platform: Platform = Platform.SANDBOX) -> None:
+    def __init__(
+        self, platform: Platform = Platform.SANDBOX, *, instance: str | None = None
+    ) -> None:
+        """``instance`` names this sandbox in its transaction ids; by default a random tag, so
+        sandboxes in several processes on one database never hand out the same id."""
         self._platform = platform
+        self._instance = instance if instance is not None else secrets.token_hex(4)
         self._lock = threading.Lock()
         self.ledger: list[LedgerEntry] = []
         self._results: dict[tuple[PaymentKind, str], PaymentResult] = {}
@@ -59,7 +65,7 @@ class SandboxPlatform:
 
     def _txn(self, prefix: str) -> str:
         self._seq += 1
-        return f"{prefix}_{self._platform.value}_{self._seq:08d}"
+        return f"{prefix}_{self._platform.value}_{self._instance}_{self._seq:08d}"
 
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         with self._lock:

@@ -28,7 +28,9 @@ REPORTS: dict[str, str] = {
         " SUM(o.amount) AS gross,"
         " COALESCE(SUM(r.amount), 0) AS refunded"
         " FROM orders o LEFT JOIN refunds r ON r.order_id = o.id AND r.status = 'refunded'"
-        " WHERE o.paid_at IS NOT NULL AND " + period("o.created_at") + " GROUP BY o.currency"
+        " WHERE o.paid_at IS NOT NULL AND "
+        + period("o.created_at")
+        + " GROUP BY o.currency ORDER BY o.currency"
     ),
     "refunds_by_status": (
         "SELECT status, COUNT(*) AS n FROM refunds WHERE "

@@ -8,7 +8,7 @@ import attrs
 
 from iap_flow.clock import utc
 from iap_flow.deadlines import BY_KIND
-from iap_flow.errors import InvalidInput
+from iap_flow.errors import ConcurrentModification, InvalidInput
 from iap_flow.models import (
     Deadline,
     DeadlineKind,
@@ -23,6 +23,7 @@ from iap_flow.services.refunds import Refunds
 from iap_flow.transitions import ORDER, REFUND, TICKET
 
 BATCH = 1_000
+MAX_CONFLICTS = 5
 _PAYOUT_PENDING = (RefundStatus.APPROVED, RefundStatus.SUBMITTED, RefundStatus.FAILED)
 
 
@@ -58,7 +59,10 @@ class Sweeper:
         counts = {"expired": 0, "reminded": 0, "escalated": 0}
         retries: list[str] = []
 
-        def batch(tx: UnitOfWork, _: datetime) -> int:
+        def batch(tx: UnitOfWork, _: datetime) -> tuple[int, dict[str, int], list[str]]:
+            # Counted per attempt: a batch that rolls back (a conflict) must not count.
+            counts = {"expired": 0, "reminded": 0, "escalated": 0}
+            retries: list[str] = []
             done = 0
             for deadline in tx.due_reminders(at, BATCH):
                 self._remind(tx, deadline, at)
@@ -72,12 +76,24 @@ class Sweeper:
                     retries.append(deadline.subject_id)
                 elif outcome:
                     counts[outcome] += 1
-            return done
+            return done, counts, retries
 
         delivered = 0
+        conflicts = 0
         while True:
-            acted = ctx.run(actor, "sweep.run", {}, None, batch)
+            try:
+                acted, batch_counts, batch_retries = ctx.run(actor, "sweep.run", {}, None, batch)
+            except ConcurrentModification:
+                # A command changed a record this batch was acting on; the batch rolled back
+                # whole. Run it again on fresh reads (the deadline may be moot by now).
+                conflicts += 1
+                if conflicts > MAX_CONFLICTS:
+                    raise
+                continue
             delivered += ctx.sent_inline
+            for name, n in batch_counts.items():
+                counts[name] += n
+            retries.extend(batch_retries)
             if acted < BATCH:
                 break
         retried = 0

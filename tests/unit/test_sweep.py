@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iap_flow import SYSTEM, OrderStatus, RefundStatus, SweepResult, TicketStatus
+from iap_flow import (
+    SYSTEM,
+    ConcurrentModification,
+    OrderStatus,
+    RefundStatus,
+    SweepResult,
+    TicketStatus,
+)
 from iap_flow.services import sweep as sweep_module
 
 
@@ -186,3 +193,54 @@ def test_breaches_are_recorded_for_the_report(world: Any) -> None:
         "ticket_first_response": 1,
         "ticket_resolution": 1,
     }
+
+
+class _LosesFirstOrderUpdate:
+    """A store whose first version-checked order update loses the race, as on a server
+    database when a command commits between the sweep's read and its write."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def transaction(self) -> Any:
+        outer = self
+        inner = self._store.transaction()
+
+        class Tx:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._tx, name)
+
+            def update_order(self, order: Any, expected_version: int) -> None:
+                if not outer.lost:
+                    outer.lost += 1
+                    raise ConcurrentModification(
+                        kind="order", id=order.id, expected_version=expected_version
+                    )
+                self._tx.update_order(order, expected_version)
+
+            def __enter__(self) -> Any:
+                self._tx = inner.__enter__()
+                return self
+
+            def __exit__(self, *exc: Any) -> Any:
+                return inner.__exit__(*exc)
+
+        return Tx()
+
+
+def test_a_batch_that_loses_a_race_is_swept_again_and_counted_once(world: Any) -> None:
+    orders = [world.order(upto="pending_payment") for _ in range(3)]
+    world.advance(minutes=31)
+    racing = _LosesFirstOrderUpdate(world.flow._ctx.store)
+    world.flow._ctx.store = racing
+    result = world.flow.sweep()
+    assert racing.lost == 1
+    assert (result.expired, result.delivered) == (3, 3)
+    for order in orders:
+        assert deadline_events(world, order.id) == [("expire", "system")]
+    assert [n.topic for n in world.notifier.sent].count("order.expired") == 3
+    assert world.flow.sweep() == SweepResult()
