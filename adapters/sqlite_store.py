@@ -292,20 +292,7 @@ class _Tx:
 
     # audit, outbox, deadlines
     def add_audit(self, e: AuditEvent) -> None:
-        self._x(
-            _AUDIT_INSERT,
-            (
-                e.aggregate,
-                e.aggregate_id,
-                e.event,
-                e.from_state,
-                e.to_state,
-                e.actor_id,
-                e.role,
-                ts(e.at),
-                json.dumps(e.data) if e.data else None,
-            ),
-        )
+        self._x(_AUDIT_INSERT, codec.audit_row(e))
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         cursor = self._x(
@@ -610,18 +597,7 @@ class SQLiteStore:
                 )
             )
         rows.sort(key=lambda r: int(r["id"]))
-        return [
-            Notification(
-                r["topic"],
-                r["recipient"],
-                json.loads(r["payload"]),
-                datetime.fromisoformat(r["created_at"]),
-                id=r["id"],
-                attempts=r["attempts"],
-                audience=Audience(r["audience"]),
-            )
-            for r in rows
-        ]
+        return [codec.notification_from(r) for r in rows]
 
     def mark_delivered(self, ids: Sequence[int], at: datetime) -> None:
         if not ids:

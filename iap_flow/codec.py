@@ -13,7 +13,9 @@ from typing import Any
 
 from iap_flow.errors import StoreError
 from iap_flow.models import (
+    Audience,
     AuditEvent,
+    Notification,
     Order,
     OrderStatus,
     Period,
@@ -321,6 +323,48 @@ def message_from(r: Row) -> TicketMessage:
         role=r["role"],
         body=r["body"],
         created_at=_fromiso(r["created_at"]),
+    )
+
+
+AUDIT_COLUMNS = (
+    "aggregate",
+    "aggregate_id",
+    "event",
+    "from_state",
+    "to_state",
+    "actor_id",
+    "role",
+    "at",
+    "data",
+)
+
+
+def audit_row(e: AuditEvent) -> tuple[Any, ...]:
+    """An audit event as a tuple in :data:`AUDIT_COLUMNS` order (no data: NULL)."""
+    return (
+        e.aggregate,
+        e.aggregate_id,
+        e.event,
+        e.from_state,
+        e.to_state,
+        e.actor_id,
+        e.role,
+        ts(e.at),
+        json.dumps(e.data) if e.data else None,
+    )
+
+
+def notification_from(r: Row) -> Notification:
+    """An outbox row (``payload`` as JSON text, or already decoded by the driver)."""
+    payload = r["payload"]
+    return Notification(
+        r["topic"],
+        r["recipient"],
+        json.loads(payload) if isinstance(payload, str) else payload,
+        _fromiso(r["created_at"]),
+        id=r["id"],
+        attempts=r["attempts"],
+        audience=_enum(Audience, r["audience"], "audience"),
     )
 
 

@@ -8,7 +8,6 @@ version-checked in the server); the sweep and the outbox take rows with
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -283,18 +282,7 @@ class PostgresStore:
             (until, [a.value for a in audiences], ts(now), limit),
         )
         rows.sort(key=lambda r: int(r["id"]))
-        return [
-            Notification(
-                r["topic"],
-                r["recipient"],
-                json.loads(r["payload"]),
-                datetime.fromisoformat(r["created_at"]),
-                id=r["id"],
-                attempts=r["attempts"],
-                audience=Audience(r["audience"]),
-            )
-            for r in rows
-        ]
+        return [codec.notification_from(r) for r in rows]
 
     def mark_delivered(self, ids: Sequence[int], at: datetime) -> None:
         if not ids:

@@ -243,20 +243,7 @@ class PgUnitOfWork:
 
     # audit, outbox, deadlines
     def add_audit(self, e: AuditEvent) -> None:
-        self._q(
-            _AUDIT_INSERT,
-            (
-                e.aggregate,
-                e.aggregate_id,
-                e.event,
-                e.from_state,
-                e.to_state,
-                e.actor_id,
-                e.role,
-                ts(e.at),
-                json.dumps(e.data) if e.data else None,
-            ),
-        )
+        self._q(_AUDIT_INSERT, codec.audit_row(e))
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         note_id = self._ids.next(self.conn)

@@ -263,8 +263,10 @@ class Context:
         mine = self.deliver_inline and audience in self.audiences
         note = Notification(topic, recipient, payload, now, audience=audience)
         note_id = tx.add_notification(note, now + LEASE if mine else None)
-        if mine:
-            self._local.written.append(attrs.evolve(note, id=note_id))
+        if mine:  # built again rather than attrs.evolve: this runs on every paid order
+            self._local.written.append(
+                Notification(topic, recipient, payload, now, id=note_id, audience=audience)
+            )
 
     def _send(self, notes: list[Notification]) -> int:
         delivered: list[int] = []
