@@ -198,13 +198,15 @@ class Orders:
             attempts.append(1)
             if result.success:
                 return self._paid(tx, current, actor, now, result.platform_transaction_id)
-            data = {"error": result.error}
-            # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
-            target = ctx.fire(
-                tx, ORDER, current.id, current.status, "fail_payment", SYSTEM, now, data
-            )
-            current.status = _STATUS[target]
-            self._save(tx, current, now)
+            if current.status is not OrderStatus.EXPIRED:
+                # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
+                data = {"error": result.error}
+                target = ctx.fire(
+                    tx, ORDER, current.id, current.status, "fail_payment", SYSTEM, now, data
+                )
+                current.status = _STATUS[target]
+                self._save(tx, current, now)
+            # else: a late attempt on an expired order was declined; it stays expired.
             ctx.notify(
                 tx,
                 "order.payment_failed",

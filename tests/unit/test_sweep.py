@@ -54,6 +54,24 @@ def test_a_payment_that_arrives_after_expiry_still_pays(world: Any) -> None:
     assert world.flow.sweep().expired == 0
 
 
+def test_a_declined_late_payment_leaves_the_order_expired_and_tells_the_buyer(
+    world: Any,
+) -> None:
+    order = world.order(upto="pending_payment")
+    world.advance(hours=1)
+    world.flow.sweep()
+    after = world.flow.orders.pay(world.buyer, order.id, token="tok_decline")
+    assert after.status is OrderStatus.EXPIRED
+    assert [e.event for e in world.flow.history(SYSTEM, order.id)] == ["place", "expire"]
+    assert world.platform.ledger == []
+    last = world.notifier.sent[-1]
+    assert (last.topic, last.recipient, last.payload["order_id"]) == (
+        "order.payment_failed",
+        "u1",
+        order.id,
+    )
+
+
 def test_paid_and_cancelled_orders_never_expire(world: Any) -> None:
     world.order()
     cancelled = world.order(upto="pending_payment")
