@@ -19,11 +19,12 @@ class OrderMachine(StateMachine):
     completed = State("Completed (已完成)")
     refunded = State("Refunded (已退款)", final=True)
     payment_failed = State("Payment failed", final=True)
-    cancelled = State("Cancelled", final=True)
+    cancelled = State("Cancelled")
     expired = State("Expired")
 
-    # A confirmation that arrives after the order expired still means the buyer paid.
-    pay = pending_payment.to(paid) | expired.to(paid)
+    # A confirmation that arrives after the order expired, or after a cancel that crossed the
+    # payment in flight, still means the buyer paid: the money is recorded, never lost.
+    pay = pending_payment.to(paid) | expired.to(paid) | cancelled.to(paid)
     fail_payment = pending_payment.to(payment_failed)
     cancel = pending_payment.to(cancelled)
     expire = pending_payment.to(expired)

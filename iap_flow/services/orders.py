@@ -198,7 +198,7 @@ class Orders:
             attempts.append(1)
             if result.success:
                 return self._paid(tx, current, actor, now, result.platform_transaction_id)
-            if current.status is not OrderStatus.EXPIRED:
+            if current.status is OrderStatus.PENDING_PAYMENT:
                 # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
                 data = {"error": result.error}
                 target = ctx.fire(
@@ -206,7 +206,7 @@ class Orders:
                 )
                 current.status = _STATUS[target]
                 self._save(tx, current, now)
-            # else: a late attempt on an expired order was declined; it stays expired.
+            # else: a late attempt on an expired or cancelled order was declined; it stays so.
             ctx.notify(
                 tx,
                 "order.payment_failed",
