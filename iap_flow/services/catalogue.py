@@ -154,4 +154,6 @@ class Catalogue:
 
     def products(self, *, include_inactive: bool = False) -> list[Product]:
         """Products on sale (or all of them), by sku."""
+        if not isinstance(include_inactive, bool):
+            raise InvalidInput("include_inactive must be True or False", field="include_inactive")
         return self._ctx.store.list_products(active_only=not include_inactive)

@@ -114,3 +114,9 @@ def test_a_catalogue_change_writes_no_audit_event(world: Any) -> None:
     before = world.count("audit_events")
     world.flow.catalogue.update(world.pm, "gems", description="More gems")
     assert world.count("audit_events") == before
+
+
+def test_listing_with_a_non_boolean_flag_is_refused(world: Any) -> None:
+    with pytest.raises(InvalidInput, match="include_inactive") as caught:
+        world.flow.catalogue.products(include_inactive="yes")
+    assert caught.value.field == "include_inactive"
