@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ import sqlite_utils
 
 from iap_flow import codec
 from iap_flow.adapters.sql import render
+from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.codec import ts, ts_opt
 from iap_flow.errors import ConcurrentModification, InvalidInput, StoreError
 from iap_flow.models import (
@@ -39,7 +40,6 @@ from iap_flow.models import (
 )
 from iap_flow.ports import OrderQuery
 
-SCHEMA_VERSION = 3
 _PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
 _ORDER_BY_ID = _ORDER_SELECT + " WHERE id = ?"
@@ -58,128 +58,6 @@ _AUDIT_INSERT = (
     "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
     " role, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_OPEN = "('pending', 'reminded')"
-STAFF_RECIPIENTS_SQL = (
-    "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
-)
-"""Recipients of notifications written before they carried an audience that were staff."""
-
-
-def _migrate_1(db: sqlite_utils.Database) -> None:
-    db.execute(
-        "CREATE TABLE products (sku TEXT PRIMARY KEY, title TEXT NOT NULL, description TEXT NOT NULL,"
-        " price_amount INTEGER NOT NULL, currency TEXT NOT NULL, kind TEXT NOT NULL, period TEXT,"
-        " active INTEGER NOT NULL, version INTEGER NOT NULL, created_at TEXT, updated_at TEXT)"
-    )
-    db.execute(
-        "CREATE TABLE orders (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, sku TEXT NOT NULL,"
-        " title TEXT NOT NULL, kind TEXT NOT NULL, period TEXT, amount INTEGER NOT NULL,"
-        " currency TEXT NOT NULL, platform TEXT NOT NULL, platform_transaction_id TEXT,"
-        " subscription_id TEXT, status TEXT NOT NULL, version INTEGER NOT NULL,"
-        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, paid_at TEXT) WITHOUT ROWID"
-    )
-    orders = db["orders"]
-    assert isinstance(orders, sqlite_utils.db.Table)
-    orders.create_index(["user_id", "status", "created_at", "id"])
-    orders.create_index(["user_id", "created_at", "id"])
-    orders.create_index(["status", "created_at"])
-    orders.create_index(["created_at"])
-    orders.create_index(["subscription_id"])
-    db.execute(
-        "CREATE UNIQUE INDEX idx_orders_platform_txn ON orders (platform, platform_transaction_id)"
-        " WHERE platform_transaction_id IS NOT NULL"
-    )
-    db.execute(
-        "CREATE TABLE refunds (id TEXT PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(id),"
-        " user_id TEXT NOT NULL, amount INTEGER NOT NULL, currency TEXT NOT NULL, reason TEXT NOT NULL,"
-        " status TEXT NOT NULL, platform TEXT NOT NULL, version INTEGER NOT NULL,"
-        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, review_due_at TEXT, decided_by TEXT,"
-        " decided_at TEXT, decision_note TEXT, escalated INTEGER NOT NULL DEFAULT 0,"
-        " attempts INTEGER NOT NULL DEFAULT 0, platform_refund_id TEXT, last_error TEXT)"
-    )
-    refunds = db["refunds"]
-    assert isinstance(refunds, sqlite_utils.db.Table)
-    refunds.create_index(["order_id"])
-    refunds.create_index(["status", "review_due_at"])
-    refunds.create_index(["user_id", "created_at"])
-    refunds.create_index(["created_at"])
-    db.execute(
-        "CREATE TABLE tickets (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, order_id TEXT,"
-        " rating INTEGER NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,"
-        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, first_response_at TEXT,"
-        " resolved_at TEXT, escalated INTEGER NOT NULL DEFAULT 0,"
-        " reopen_count INTEGER NOT NULL DEFAULT 0)"
-    )
-    tickets = db["tickets"]
-    assert isinstance(tickets, sqlite_utils.db.Table)
-    tickets.create_index(["status", "created_at"])
-    tickets.create_index(["user_id", "created_at"])
-    tickets.create_index(["created_at"])
-    db.execute(
-        "CREATE TABLE ticket_messages (id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL,"
-        " author_id TEXT NOT NULL, role TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX idx_ticket_messages_ticket ON ticket_messages (ticket_id, id)")
-    db.execute(
-        "CREATE TABLE audit_events (id INTEGER PRIMARY KEY, aggregate TEXT NOT NULL,"
-        " aggregate_id TEXT NOT NULL, event TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,"
-        " actor_id TEXT NOT NULL, role TEXT NOT NULL, at TEXT NOT NULL, data TEXT)"
-    )
-    db.execute("CREATE INDEX idx_audit_subject ON audit_events (aggregate_id, id)")
-    db.execute(
-        "CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, recipient TEXT NOT NULL,"
-        " payload TEXT NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT,"
-        " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, claimed_until TEXT)"
-    )
-    db.execute("CREATE INDEX idx_outbox_pending ON outbox (id) WHERE delivered_at IS NULL")
-    db.execute(
-        "CREATE TABLE deadlines (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, subject_id TEXT NOT NULL,"
-        " due_at TEXT NOT NULL, remind_at TEXT, state TEXT NOT NULL)"
-    )
-    db.execute("CREATE INDEX idx_deadlines_due ON deadlines (due_at) WHERE state IN " + _OPEN)
-    db.execute(
-        "CREATE INDEX idx_deadlines_remind ON deadlines (remind_at)"
-        " WHERE state = 'pending' AND remind_at IS NOT NULL"
-    )
-    db.execute(
-        "CREATE INDEX idx_deadlines_subject ON deadlines (subject_id) WHERE state IN " + _OPEN
-    )
-    db.execute("CREATE INDEX idx_deadlines_kind_due ON deadlines (kind, due_at)")
-    db.execute(
-        "CREATE TABLE idempotency (key TEXT PRIMARY KEY, command TEXT NOT NULL,"
-        " fingerprint TEXT NOT NULL, result TEXT NOT NULL, created_at TEXT NOT NULL)"
-    )
-    db.execute(
-        "CREATE TABLE processed_events (source TEXT NOT NULL, event_id TEXT NOT NULL,"
-        " created_at TEXT NOT NULL, PRIMARY KEY (source, event_id))"
-    )
-
-
-def _migrate_2(db: sqlite_utils.Database) -> None:
-    """Escalations for the analysis report without scanning the whole audit trail: a partial
-    index holds only ``escalate`` events, so the write path pays for it only on those."""
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS idx_audit_escalations ON audit_events (at)"
-        " WHERE event = 'escalate'"
-    )
-
-
-def _migrate_3(db: sqlite_utils.Database) -> None:
-    """Notifications carry their audience (buyer or staff) so that each process delivers only
-    its own: an app backend the buyers', the Slack bot the staff's."""
-    db.execute("ALTER TABLE outbox ADD COLUMN audience TEXT NOT NULL DEFAULT 'buyer'")
-    db.execute(f"UPDATE outbox SET audience = 'staff' WHERE recipient IN {STAFF_RECIPIENTS_SQL}")
-    db.execute("DROP INDEX IF EXISTS idx_outbox_pending")
-    db.execute(
-        "CREATE INDEX idx_outbox_pending ON outbox (audience, id) WHERE delivered_at IS NULL"
-    )
-
-
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _migrate_1,
-    2: _migrate_2,
-    3: _migrate_3,
-}
 
 
 class _Tx:
@@ -318,14 +196,14 @@ class _Tx:
     def close_deadlines(self, subject_id: str, kinds: Sequence[DeadlineKind]) -> None:
         marks = ", ".join("?" * len(kinds))
         self._x(
-            f"UPDATE deadlines SET state = 'done' WHERE subject_id = ? AND state IN {_OPEN}"
+            f"UPDATE deadlines SET state = 'done' WHERE subject_id = ? AND state IN {OPEN}"
             f" AND kind IN ({marks})",
             (subject_id, *[k.value for k in kinds]),
         )
 
     def due_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
         rows = self._x(
-            f"SELECT * FROM deadlines WHERE state IN {_OPEN} AND due_at <= ? ORDER BY due_at LIMIT ?",
+            f"SELECT * FROM deadlines WHERE state IN {OPEN} AND due_at <= ? ORDER BY due_at LIMIT ?",
             (ts(now), limit),
         )
         return [_deadline(r) for r in _dicts(rows)]
@@ -573,10 +451,10 @@ class SQLiteStore:
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
         if subject_id is None:
-            rows = self._read(f"SELECT * FROM deadlines WHERE state IN {_OPEN} ORDER BY due_at")
+            rows = self._read(f"SELECT * FROM deadlines WHERE state IN {OPEN} ORDER BY due_at")
         else:
             rows = self._read(
-                f"SELECT * FROM deadlines WHERE state IN {_OPEN} AND subject_id = ? ORDER BY due_at",
+                f"SELECT * FROM deadlines WHERE state IN {OPEN} AND subject_id = ? ORDER BY due_at",
                 (subject_id,),
             )
         return [_deadline(r) for r in rows]
