@@ -5,15 +5,12 @@ Store Server API over real HTTP."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import make_server
 
 import pytest
 from apple_fakes import (
@@ -28,6 +25,7 @@ from apple_fakes import (
 from appstoreserverlibrary.models.Environment import Environment
 from hypothesis import given
 from hypothesis import strategies as st
+from platform_env import PlatformEnv, QuietHandler, post_json
 
 from iap_flow import (
     SYSTEM,
@@ -71,7 +69,7 @@ def api(chain: Chain, key_pem: bytes) -> Iterator[FakeAppStoreAPI]:
         yield fake
 
 
-class Env:
+class Env(PlatformEnv):
     """A flow on the App Store, the fake Apple around it, and what a test looks at."""
 
     def __init__(self, chain: Chain, api: FakeAppStoreAPI, key_pem: bytes, **options: Any):
@@ -116,22 +114,6 @@ class Env:
         )
         add(pm, sku="pro", title="Pro", description="d", price=Money(499, "USD"), kind="subscription", period="month")  # fmt: skip
         self.notes = AppStoreNotifications(self.flow, self.platform)
-
-    def order(self, order_id: str) -> Order:
-        return self.flow.orders.get(SYSTEM, order_id)
-
-    def topics(self, recipient: str) -> list[str]:
-        return [n.topic for n in self.notifier.to(recipient)]
-
-    def events(self, subject_id: str) -> list[str]:
-        return [e.event for e in self.flow.history(SYSTEM, subject_id)]
-
-    def snapshot(self) -> dict[str, list[str]]:
-        db = self.flow.store.db  # type: ignore[attr-defined]
-        return {
-            t: sorted(repr(tuple(r)) for r in db.execute(f"SELECT * FROM [{t}]").fetchall())
-            for t in db.table_names()
-        }
 
 
 @pytest.fixture
@@ -415,7 +397,7 @@ def test_a_notification_pays_the_order_the_buyer_placed(env: Env) -> None:
 
 
 def test_the_wsgi_endpoint_answers_apple_with_status_codes(env: Env) -> None:
-    server = make_server("127.0.0.1", 0, env.notes.wsgi_app(), handler_class=_Quiet)
+    server = make_server("127.0.0.1", 0, env.notes.wsgi_app(), handler_class=QuietHandler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
     )
@@ -424,27 +406,13 @@ def test_the_wsgi_endpoint_answers_apple_with_status_codes(env: Env) -> None:
     try:
         txn = env.apple.transaction("gems", env.clock.now(), account="u1")
         good = env.apple.notification("ONE_TIME_CHARGE", txn, env.clock.now())
-        assert _post(url, {"signedPayload": good}) == (200, "paid")
-        assert _post(url, {"signedPayload": good})[0] == 200  # Apple's retry
-        assert _post(url, {"signedPayload": tamper(good, notificationUUID="x")})[0] == 400
-        assert _post(url, {"nothing": 1})[0] == 400
+        assert post_json(url, {"signedPayload": good}) == (200, "paid")
+        assert post_json(url, {"signedPayload": good})[0] == 200  # Apple's retry
+        assert post_json(url, {"signedPayload": tamper(good, notificationUUID="x")})[0] == 400
+        assert post_json(url, {"nothing": 1})[0] == 400
     finally:
         server.shutdown()
         server.server_close()
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[int, str | None]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())["outcome"]
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
 
 
 @given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["USD", "JPY", "KWD"]))

@@ -4,18 +4,16 @@ package) answered by a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import make_server
 
 import httplib2  # type: ignore[import-untyped]
 import pytest
+from platform_env import PlatformEnv, QuietHandler, post_json
 from play_fakes import (
     PACKAGE,
     SUBSCRIPTION,
@@ -65,7 +63,7 @@ def play() -> Iterator[FakePlay]:
         yield fake
 
 
-class Env:
+class Env(PlatformEnv):
     """A flow on Google Play, the fake Google around it, and what a test looks at."""
 
     def __init__(self, play: FakePlay) -> None:
@@ -105,22 +103,6 @@ class Env:
         self.play.purchases[token] = product_purchase(order_id, account)
         result = self.deliver(one_time(token, "gems", ms(self.clock.now())))
         return token, order_id, self.order(result.order_id)
-
-    def order(self, order_id: str) -> Order:
-        return self.flow.orders.get(SYSTEM, order_id)
-
-    def topics(self, recipient: str) -> list[str]:
-        return [n.topic for n in self.notifier.to(recipient)]
-
-    def events(self, subject_id: str) -> list[str]:
-        return [e.event for e in self.flow.history(SYSTEM, subject_id)]
-
-    def snapshot(self) -> dict[str, list[str]]:
-        db = self.flow.store.db  # type: ignore[attr-defined]
-        return {
-            t: sorted(repr(tuple(r)) for r in db.execute(f"SELECT * FROM [{t}]").fetchall())
-            for t in db.table_names()
-        }
 
 
 @pytest.fixture
@@ -320,7 +302,7 @@ def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
 
 def test_the_push_endpoint_answers_pubsub(env: Env) -> None:
     env.play.purchases["tok-w"] = product_purchase("GPA.3300-0000-0000-00042", "u1")
-    server = make_server("127.0.0.1", 0, env.notes.wsgi_app(), handler_class=_Quiet)
+    server = make_server("127.0.0.1", 0, env.notes.wsgi_app(), handler_class=QuietHandler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
     )
@@ -328,25 +310,11 @@ def test_the_push_endpoint_answers_pubsub(env: Env) -> None:
     url = f"http://127.0.0.1:{server.server_port}/play/rtdn"
     try:
         envelope = push(one_time("tok-w", "gems", ms(START)), "m-w")
-        assert _post(f"{url}?token={TOKEN}", envelope) == (200, "paid")
-        assert _post(f"{url}?token={TOKEN}", envelope) == (200, "paid")  # redelivery
-        assert _post(f"{url}?token=nope", envelope)[0] == 403
-        assert _post(f"{url}?token={TOKEN}", {"message": {}})[0] == 400
+        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")
+        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")  # redelivery
+        assert post_json(f"{url}?token=nope", envelope)[0] == 403
+        assert post_json(f"{url}?token={TOKEN}", {"message": {}})[0] == 400
     finally:
         server.shutdown()
         server.server_close()
     assert len(env.flow.orders.query(BUYER).items) == 1
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[int, str | None]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())["outcome"]
-    except urllib.error.HTTPError as exc:
-        return exc.code, None

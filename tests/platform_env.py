@@ -1,0 +1,52 @@
+"""What the App Store and Google Play end-to-end tests share: how they look at a flow, and
+how they post to a webhook endpoint served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+
+from iap_flow import SYSTEM, Flow, Order
+from iap_flow.adapters.notifiers import MemoryNotifier
+
+
+class PlatformEnv:
+    """A flow fed by a store's notifications; subclasses build ``flow`` and ``notifier``."""
+
+    flow: Flow
+    notifier: MemoryNotifier
+
+    def order(self, order_id: str) -> Order:
+        return self.flow.orders.get(SYSTEM, order_id)
+
+    def topics(self, recipient: str) -> list[str]:
+        return [n.topic for n in self.notifier.to(recipient)]
+
+    def events(self, subject_id: str) -> list[str]:
+        return [e.event for e in self.flow.history(SYSTEM, subject_id)]
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every row of every table: compared before and after to show nothing changed."""
+        db = self.flow.store.db  # type: ignore[attr-defined]
+        return {
+            t: sorted(repr(tuple(r)) for r in db.execute(f"SELECT * FROM [{t}]").fetchall())
+            for t in db.table_names()
+        }
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, str | None]:
+    """POST ``body`` as JSON; the HTTP status and the endpoint's ``outcome``."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())["outcome"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
