@@ -16,7 +16,13 @@ from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.roles import Actor
 from iap_flow.services.base import Context, check, ident, key_or_none, must, text
 from iap_flow.services.orders import Orders, _platform
-from iap_flow.services.refunds import Refunds, _audit_only, _save, _summary
+from iap_flow.services.refund_writes import (
+    audit_only,
+    refund_order,
+    refund_summary,
+    save_refund,
+)
+from iap_flow.services.refunds import Refunds
 from iap_flow.transitions import ORDER, REFUND
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
@@ -220,13 +226,13 @@ class PlatformEvents:
             refund.status = RefundStatus(target)
             if case is not None:
                 refund.platform_refund_id = case
-            _save(tx, refund, now)
+            save_refund(tx, refund, now)
             if refunding:
                 if order.status is not OrderStatus.REFUNDED:
-                    self._refunds._refund_order(tx, refund, now)
-                ctx.notify(tx, "refund.succeeded", refund.user_id, _summary(refund), now)
+                    refund_order(ctx, tx, refund, now)
+                ctx.notify(tx, "refund.succeeded", refund.user_id, refund_summary(refund), now)
             else:
-                payload = {**_summary(refund), "reason": reason}
+                payload = {**refund_summary(refund), "reason": reason}
                 ctx.notify(tx, "refund.rejected", refund.user_id, payload, now)
             return refund
 
@@ -256,8 +262,8 @@ class PlatformEvents:
             if not refunded:
                 raise NotFound("refunded refund of order", order.id)
             refund = refunded[-1]
-            _audit_only(tx, refund, "platform_reversal", actor, now, {"reason": reason})
-            payload = {**_summary(refund), "reason": reason}
+            audit_only(tx, refund, "platform_reversal", actor, now, {"reason": reason})
+            payload = {**refund_summary(refund), "reason": reason}
             ctx.notify(tx, "refund.reversed", "support_agent", payload, now)
             ctx.notify(tx, "refund.reversed", refund.user_id, payload, now)
             return refund

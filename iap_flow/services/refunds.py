@@ -14,7 +14,6 @@ from iap_flow.errors import (
     RefundNotAllowed,
 )
 from iap_flow.models import (
-    AuditEvent,
     Deadline,
     DeadlineKind,
     OrderStatus,
@@ -25,7 +24,14 @@ from iap_flow.money import Money
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
-from iap_flow.transitions import ORDER, REFUND
+from iap_flow.services.payouts import pay_out
+from iap_flow.services.refund_writes import (
+    audit_only,
+    refund_order,
+    refund_summary,
+    save_refund,
+)
+from iap_flow.transitions import REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}
 _REFUNDABLE = frozenset(
@@ -145,7 +151,7 @@ class Refunds:
                 refund.platform_refund_id = case
                 self._review_deadline(tx, refund.id, due, now)
             tx.insert_refund(refund)
-            ctx.notify(tx, "refund.review_requested", "support_agent", _summary(refund), now)
+            ctx.notify(tx, "refund.review_requested", "support_agent", refund_summary(refund), now)
             return refund
 
         args = {
@@ -175,7 +181,7 @@ class Refunds:
                     self._review_deadline(tx, earlier.id, due, now)
                 if sooner or (case is not None and case != earlier.platform_refund_id):
                     earlier.platform_refund_id = case or earlier.platform_refund_id
-                    _save(tx, earlier, now)
+                    save_refund(tx, earlier, now)
             return earlier
         return None
 
@@ -265,17 +271,17 @@ class Refunds:
             if result.raw:
                 data["detail"] = result.raw
             # Audited without a state change: the platform's own decision comes later.
-            _audit_only(tx, current, "answer_platform", actor, now, data)
+            audit_only(tx, current, "answer_platform", actor, now, data)
             error = None if result.success else result.error
             if current.last_error != error:
                 current.last_error = error
-                _save(tx, current, now)
+                save_refund(tx, current, now)
             if not result.success:
                 ctx.notify(
                     tx,
                     "refund.answer_failed",
                     "support_lead",
-                    {**_summary(current), "error": result.error},
+                    {**refund_summary(current), "error": result.error},
                     now,
                 )
             return current
@@ -325,10 +331,14 @@ class Refunds:
             refund.decided_by = actor.id
             refund.decided_at = now
             refund.decision_note = note
-            _save(tx, refund, now)
+            save_refund(tx, refund, now)
             if event == "reject":
                 ctx.notify(
-                    tx, "refund.rejected", refund.user_id, {**_summary(refund), "reason": note}, now
+                    tx,
+                    "refund.rejected",
+                    refund.user_id,
+                    {**refund_summary(refund), "reason": note},
+                    now,
                 )
             return refund
 
@@ -350,7 +360,7 @@ class Refunds:
             check(actor, "refund.withdraw", refund.user_id)
             target = ctx.fire(tx, REFUND, refund.id, refund.status, "withdraw", actor, now)
             refund.status = _STATUS[target]
-            _save(tx, refund, now)
+            save_refund(tx, refund, now)
             return refund
 
         return ctx.run(
@@ -358,97 +368,8 @@ class Refunds:
         )
 
     def execute(self, actor: Actor, refund_id: str) -> RefundRequest:
-        """Pay an approved (or failed) refund out through the platform.
-
-        The platform is called with the refund id as its idempotency key, so a retry after a
-        crash or a timeout never moves money twice. Failures are retried by the sweep and
-        escalated to a lead after ``Policy.refund_max_attempts``.
-        """
-        ctx = self._ctx
-        actor = ctx.actor(actor)
-        check(actor, "refund.submit")
-        refund_id = ident(refund_id, "refund_id")
-
-        def submit(tx: UnitOfWork, now: datetime) -> RefundRequest:
-            refund = must(tx.get_refund(refund_id), "refund", refund_id)
-            if refund.status is not RefundStatus.SUBMITTED:
-                target = ctx.fire(
-                    tx,
-                    REFUND,
-                    refund.id,
-                    refund.status,
-                    "submit",
-                    actor,
-                    now,
-                    {"attempt": refund.attempts + 1},
-                )
-                refund.status = _STATUS[target]
-            else:  # resubmitting after a crash or timeout: same key, no new state
-                ctx.open_deadlines(tx, "refund.submit", refund.id, now)
-            refund.attempts += 1
-            _save(tx, refund, now)
-            return refund
-
-        refund = ctx.run(actor, "refund.submit", {}, None, submit)
-        order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
-        try:
-            result = ctx.platform(refund.platform).refund(refund, order, refund.id)
-        except PlatformUnavailable as exc:
-            result = PaymentResult(
-                False, PaymentKind.REFUND, refund.amount, error=str(exc), retryable=True
-            )
-
-        def settle(tx: UnitOfWork, now: datetime) -> RefundRequest:
-            current = must(tx.get_refund(refund_id), "refund", refund_id)
-            if current.status is not RefundStatus.SUBMITTED:
-                return current  # someone else settled it meanwhile
-            if result.success:
-                target = ctx.fire(
-                    tx,
-                    REFUND,
-                    current.id,
-                    current.status,
-                    "confirm",
-                    SYSTEM,
-                    now,
-                    {"platform_refund_id": result.platform_transaction_id},
-                )
-                current.status = _STATUS[target]
-                current.platform_refund_id = result.platform_transaction_id
-                current.last_error = None
-                _save(tx, current, now)
-                self._refund_order(tx, current, now)
-                ctx.notify(tx, "refund.succeeded", current.user_id, _summary(current), now)
-                return current
-            target = ctx.fire(
-                tx, REFUND, current.id, current.status, "fail", SYSTEM, now, {"error": result.error}
-            )
-            current.status = _STATUS[target]
-            current.last_error = result.error
-            if current.attempts >= ctx.policy.refund_max_attempts or not result.retryable:
-                ctx.fire(
-                    tx,
-                    REFUND,
-                    current.id,
-                    current.status,
-                    "escalate",
-                    SYSTEM,
-                    now,
-                    {"why": "refund could not be paid out", "error": result.error},
-                )
-                tx.close_deadlines(current.id, (DeadlineKind.REFUND_RETRY,))
-                current.escalated = True
-                ctx.notify(
-                    tx,
-                    "refund.escalated",
-                    "support_lead",
-                    {**_summary(current), "error": result.error},
-                    now,
-                )
-            _save(tx, current, now)
-            return current
-
-        return ctx.run(SYSTEM, "refund.settle", {}, None, settle)
+        """Pay an approved (or failed) refund out through the platform (see :func:`pay_out`)."""
+        return pay_out(self._ctx, actor, refund_id)
 
     def record_platform_refund(
         self,
@@ -471,24 +392,13 @@ class Refunds:
             target = ctx.fire(tx, REFUND, refund.id, refund.status, "platform_refund", actor, now)
             refund.status = _STATUS[target]
             refund.platform_refund_id = platform_refund_id
-            _save(tx, refund, now)
-            self._refund_order(tx, refund, now)
-            ctx.notify(tx, "refund.succeeded", refund.user_id, _summary(refund), now)
+            save_refund(tx, refund, now)
+            refund_order(self._ctx, tx, refund, now)
+            ctx.notify(tx, "refund.succeeded", refund.user_id, refund_summary(refund), now)
             return refund
 
         args = {"refund_id": refund_id, "platform_refund_id": platform_refund_id}
         return ctx.run(actor, "refund.platform_refund", args, key_or_none(idempotency_key), body)
-
-    def _refund_order(self, tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
-        order = must(tx.get_order(refund.order_id), "order", refund.order_id)
-        target = self._ctx.fire(
-            tx, ORDER, order.id, order.status, "refund", SYSTEM, now, {"refund_id": refund.id}
-        )
-        version = order.version
-        order.status = OrderStatus(target)
-        order.version = version + 1
-        order.updated_at = now
-        tx.update_order(order, version)
 
     # -- reads --------------------------------------------------------------------------------
     def get(self, actor: Actor, refund_id: str) -> RefundRequest:
@@ -522,38 +432,3 @@ class Refunds:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("limit must be an int from 1 to 1000", field="limit")
         return self._ctx.store.refunds(statuses, user_id, limit)
-
-
-def _save(tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
-    version = refund.version
-    refund.version = version + 1
-    refund.updated_at = now
-    tx.update_refund(refund, version)
-
-
-def _audit_only(
-    tx: UnitOfWork,
-    refund: RefundRequest,
-    event: str,
-    actor: Actor,
-    now: datetime,
-    data: dict[str, object],
-) -> None:
-    """Audit something that happened to a refund without changing its state (from = to)."""
-    state = refund.status.value
-    tx.add_audit(
-        AuditEvent(
-            REFUND.aggregate, refund.id, event, state, state, actor.id, actor.role, now, data
-        )
-    )
-
-
-def _summary(refund: RefundRequest) -> dict[str, object]:
-    return {
-        "refund_id": refund.id,
-        "order_id": refund.order_id,
-        "user_id": refund.user_id,
-        "amount": refund.amount.amount,
-        "currency": refund.amount.currency,
-        "status": refund.status.value,
-    }
