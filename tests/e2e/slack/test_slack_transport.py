@@ -14,6 +14,7 @@ from slack_bot import CHANNEL, SECRET, Bot, start_bot, texts
 from slack_fakes import Driver, FakeSlack, FakeSocketMode, block_actions
 
 from iap_flow import SYSTEM, Actor, Money, RefundStatus, open_flow
+from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.bots.slack.serve import socket_mode
 
 HOME = {"type": "app_home_opened", "user": "UAGENT1", "tab": "home"}
@@ -116,8 +117,7 @@ def test_iap_flow_slack_runs_over_http_and_delivers_the_outbox(
     slack: FakeSlack, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path / 'orders.db'}"
-    backend = open_flow(db, deliver_inline=False)  # the app backend leaves delivery to the bot
-    backend.close()
+    open_flow(db, deliver_inline=False).close()  # the schema exists before the bot starts
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -128,7 +128,11 @@ def test_iap_flow_slack_runs_over_http_and_delivers_the_outbox(
     }
     for name in ("SLACK_APP_TOKEN", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         env.pop(name, None)
-    args = ["--db", db, "slack", "--host", "127.0.0.1", "--port", "0", "--deliver-every", "0.1"]
+    bot_file = tmp_path / "bot.notifications.jsonl"
+    args = [
+        *["--db", db, "slack", "--host", "127.0.0.1", "--port", "0", "--deliver-every", "0.1"],
+        *["--audience", "staff", "--notifications", str(bot_file)],
+    ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "iap_flow.cli", *args],
         env=env,
@@ -143,7 +147,9 @@ def test_iap_flow_slack_runs_over_http_and_delivers_the_outbox(
         assert status == 200
         assert "/iap queue" in answer["text"]
 
-        backend = open_flow(db, deliver_inline=False)
+        # The backend delivers the buyers' notifications itself; the bot only the staff's.
+        pushed = MemoryNotifier()
+        backend = open_flow(db, notifier=pushed, deliver_inline=False, audiences=["buyer"])
         backend.catalogue.add(
             Actor("pm", "product_manager"),
             sku="gems",
@@ -152,10 +158,16 @@ def test_iap_flow_slack_runs_over_http_and_delivers_the_outbox(
             price=Money(199, "USD"),
             kind="consumable",
         )
+        order = backend.orders.place(Actor.buyer("u1"), "gems")
+        backend.orders.pay(Actor.buyer("u1"), order.id, token="tok_approve")
         ticket = backend.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken")
-        backend.close()
         [posted] = slack.wait_for("chat.postMessage")
         assert ticket.id in texts(posted)
+        # the bot has run deliveries since the buyer's confirmation was written: it left it
+        assert not bot_file.exists() or "order.paid" not in bot_file.read_text()
+        assert backend.deliver_notifications() == 1
+        assert [n.topic for n in pushed.sent] == ["order.paid"]
+        backend.close()
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
