@@ -400,6 +400,9 @@ class SQLiteStore:
         if query.user_id is not None:
             clauses.append("user_id = ?")
             params.append(query.user_id)
+        if query.subscription_id is not None:
+            clauses.append("(id = ? OR subscription_id = ?)")
+            params.extend([query.subscription_id, query.subscription_id])
         if query.statuses:
             clauses.append(f"status IN ({', '.join('?' * len(query.statuses))})")
             params.extend(query.statuses)

@@ -95,6 +95,8 @@ class OrderQuery:
     until: datetime | None = None
     limit: int = 20
     cursor: str | None = None
+    subscription_id: str | None = None
+    """The subscription's first order and its renewals."""
 
 
 class Store(Protocol):

@@ -193,6 +193,9 @@ class PostgresStore:
         if query.user_id is not None:
             clauses.append("user_id = %s")
             params.append(query.user_id)
+        if query.subscription_id is not None:
+            clauses.append("(id = %s OR subscription_id = %s)")
+            params.extend([query.subscription_id, query.subscription_id])
         if query.statuses:
             clauses.append("status = ANY(%s)")
             params.append(list(query.statuses))

@@ -365,8 +365,10 @@ class Orders:
         until: datetime | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        subscription_id: str | None = None,
     ) -> Page[Order]:
-        """Orders newest first, filtered by user, status and creation time ``[since, until)``.
+        """Orders newest first, filtered by user, status and creation time ``[since, until)``;
+        with ``subscription_id``, a subscription's first order and its renewals.
 
         A buyer's query is always limited to their own orders.
         """
@@ -390,6 +392,9 @@ class Orders:
             until=None if until is None else utc(until, "until"),
             limit=limit,
             cursor=None if cursor is None else ident(cursor, "cursor"),
+            subscription_id=None
+            if subscription_id is None
+            else ident(subscription_id, "subscription_id"),
         )
         if query.since and query.until and query.since >= query.until:
             raise InvalidInput("since must be before until", field="since")

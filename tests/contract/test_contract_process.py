@@ -93,6 +93,26 @@ def test_query_orders_filters_and_pages_newest_first(flow: Flow, clock: ManualCl
         flow.orders.query(DEV, cursor="not-a-cursor")
 
 
+def test_a_subscription_lists_its_first_order_and_renewals(flow: Flow, clock: ManualClock) -> None:
+    first = flow.orders.place(BUYER, "club")
+    flow.orders.pay(BUYER, first.id, token="tok_approve")
+    other = flow.orders.place(BUYER, "club")  # another subscription of the same buyer
+    flow.orders.pay(BUYER, other.id, token="tok_approve")
+    renewals = []
+    for _ in range(3):
+        clock.advance(timedelta(days=30))
+        renewals.append(flow.orders.renew(SYSTEM, first.id, token="tok_approve"))
+    flow.orders.place(BUYER, "gems")
+    page = flow.orders.query(BUYER, subscription_id=first.id, limit=2)
+    assert [o.id for o in page.items] == [renewals[2].id, renewals[1].id]
+    rest = flow.orders.query(BUYER, subscription_id=first.id, cursor=page.next_cursor)
+    assert [o.id for o in rest.items] == [renewals[0].id, first.id]
+    assert rest.next_cursor is None
+    assert flow.orders.query(OTHER, subscription_id=first.id).items == []
+    with pytest.raises(InvalidInput, match="subscription_id"):
+        flow.orders.query(BUYER, subscription_id=" ")
+
+
 def test_refund_queue_is_soonest_deadline_first(flow: Flow, clock: ManualClock) -> None:
     refunds = []
     for _ in range(3):
