@@ -125,10 +125,7 @@ class _Tx:
                 expected_version,
             ),
         )
-        if cursor.rowcount != 1:
-            raise ConcurrentModification(
-                kind="order", id=order.id, expected_version=expected_version
-            )
+        self._check(cursor, "order", order.id, expected_version)
 
     # refunds
     def get_refund(self, refund_id: str) -> RefundRequest | None:

@@ -10,6 +10,7 @@ from iap_flow.models import Ticket, TicketMessage, TicketStatus
 from iap_flow.ports import UnitOfWork
 from iap_flow.roles import Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
+from iap_flow.services.saves import save_ticket
 from iap_flow.transitions import TICKET
 
 _STATUS = {s.value: s for s in TicketStatus}
@@ -119,10 +120,7 @@ class Feedback:
                 message = TicketMessage(ticket.id, actor.id, actor.role, body, now)
                 tx.add_message(message)
                 ticket.messages.append(message)
-            version = ticket.version
-            ticket.version = version + 1
-            ticket.updated_at = now
-            tx.update_ticket(ticket, version)
+            save_ticket(tx, ticket, now)
             if event in ("answer", "resolve") and actor.role is not Role.BUYER:
                 ctx.notify(
                     tx,

@@ -21,6 +21,7 @@ from iap_flow.models import Order, OrderStatus, Page, Platform, ProductKind
 from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
+from iap_flow.services.saves import save_order
 from iap_flow.transitions import ORDER
 
 _STATUS = {s.value: s for s in OrderStatus}
@@ -205,7 +206,7 @@ class Orders:
                     tx, ORDER, current.id, current.status, "fail_payment", SYSTEM, now, data
                 )
                 current.status = _STATUS[target]
-                self._save(tx, current, now)
+                save_order(tx, current, now)
             # else: a late attempt on an expired or cancelled order was declined; it stays so.
             ctx.notify(
                 tx,
@@ -260,7 +261,7 @@ class Orders:
         order.status = _STATUS[target]
         order.platform_transaction_id = txn
         order.paid_at = now
-        self._save(tx, order, now)
+        save_order(tx, order, now)
         ctx.notify(
             tx,
             "order.paid",
@@ -317,7 +318,7 @@ class Orders:
             check(actor, action, order.user_id)
             target = ctx.fire(tx, ORDER, order_id, order.status, event, actor, now)
             order.status = _STATUS[target]
-            self._save(tx, order, now)
+            save_order(tx, order, now)
             return order
 
         args = {"order_id": order_id}
@@ -329,12 +330,6 @@ class Orders:
             # The cached copy was stale (another process or path changed the order): the
             # version check refused it, so nothing was written. Decide again on a fresh read.
             return self._remember(ctx.run(actor, action, args, key, body))
-
-    def _save(self, tx: UnitOfWork, order: Order, now: datetime) -> None:
-        version = order.version
-        order.version = version + 1
-        order.updated_at = now
-        tx.update_order(order, version)
 
     def _remember(self, order: Order) -> Order:
         """Keep a copy of an order as committed: the next command on it can skip the read,

@@ -9,7 +9,8 @@ from iap_flow.models import DeadlineKind, RefundRequest, RefundStatus
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, check, ident, must
-from iap_flow.services.refund_writes import refund_order, refund_summary, save_refund
+from iap_flow.services.refund_writes import refund_order, refund_summary
+from iap_flow.services.saves import save_refund
 from iap_flow.transitions import REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}

@@ -20,9 +20,9 @@ from iap_flow.services.refund_writes import (
     audit_only,
     refund_order,
     refund_summary,
-    save_refund,
 )
 from iap_flow.services.refunds import Refunds
+from iap_flow.services.saves import save_refund
 from iap_flow.transitions import ORDER, REFUND
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)

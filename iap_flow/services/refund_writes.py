@@ -1,5 +1,5 @@
-"""Writes every refund command shares: save with a version check, audit without a state
-change, refund the order, and the summary notifications carry."""
+"""Writes every refund command shares: audit without a state change, refund the order, and
+the summary notifications carry."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ from iap_flow.models import AuditEvent, OrderStatus, RefundRequest
 from iap_flow.ports import UnitOfWork
 from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, must
+from iap_flow.services.saves import save_order
 from iap_flow.transitions import ORDER, REFUND
-
-
-def save_refund(tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
-    """Write the refund with its version moved on (checked against the stored one)."""
-    version = refund.version
-    refund.version = version + 1
-    refund.updated_at = now
-    tx.update_refund(refund, version)
 
 
 def audit_only(
@@ -55,8 +48,5 @@ def refund_order(ctx: Context, tx: UnitOfWork, refund: RefundRequest, now: datet
     target = ctx.fire(
         tx, ORDER, order.id, order.status, "refund", SYSTEM, now, {"refund_id": refund.id}
     )
-    version = order.version
     order.status = OrderStatus(target)
-    order.version = version + 1
-    order.updated_at = now
-    tx.update_order(order, version)
+    save_order(tx, order, now)

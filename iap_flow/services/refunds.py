@@ -29,8 +29,8 @@ from iap_flow.services.refund_writes import (
     audit_only,
     refund_order,
     refund_summary,
-    save_refund,
 )
+from iap_flow.services.saves import save_refund
 from iap_flow.transitions import REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}

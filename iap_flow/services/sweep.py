@@ -20,6 +20,7 @@ from iap_flow.ports import UnitOfWork
 from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, check
 from iap_flow.services.refunds import Refunds
+from iap_flow.services.saves import save_order, save_refund, save_ticket
 from iap_flow.transitions import ORDER, REFUND, TICKET
 
 BATCH = 1_000
@@ -61,22 +62,22 @@ class Sweeper:
 
         def batch(tx: UnitOfWork, _: datetime) -> tuple[int, dict[str, int], list[str]]:
             # Counted per attempt: a batch that rolls back (a conflict) must not count.
-            counts = {"expired": 0, "reminded": 0, "escalated": 0}
-            retries: list[str] = []
+            acted_on = dict.fromkeys(counts, 0)
+            to_retry: list[str] = []
             done = 0
             for deadline in tx.due_reminders(at, BATCH):
                 self._remind(tx, deadline, at)
-                counts["reminded"] += 1
+                acted_on["reminded"] += 1
                 done += 1
             for deadline in tx.due_deadlines(at, BATCH):
                 done += 1
                 # Deadline events are the system's (PERMISSIONS), whoever runs the sweep.
                 outcome = self._act(tx, deadline, at, SYSTEM)
                 if outcome == "retry":
-                    retries.append(deadline.subject_id)
+                    to_retry.append(deadline.subject_id)
                 elif outcome:
-                    counts[outcome] += 1
-            return done, counts, retries
+                    acted_on[outcome] += 1
+            return done, acted_on, to_retry
 
         delivered = 0
         conflicts = 0
@@ -142,10 +143,8 @@ class Sweeper:
             if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
                 return None
             target = ctx.fire(tx, ORDER, order.id, order.status, "expire", actor, now, handled=kind)
-            version = order.version
             order.status = OrderStatus(target)
-            order.version, order.updated_at = version + 1, now
-            tx.update_order(order, version)
+            save_order(tx, order, now)
             ctx.notify(tx, "order.expired", order.user_id, {"order_id": order.id}, now)
             return "expired"
         if kind is DeadlineKind.REFUND_REVIEW:
@@ -162,10 +161,8 @@ class Sweeper:
                 now,
                 {"deadline": kind.value},
             )
-            version = refund.version
             refund.escalated = True
-            refund.version, refund.updated_at = version + 1, now
-            tx.update_refund(refund, version)
+            save_refund(tx, refund, now)
             ctx.notify(
                 tx,
                 "deadline.escalated",
@@ -195,9 +192,7 @@ class Sweeper:
         ctx.fire(
             tx, TICKET, ticket.id, ticket.status, "escalate", actor, now, {"deadline": kind.value}
         )
-        version = ticket.version
         ticket.escalated = True
-        ticket.version, ticket.updated_at = version + 1, now
-        tx.update_ticket(ticket, version)
+        save_ticket(tx, ticket, now)
         ctx.notify(tx, "deadline.escalated", "support_lead", payload, now)
         return "escalated"
