@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from iap_flow.models import Notification
+from iap_flow.domain.models import Notification
 
 
 def _line(n: Notification) -> str:

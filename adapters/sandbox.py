@@ -4,7 +4,7 @@ The token chooses the outcome of a charge, never a random draw:
 
 - ``tok_approve`` (or any other token) -> paid
 - ``tok_decline`` -> declined (the order becomes payment_failed)
-- ``tok_timeout`` -> no answer (:class:`~iap_flow.errors.PlatformUnavailable`, nothing changes)
+- ``tok_timeout`` -> no answer (:class:`~iap_flow.domain.errors.PlatformUnavailable`, nothing changes)
 - ``tok_refund_fails`` -> paid, but every refund of this order is refused by the platform
 - ``tok_refund_timeout`` -> paid, but refunds time out (retried by the sweep)
 
@@ -18,9 +18,9 @@ import threading
 
 import attrs
 
-from iap_flow.errors import PlatformUnavailable
-from iap_flow.models import Order, Platform, RefundRequest
-from iap_flow.money import Money
+from iap_flow.domain.errors import PlatformUnavailable
+from iap_flow.domain.models import Order, Platform, RefundRequest
+from iap_flow.domain.money import Money
 from iap_flow.ports import PaymentKind, PaymentResult
 
 APPROVE = "tok_approve"

@@ -23,8 +23,8 @@ from iap_flow import codec
 from iap_flow.adapters.sql import render
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.codec import ts, ts_opt
-from iap_flow.errors import ConcurrentModification, InvalidInput, StoreError
-from iap_flow.models import (
+from iap_flow.domain.errors import ConcurrentModification, InvalidInput, StoreError
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Deadline,

@@ -7,8 +7,8 @@ Money(amount=499, currency='USD')
 
 from importlib.metadata import PackageNotFoundError, version
 
-from iap_flow.clock import ManualClock, SystemClock
-from iap_flow.errors import (
+from iap_flow.domain.clock import ManualClock, SystemClock
+from iap_flow.domain.errors import (
     AlreadyDecided,
     ApprovalLimitExceeded,
     BuyerFacingError,
@@ -25,8 +25,7 @@ from iap_flow.errors import (
     StoreError,
     TransitionNotAllowed,
 )
-from iap_flow.flow import Flow, open_flow
-from iap_flow.models import (
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Deadline,
@@ -45,11 +44,12 @@ from iap_flow.models import (
     TicketMessage,
     TicketStatus,
 )
-from iap_flow.money import Money
-from iap_flow.policy import Policy
+from iap_flow.domain.money import Money
+from iap_flow.domain.policy import Policy
+from iap_flow.domain.roles import SYSTEM, Actor, Role
+from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
 from iap_flow.report import Report
-from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.sweep import SweepResult
 
 try:

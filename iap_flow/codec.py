@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from iap_flow.errors import StoreError
-from iap_flow.models import (
+from iap_flow.domain.errors import StoreError
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Notification,
@@ -28,7 +28,7 @@ from iap_flow.models import (
     TicketMessage,
     TicketStatus,
 )
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 Row = Mapping[str, Any]
 

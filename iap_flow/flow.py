@@ -12,14 +12,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from iap_flow.clock import SystemClock, utc
-from iap_flow.errors import InvalidInput, NotFound
-from iap_flow.ids import IdGenerator
-from iap_flow.models import Audience, AuditEvent, Platform
-from iap_flow.policy import Policy
+from iap_flow.domain.clock import SystemClock, utc
+from iap_flow.domain.errors import InvalidInput, NotFound
+from iap_flow.domain.ids import IdGenerator
+from iap_flow.domain.models import Audience, AuditEvent, Platform
+from iap_flow.domain.policy import Policy
+from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
-from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, check, ident
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.feedback import Feedback
@@ -100,7 +100,7 @@ class Flow:
     def history(self, actor: Actor, subject_id: str) -> list[AuditEvent]:
         """The audit trail of one order, refund or ticket, oldest first.
 
-        Raises :class:`~iap_flow.errors.NotFound` for an id with no trail: every record has
+        Raises :class:`~iap_flow.domain.errors.NotFound` for an id with no trail: every record has
         at least its creation event, so an empty trail means a mistyped or unknown id.
         """
         actor = self._ctx.actor(actor)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from iap_flow.models import (
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Deadline,
@@ -27,7 +27,7 @@ from iap_flow.models import (
     Ticket,
     TicketMessage,
 )
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 
 class Clock(Protocol):
@@ -40,7 +40,7 @@ class UnitOfWork(Protocol):
     """One storage transaction: everything written through it commits together or not at all.
 
     ``update_*`` methods write only if the stored version is ``expected_version`` and raise
-    :class:`~iap_flow.errors.ConcurrentModification` otherwise.
+    :class:`~iap_flow.domain.errors.ConcurrentModification` otherwise.
     """
 
     def get_product(self, sku: str) -> Product | None: ...
@@ -176,11 +176,11 @@ class PaymentPlatform(Protocol):
     def decides_refunds(self) -> bool: ...
 
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
-        """Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        """Raise :class:`~iap_flow.domain.errors.PlatformUnavailable` if no answer came."""
         ...
 
     def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
-        """Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        """Raise :class:`~iap_flow.domain.errors.PlatformUnavailable` if no answer came."""
         ...
 
     def answer_refund_review(
@@ -189,7 +189,7 @@ class PaymentPlatform(Protocol):
         """Tell the platform staff's decision on a refund it decides itself (``decides_refunds``,
         or a review the platform opened: ``refund.platform_refund_id`` set). ``refund.status``
         is ``approved`` or ``rejected``. Moves no money; kind is ``REVIEW_ANSWER``.
-        Raise :class:`~iap_flow.errors.PlatformUnavailable` if no answer came."""
+        Raise :class:`~iap_flow.domain.errors.PlatformUnavailable` if no answer came."""
         ...
 
 

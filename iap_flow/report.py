@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from iap_flow.codec import ts
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 REPORT_QUERIES = (
     "orders_by_status",

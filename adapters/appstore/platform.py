@@ -26,9 +26,9 @@ from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier, VerificationException
 
 from iap_flow.adapters.webhooks import NotificationRejected, rejected
-from iap_flow.errors import InvalidInput, PlatformUnavailable
-from iap_flow.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
-from iap_flow.money import CURRENCY_EXPONENTS, Money
+from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
+from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
+from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
 from iap_flow.ports import PaymentKind, PaymentResult
 
 SOURCE = "app_store"

@@ -14,7 +14,7 @@ import httplib2  # type: ignore[import-untyped]
 from googleapiclient.discovery import build  # type: ignore[import-untyped]
 from googleapiclient.errors import HttpError  # type: ignore[import-untyped]
 
-from iap_flow.errors import IapFlowError, PlatformUnavailable
+from iap_flow.domain.errors import IapFlowError, PlatformUnavailable
 
 SOURCE = "google_play"
 

@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
-from iap_flow.errors import PlatformUnavailable
-from iap_flow.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
+from iap_flow.domain.errors import PlatformUnavailable
+from iap_flow.domain.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
 from iap_flow.ports import PaymentKind, PaymentResult
 
 REVIEW_WINDOW = timedelta(hours=24)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from iap_flow.errors import InvalidInput, StoreError
+from iap_flow.domain.errors import InvalidInput, StoreError
 
 SCHEMA_VERSION = 2
 CONFLICT_SQLSTATE = "IF409"

@@ -26,11 +26,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from iap_flow import codec
 from iap_flow.adapters.sql import render
 from iap_flow.codec import ts
-from iap_flow.errors import (
+from iap_flow.domain.errors import (
     InvalidInput,
     StoreError,
 )
-from iap_flow.models import (
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Deadline,

@@ -16,7 +16,7 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from iap_flow.errors import ConcurrentModification, ConflictError, IapFlowError, StoreError
+from iap_flow.domain.errors import ConcurrentModification, ConflictError, IapFlowError, StoreError
 
 from .schema import CONFLICT_SQLSTATE, OUTBOX_ID_BLOCK
 from .uow import Conn, PgUnitOfWork

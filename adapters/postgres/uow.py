@@ -5,7 +5,7 @@ for; a read sends whatever is queued ahead of it (so it sees this transaction's 
 waits once. Version-checked UPDATEs raise in the server (``expect_one()``, SQLSTATE
 ``IF409``) when no row matched, so the COMMIT queued behind them never commits a lost
 update: the error surfaces at the next sync and the store maps it to
-:class:`~iap_flow.errors.ConcurrentModification`. A command that reads once and writes a
+:class:`~iap_flow.domain.errors.ConcurrentModification`. A command that reads once and writes a
 state change costs two round trips (the read, then writes + COMMIT); one that decides on a
 cached copy costs one.
 """
@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 
 from iap_flow import codec
 from iap_flow.codec import ts, ts_opt
-from iap_flow.models import (
+from iap_flow.domain.models import (
     AuditEvent,
     Deadline,
     DeadlineKind,

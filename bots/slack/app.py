@@ -22,10 +22,10 @@ from slack_bolt import Ack, App, BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from iap_flow.errors import IapFlowError
+from iap_flow.domain.errors import IapFlowError
+from iap_flow.domain.roles import Actor
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Notifier
-from iap_flow.roles import Actor
 
 from . import blocks, reads, screens
 from .config import RoleResolver, SlackConfig, make_client

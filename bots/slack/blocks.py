@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from iap_flow.models import AuditEvent, RefundRequest, RefundStatus, TicketStatus
-from iap_flow.money import Money
+from iap_flow.domain.models import AuditEvent, RefundRequest, RefundStatus, TicketStatus
+from iap_flow.domain.money import Money
 
 from .reads import RefundView, TicketView
 

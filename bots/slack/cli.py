@@ -16,7 +16,7 @@ from types import FrameType
 
 import click
 
-from iap_flow.errors import IapFlowError
+from iap_flow.domain.errors import IapFlowError
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

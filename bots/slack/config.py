@@ -23,8 +23,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from iap_flow.errors import InvalidInput
-from iap_flow.roles import Actor, Role
+from iap_flow.domain.errors import InvalidInput
+from iap_flow.domain.roles import Actor, Role
 
 log = logging.getLogger(__name__)
 

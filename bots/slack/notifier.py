@@ -16,10 +16,10 @@ from datetime import datetime
 
 from slack_sdk import WebClient
 
+from iap_flow.domain.models import Notification
+from iap_flow.domain.roles import SYSTEM
 from iap_flow.flow import Flow
-from iap_flow.models import Notification
 from iap_flow.ports import Notifier
-from iap_flow.roles import SYSTEM
 
 from . import blocks, reads, screens
 from .config import RoleResolver, SlackConfig, make_client

@@ -10,9 +10,8 @@ from datetime import datetime
 
 import attrs
 
-from iap_flow.errors import PermissionDenied
-from iap_flow.flow import Flow
-from iap_flow.models import (
+from iap_flow.domain.errors import PermissionDenied
+from iap_flow.domain.models import (
     AuditEvent,
     DeadlineKind,
     Order,
@@ -21,7 +20,8 @@ from iap_flow.models import (
     Ticket,
     TicketStatus,
 )
-from iap_flow.roles import Actor, Role
+from iap_flow.domain.roles import Actor, Role
+from iap_flow.flow import Flow
 
 ALL_REFUNDS = tuple(RefundStatus)
 ALL_TICKETS = tuple(TicketStatus)

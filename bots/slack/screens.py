@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from iap_flow.errors import (
+from iap_flow.domain.errors import (
     AlreadyDecided,
     ApprovalLimitExceeded,
     ConflictError,
@@ -18,7 +18,7 @@ from iap_flow.errors import (
     PermissionDenied,
     TransitionNotAllowed,
 )
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 from .blocks import Block, Message, context, lines, mention, plain, section, time_left, when
 from .reads import OrderView, QueueItem

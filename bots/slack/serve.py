@@ -17,8 +17,8 @@ from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from iap_flow.domain.roles import SYSTEM
 from iap_flow.flow import Flow
-from iap_flow.roles import SYSTEM
 
 log = logging.getLogger(__name__)
 

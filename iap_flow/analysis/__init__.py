@@ -17,9 +17,9 @@ from datetime import datetime
 
 from iap_flow.analysis.compute import EXPORTS, MAX_TEXTS, QUERIES
 from iap_flow.analysis.model import Analysis
-from iap_flow.clock import utc
+from iap_flow.domain.clock import utc
+from iap_flow.domain.roles import Actor, check
 from iap_flow.flow import Flow
-from iap_flow.roles import Actor, check
 
 __all__ = ["EXPORTS", "MAX_TEXTS", "QUERIES", "Analysis", "analyse"]
 

@@ -20,7 +20,7 @@ from iap_flow.analysis import MAX_TEXTS, analyse
 from iap_flow.analysis.export import DATASET_NAMES, FORMATS
 from iap_flow.analysis.export import export as write_export
 from iap_flow.cli import Settings, since_option, until_option
-from iap_flow.roles import Actor, Role, roles_for
+from iap_flow.domain.roles import Actor, Role, roles_for
 
 READERS = sorted(str(r) for r in roles_for("report.read"))
 

@@ -29,8 +29,8 @@ from iap_flow.analysis.model import (
     Topics,
 )
 from iap_flow.codec import ts
-from iap_flow.errors import InvalidInput
-from iap_flow.money import Money
+from iap_flow.domain.errors import InvalidInput
+from iap_flow.domain.money import Money
 
 Rows = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 """``Store.report_rows``: a named aggregate and its parameters -> rows as dicts."""

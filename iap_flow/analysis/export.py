@@ -35,8 +35,8 @@ import attrs
 
 from iap_flow.analysis.compute import Rows, period_params
 from iap_flow.codec import ts
-from iap_flow.errors import InvalidInput
-from iap_flow.roles import Actor, Role, check
+from iap_flow.domain.errors import InvalidInput
+from iap_flow.domain.roles import Actor, Role, check
 
 FORMATS = ("csv", "parquet")
 RAW_ROLES = frozenset({Role.SUPPORT_LEAD, Role.DEVELOPER})

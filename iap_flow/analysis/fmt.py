@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from iap_flow.money import CURRENCY_EXPONENTS, Money
+from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
 
 
 def pct(value: float | None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from iap_flow.analysis import fmt, svg
 from iap_flow.analysis.model import Analysis, PersonStats, Segment, Topics
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#2d3436;margin:0;background:#f5f6fa}

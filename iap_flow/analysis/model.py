@@ -10,7 +10,7 @@ from datetime import datetime
 
 import attrs
 
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 
 def ratio(part: int, whole: int) -> float | None:

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 import attrs
 
-from iap_flow import codec, deadlines, roles
-from iap_flow.errors import IdempotencyKeyReused, InvalidInput, NotFound
-from iap_flow.ids import IdGenerator
-from iap_flow.models import (
+from iap_flow import codec
+from iap_flow.domain import deadlines, roles
+from iap_flow.domain.errors import IdempotencyKeyReused, InvalidInput, NotFound
+from iap_flow.domain.ids import IdGenerator
+from iap_flow.domain.models import (
     Audience,
     AuditEvent,
     Deadline,
@@ -27,10 +28,10 @@ from iap_flow.models import (
     Notification,
     Platform,
 )
-from iap_flow.policy import Policy
+from iap_flow.domain.policy import Policy
+from iap_flow.domain.roles import Actor, Role
+from iap_flow.domain.transitions import TransitionTable
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
-from iap_flow.roles import Actor, Role
-from iap_flow.transitions import TransitionTable
 
 T = TypeVar("T")
 

@@ -7,11 +7,11 @@ from datetime import datetime
 
 import attrs
 
-from iap_flow.errors import InvalidInput, NotFound
-from iap_flow.models import Period, Product, ProductKind
-from iap_flow.money import Money
+from iap_flow.domain.errors import InvalidInput, NotFound
+from iap_flow.domain.models import Period, Product, ProductKind
+from iap_flow.domain.money import Money
+from iap_flow.domain.roles import Actor
 from iap_flow.ports import UnitOfWork
-from iap_flow.roles import Actor
 from iap_flow.services.base import Context, check, key_or_none, text
 
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from iap_flow.errors import InvalidInput
-from iap_flow.models import Ticket, TicketMessage, TicketStatus
+from iap_flow.domain.errors import InvalidInput
+from iap_flow.domain.models import Ticket, TicketMessage, TicketStatus
+from iap_flow.domain.roles import Actor, Role
+from iap_flow.domain.transitions import TICKET
 from iap_flow.ports import UnitOfWork
-from iap_flow.roles import Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.services.saves import save_ticket
-from iap_flow.transitions import TICKET
 
 _STATUS = {s.value: s for s in TicketStatus}
 

@@ -6,9 +6,9 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
-from iap_flow.clock import utc
 from iap_flow.codec import clone_order
-from iap_flow.errors import (
+from iap_flow.domain.clock import utc
+from iap_flow.domain.errors import (
     ConcurrentModification,
     ConflictError,
     InvalidInput,
@@ -17,12 +17,12 @@ from iap_flow.errors import (
     ProductUnavailable,
     TransitionNotAllowed,
 )
-from iap_flow.models import Order, OrderStatus, Page, Platform, ProductKind
+from iap_flow.domain.models import Order, OrderStatus, Page, Platform, ProductKind
+from iap_flow.domain.roles import SYSTEM, Actor, Role
+from iap_flow.domain.transitions import ORDER
 from iap_flow.ports import OrderQuery, UnitOfWork
-from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.services.saves import save_order
-from iap_flow.transitions import ORDER
 
 _STATUS = {s.value: s for s in OrderStatus}
 MAX_PAGE = 200
@@ -173,7 +173,7 @@ class Orders:
     ) -> Order:
         """Send the order to its payment platform; paid on success, payment_failed on decline.
 
-        Raises :class:`~iap_flow.errors.PlatformUnavailable` (and changes nothing) when the
+        Raises :class:`~iap_flow.domain.errors.PlatformUnavailable` (and changes nothing) when the
         platform does not answer; the order then stays pending until paid or expired.
         """
         ctx = self._ctx

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from iap_flow.errors import PlatformUnavailable
-from iap_flow.models import DeadlineKind, RefundRequest, RefundStatus
+from iap_flow.domain.errors import PlatformUnavailable
+from iap_flow.domain.models import DeadlineKind, RefundRequest, RefundStatus
+from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.domain.transitions import REFUND
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
-from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, check, ident, must
 from iap_flow.services.refund_writes import refund_order, refund_summary
 from iap_flow.services.saves import save_refund
-from iap_flow.transitions import REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}
 

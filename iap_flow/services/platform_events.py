@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from iap_flow.errors import InvalidInput, NotFound
-from iap_flow.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
-from iap_flow.money import Money
+from iap_flow.domain.errors import InvalidInput, NotFound
+from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
+from iap_flow.domain.money import Money
+from iap_flow.domain.roles import Actor
+from iap_flow.domain.transitions import ORDER, REFUND
 from iap_flow.ports import OrderQuery, UnitOfWork
-from iap_flow.roles import Actor
 from iap_flow.services.base import Context, check, ident, key_or_none, must, text
 from iap_flow.services.orders import Orders, _platform
 from iap_flow.services.refund_writes import (
@@ -23,7 +24,6 @@ from iap_flow.services.refund_writes import (
 )
 from iap_flow.services.refunds import Refunds
 from iap_flow.services.saves import save_refund
-from iap_flow.transitions import ORDER, REFUND
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
 _OPEN_FOR_REFUND = (

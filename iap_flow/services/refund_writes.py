@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from iap_flow.models import AuditEvent, OrderStatus, RefundRequest
+from iap_flow.domain.models import AuditEvent, OrderStatus, RefundRequest
+from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.domain.transitions import ORDER, REFUND
 from iap_flow.ports import UnitOfWork
-from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, must
 from iap_flow.services.saves import save_order
-from iap_flow.transitions import ORDER, REFUND
 
 
 def audit_only(

@@ -5,24 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from iap_flow.clock import utc
-from iap_flow.errors import (
+from iap_flow.domain.clock import utc
+from iap_flow.domain.errors import (
     AlreadyDecided,
     ApprovalLimitExceeded,
     InvalidInput,
     PlatformUnavailable,
     RefundNotAllowed,
 )
-from iap_flow.models import (
+from iap_flow.domain.models import (
     Deadline,
     DeadlineKind,
     OrderStatus,
     RefundRequest,
     RefundStatus,
 )
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
+from iap_flow.domain.roles import SYSTEM, Actor, Role
+from iap_flow.domain.transitions import REFUND
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
-from iap_flow.roles import SYSTEM, Actor, Role
 from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
 from iap_flow.services.payouts import pay_out
 from iap_flow.services.refund_writes import (
@@ -31,7 +32,6 @@ from iap_flow.services.refund_writes import (
     refund_summary,
 )
 from iap_flow.services.saves import save_refund
-from iap_flow.transitions import REFUND
 
 _STATUS = {s.value: s for s in RefundStatus}
 _REFUNDABLE = frozenset(

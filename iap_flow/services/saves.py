@@ -1,11 +1,11 @@
 """Writing a changed record: its version moves on, and the store writes it only if the stored
-version is still the one it was read at (else :class:`~iap_flow.errors.ConcurrentModification`)."""
+version is still the one it was read at (else :class:`~iap_flow.domain.errors.ConcurrentModification`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from iap_flow.models import Order, RefundRequest, Ticket
+from iap_flow.domain.models import Order, RefundRequest, Ticket
 from iap_flow.ports import UnitOfWork
 
 

@@ -6,22 +6,22 @@ from datetime import datetime
 
 import attrs
 
-from iap_flow.clock import utc
-from iap_flow.deadlines import BY_KIND
-from iap_flow.errors import ConcurrentModification, InvalidInput
-from iap_flow.models import (
+from iap_flow.domain.clock import utc
+from iap_flow.domain.deadlines import BY_KIND
+from iap_flow.domain.errors import ConcurrentModification, InvalidInput
+from iap_flow.domain.models import (
     Deadline,
     DeadlineKind,
     DeadlineState,
     OrderStatus,
     RefundStatus,
 )
+from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.domain.transitions import ORDER, REFUND, TICKET
 from iap_flow.ports import UnitOfWork
-from iap_flow.roles import SYSTEM, Actor
 from iap_flow.services.base import Context, check
 from iap_flow.services.refunds import Refunds
 from iap_flow.services.saves import save_order, save_refund, save_ticket
-from iap_flow.transitions import ORDER, REFUND, TICKET
 
 BATCH = 1_000
 MAX_CONFLICTS = 5

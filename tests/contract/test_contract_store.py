@@ -23,7 +23,7 @@ from iap_flow import (
     open_flow,
 )
 from iap_flow.adapters.notifiers import MemoryNotifier
-from iap_flow.models import AuditEvent
+from iap_flow.domain.models import AuditEvent
 from iap_flow.report import Report
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

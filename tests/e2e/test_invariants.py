@@ -30,7 +30,7 @@ from iap_flow import (
     OrderStatus,
     open_flow,
 )
-from iap_flow.roles import PERMISSIONS
+from iap_flow.domain.roles import PERMISSIONS
 
 STATUS_SQL = "SELECT id, status FROM orders UNION ALL SELECT id, status FROM refunds UNION ALL SELECT id, status FROM tickets"
 

@@ -162,4 +162,4 @@ def test_the_core_modules_have_examples() -> None:
         finder = doctest.DocTestFinder()
         if any(t.examples for t in finder.find(importlib.import_module(name))):
             with_examples.append(name)
-    assert {"iap_flow.money", "iap_flow.roles", "iap_flow.flow"} <= set(with_examples)
+    assert {"iap_flow.domain.money", "iap_flow.domain.roles", "iap_flow.flow"} <= set(with_examples)

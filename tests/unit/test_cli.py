@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from iap_flow import Actor
-from iap_flow import cli as cli_module
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.cli import PLUGINS, Plugin, cli, db_url, notifications_path
-from iap_flow.process_doc import process_document
-from iap_flow.simulation import CATALOGUE, PM, open_demo_flow
+from iap_flow.cli import commands as cli_module
+from iap_flow.cli.process_doc import process_document
+from iap_flow.cli.simulation import CATALOGUE, PM, open_demo_flow
 
 ORDER_ID = re.compile(r"\bord_[0-9A-Z]{20}\b")
 REFUND_ID = re.compile(r"\brfd_[0-9A-Z]{20}\b")

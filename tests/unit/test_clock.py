@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from iap_flow import InvalidInput, ManualClock, SystemClock
-from iap_flow.clock import utc
+from iap_flow.domain.clock import utc
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 
 from iap_flow import DeadlineKind, Policy
-from iap_flow.deadlines import BY_KIND, RULES, closed_by, opened_by
-from iap_flow.roles import PERMISSIONS
-from iap_flow.transitions import TABLES
+from iap_flow.domain.deadlines import BY_KIND, RULES, closed_by, opened_by
+from iap_flow.domain.roles import PERMISSIONS
+from iap_flow.domain.transitions import TABLES
 
 RESUBMITTED = {(DeadlineKind.REFUND_RETRY, "submitted")}
 """A payout left unconfirmed (a crash after submitting) is sent again with the same key and

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iap_flow.ids import IdGenerator
+from iap_flow.domain.ids import IdGenerator
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHAPE = re.compile(r"^ord_[0-9A-HJKMNP-TV-Z]{20}$")

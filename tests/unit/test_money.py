@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iap_flow import InvalidInput, Money
-from iap_flow.money import CURRENCY_EXPONENTS
+from iap_flow.domain.money import CURRENCY_EXPONENTS
 
 amounts = st.integers(min_value=0, max_value=10**12)
 currencies = st.sampled_from(["USD", "EUR", "JPY", "KWD", "CNY"])

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 
 from iap_flow import Policy, Role
-from iap_flow.deadlines import RULES
-from iap_flow.machines import MACHINES
-from iap_flow.process_doc import creations, duration, process_document
-from iap_flow.roles import PERMISSIONS
-from iap_flow.transitions import TABLES
+from iap_flow.cli.process_doc import creations, duration, process_document
+from iap_flow.domain.deadlines import RULES
+from iap_flow.domain.machines import MACHINES
+from iap_flow.domain.roles import PERMISSIONS
+from iap_flow.domain.transitions import TABLES
 
 
 def section(doc: str, title: str) -> str:

@@ -1,6 +1,6 @@
 """The whole role x action table, exercised through the real public API.
 
-For every action in :data:`iap_flow.roles.PERMISSIONS` that is a command, and for every
+For every action in :data:`iap_flow.domain.roles.PERMISSIONS` that is a command, and for every
 role, the command is called by an actor of that role on a record prepared for it: the roles
 the table allows succeed, every other role gets PermissionDenied and the database is left
 exactly as it was. Actions that are not commands of their own (the system fires them inside
@@ -28,8 +28,8 @@ from iap_flow import (
     RefundStatus,
     Role,
 )
-from iap_flow.roles import PERMISSIONS, check
-from iap_flow.transitions import TABLES
+from iap_flow.domain.roles import PERMISSIONS, check
+from iap_flow.domain.transitions import TABLES
 
 Prepare = Callable[[Any], Callable[[Actor], object]]
 

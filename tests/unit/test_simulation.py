@@ -21,7 +21,7 @@ from iap_flow import (
     open_flow,
 )
 from iap_flow.adapters.notifiers import MemoryNotifier
-from iap_flow.simulation import DEMO_START, SimulationStats, open_demo_flow, simulate
+from iap_flow.cli.simulation import DEMO_START, SimulationStats, open_demo_flow, simulate
 
 DEV = Actor("dev", "developer")
 CJK = re.compile(r"[\u4e00-\u9fff]")

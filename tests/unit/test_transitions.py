@@ -1,7 +1,7 @@
 """The derived transition table agrees with python-statemachine's engine, state by event.
 
 The write path never runs the engine (too slow per event); it looks transitions up in
-:mod:`iap_flow.transitions`. These tests are what lets the machine classes stay the single
+:mod:`iap_flow.domain.transitions`. These tests are what lets the machine classes stay the single
 source of truth: for every machine, every state and every event, the table answers exactly
 what the engine does when bound to a record in that state.
 """
@@ -17,8 +17,8 @@ from statemachine import StateMachine
 from statemachine.exceptions import TransitionNotAllowed as EngineRefused
 
 from iap_flow import OrderStatus, RefundStatus, TicketStatus, TransitionNotAllowed
-from iap_flow.machines import MACHINES
-from iap_flow.transitions import TABLES
+from iap_flow.domain.machines import MACHINES
+from iap_flow.domain.transitions import TABLES
 
 
 class Record:

@@ -20,7 +20,7 @@ from analysis_history import ANALYST
 from iap_flow import Flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.analysis import Analysis, analyse, html
-from iap_flow.simulation import open_demo_flow, simulate
+from iap_flow.cli.simulation import open_demo_flow, simulate
 
 SEED = 5
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from iap_flow.errors import InvalidInput, PermissionDenied
+from iap_flow.domain.errors import InvalidInput, PermissionDenied
 
 
 class Role(enum.StrEnum):
@@ -133,7 +133,7 @@ def check(actor: Actor, action: str, *, owner_id: str | None = None) -> None:
     >>> check(Actor.buyer("u_1"), "refund.approve")
     Traceback (most recent call last):
     ...
-    iap_flow.errors.PermissionDenied: buyer u_1 may not refund.approve
+    iap_flow.domain.errors.PermissionDenied: buyer u_1 may not refund.approve
     """
     roles = PERMISSIONS.get(action)
     if roles is None:

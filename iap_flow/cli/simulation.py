@@ -4,7 +4,7 @@ Buyers browse a small catalogue (consumables, non-consumables and subscriptions,
 CNY), pay (some cards decline, some payments time out), get their goods, ask for refunds and
 leave feedback; support staff decide and answer (some too late, so the sweep escalates); the
 sweep runs every simulated hour. Everything goes through the public API with a
-:class:`~iap_flow.clock.ManualClock`, and every choice comes from ``random.Random(seed)``:
+:class:`~iap_flow.domain.clock.ManualClock`, and every choice comes from ``random.Random(seed)``:
 the same seed gives the same records and the same report.
 """
 
@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from iap_flow.clock import ManualClock
-from iap_flow.errors import ApprovalLimitExceeded, InvalidInput, PlatformUnavailable
+from iap_flow.domain.clock import ManualClock
+from iap_flow.domain.errors import ApprovalLimitExceeded, InvalidInput, PlatformUnavailable
+from iap_flow.domain.models import Order, OrderStatus, Period, ProductKind, RefundRequest, Ticket
+from iap_flow.domain.money import Money
+from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
-from iap_flow.models import Order, OrderStatus, Period, ProductKind, RefundRequest, Ticket
-from iap_flow.money import Money
 from iap_flow.ports import Notifier
-from iap_flow.roles import SYSTEM, Actor, Role
 
 DEMO_START = datetime(2026, 1, 5, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -434,7 +434,7 @@ def simulate(
 ) -> SimulationStats:
     """Run ``buyers`` buyers and the support team for ``days`` simulated days on ``flow``.
 
-    ``flow`` must run on a :class:`~iap_flow.clock.ManualClock` (see :func:`open_demo_flow`)
+    ``flow`` must run on a :class:`~iap_flow.domain.clock.ManualClock` (see :func:`open_demo_flow`)
     and have none of the demo products yet. Same seed and sizes, same records and report.
     """
     clock = flow.clock

@@ -6,7 +6,7 @@ import re
 
 import attrs
 
-from iap_flow.errors import InvalidInput
+from iap_flow.domain.errors import InvalidInput
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 

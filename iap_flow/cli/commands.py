@@ -1,8 +1,8 @@
 """The ``iap-flow`` command line: the demo simulation, queries, the sweep, docs and the report.
 
-Every command goes through the public API as an :class:`~iap_flow.roles.Actor`: reads and the
+Every command goes through the public API as an :class:`~iap_flow.domain.roles.Actor`: reads and the
 report as the ``developer`` actor ``cli``, the sweep as the ``system`` actor (deadline sweeps
-are the system's job). An :class:`~iap_flow.errors.IapFlowError` prints one red line and
+are the system's job). An :class:`~iap_flow.domain.errors.IapFlowError` prints one red line and
 exits 1; a usage mistake exits 2.
 """
 
@@ -22,17 +22,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from iap_flow.errors import IapFlowError, InvalidInput
+from iap_flow.cli.process_doc import process_document
+from iap_flow.cli.simulation import open_demo_flow, simulate
+from iap_flow.domain.errors import IapFlowError, InvalidInput
+from iap_flow.domain.models import OrderStatus, RefundStatus
+from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import DEFAULT_URL, Flow, open_flow
-from iap_flow.models import OrderStatus, RefundStatus
 from iap_flow.ports import Notifier
-from iap_flow.process_doc import process_document
 from iap_flow.report import Report
-from iap_flow.roles import SYSTEM, Actor, Role
-from iap_flow.simulation import open_demo_flow, simulate
 
 CLI_ACTOR = Actor("cli", Role.DEVELOPER)
-"""Who the CLI acts as for reads and reports (the sweep runs as :data:`~iap_flow.roles.SYSTEM`)."""
+"""Who the CLI acts as for reads and reports (the sweep runs as :data:`~iap_flow.domain.roles.SYSTEM`)."""
 
 
 @attrs.frozen

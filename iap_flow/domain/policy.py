@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import attrs
 
-from iap_flow.models import DeadlineKind
+from iap_flow.domain.models import DeadlineKind
 
 
 def _default_limits() -> dict[str, int]:

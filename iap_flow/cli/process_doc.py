@@ -1,8 +1,8 @@
 """The process document (``iap-flow docs``), generated from the tables the code enforces.
 
 Diagrams come from python-statemachine's own formatter on the machine classes; steps, roles
-and time limits from :data:`iap_flow.transitions.TABLES`, :data:`iap_flow.roles.PERMISSIONS`,
-:data:`iap_flow.deadlines.RULES` and a :class:`~iap_flow.policy.Policy`. Nothing here lists
+and time limits from :data:`iap_flow.domain.transitions.TABLES`, :data:`iap_flow.domain.roles.PERMISSIONS`,
+:data:`iap_flow.domain.deadlines.RULES` and a :class:`~iap_flow.domain.policy.Policy`. Nothing here lists
 states, events or roles by hand, so the document cannot drift from the code.
 """
 
@@ -19,12 +19,12 @@ import attrs
 from statemachine.contrib.diagram import formatter
 
 from iap_flow import services
-from iap_flow.deadlines import RULES, DeadlineRule
-from iap_flow.machines import MACHINES
-from iap_flow.money import Money
-from iap_flow.policy import Policy
-from iap_flow.roles import OWN_RECORDS_ONLY, PERMISSIONS, Role
-from iap_flow.transitions import TABLES
+from iap_flow.domain.deadlines import RULES, DeadlineRule
+from iap_flow.domain.machines import MACHINES
+from iap_flow.domain.money import Money
+from iap_flow.domain.policy import Policy
+from iap_flow.domain.roles import OWN_RECORDS_ONLY, PERMISSIONS, Role
+from iap_flow.domain.transitions import TABLES
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow.errors import InvalidInput
+from iap_flow.domain.errors import InvalidInput
 
 
 def utc(dt: datetime, field: str | None = None) -> datetime:

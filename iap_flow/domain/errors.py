@@ -49,7 +49,7 @@ class ApprovalLimitExceeded(PermissionDenied):
     def __init__(
         self, *, actor_id: str, refund_id: str, amount: int, currency: str, limit: int
     ) -> None:
-        from iap_flow.money import Money  # money imports this module: import it when needed
+        from iap_flow.domain.money import Money  # money imports this module: import it when needed
 
         asked, most = Money.trusted(amount, currency), Money.trusted(limit, currency)
         super().__init__(

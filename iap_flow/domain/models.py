@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from iap_flow.money import Money
+from iap_flow.domain.money import Money
 
 
 class ProductKind(enum.StrEnum):

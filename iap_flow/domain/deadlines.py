@@ -10,8 +10,8 @@ import functools
 
 import attrs
 
-from iap_flow.models import DeadlineKind
-from iap_flow.roles import Role
+from iap_flow.domain.models import DeadlineKind
+from iap_flow.domain.roles import Role
 
 
 @attrs.frozen

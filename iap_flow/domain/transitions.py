@@ -13,8 +13,8 @@ from typing import Any, cast
 import attrs
 from statemachine import StateMachine
 
-from iap_flow.errors import TransitionNotAllowed
-from iap_flow.machines import MACHINES
+from iap_flow.domain.errors import TransitionNotAllowed
+from iap_flow.domain.machines import MACHINES
 
 
 @attrs.frozen

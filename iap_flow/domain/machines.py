@@ -1,7 +1,7 @@
 """The three state machines: the single source of truth for states and events.
 
 Diagrams, the process document, the permission table and the fast transition table used on
-the write path (:mod:`iap_flow.transitions`) are all derived from these classes.
+the write path (:mod:`iap_flow.domain.transitions`) are all derived from these classes.
 """
 
 from __future__ import annotations
