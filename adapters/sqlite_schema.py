@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -128,8 +128,22 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     )
 
 
+IN_FLIGHT = "('requested', 'in_review', 'approved', 'submitted', 'failed')"
+"""Refund states in which money may still move: at most one such refund per order."""
+
+
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """One refund in flight per order, guaranteed by the database: two requests for one order
+    racing each other cannot both be accepted (and so cannot both be paid)."""
+    db.execute(
+        "CREATE UNIQUE INDEX refunds_one_in_flight ON refunds (order_id)"
+        f" WHERE status IN {IN_FLIGHT}"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_1,
     2: _migrate_2,
     3: _migrate_3,
+    4: _migrate_4,
 }

@@ -23,7 +23,12 @@ from iap_flow import codec
 from iap_flow.adapters.sql import render
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.codec import ts, ts_opt
-from iap_flow.domain.errors import ConcurrentModification, InvalidInput, StoreError
+from iap_flow.domain.errors import (
+    ConcurrentModification,
+    InvalidInput,
+    RefundNotAllowed,
+    StoreError,
+)
 from iap_flow.domain.models import (
     Audience,
     AuditEvent,
@@ -38,7 +43,7 @@ from iap_flow.domain.models import (
     Ticket,
     TicketMessage,
 )
-from iap_flow.ports import OrderQuery
+from iap_flow.ports import IdempotencyRecord, OrderQuery
 
 _PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
@@ -98,7 +103,8 @@ class _Tx:
         self._check(cursor, "product", product.sku, expected_version)
 
     # orders
-    def get_order(self, order_id: str) -> Order | None:
+    def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
+        # lock: nothing to do, a write transaction holds the database's write lock
         row = self._x(_ORDER_BY_ID, (order_id,)).fetchone()
         return None if row is None else codec.order_from(row)
 
@@ -137,7 +143,15 @@ class _Tx:
         return [codec.refund_from(r) for r in rows]
 
     def insert_refund(self, refund: RefundRequest) -> None:
-        _insert(self._conn, "refunds", codec.refund_row(refund))
+        try:
+            _insert(self._conn, "refunds", codec.refund_row(refund))
+        except sqlite3.IntegrityError as exc:
+            if "refunds.order_id" not in str(exc):
+                raise
+            raise RefundNotAllowed(
+                f"order {refund.order_id} already has a refund in flight; one refund at a time",
+                order_id=refund.order_id,
+            ) from None
 
     def update_refund(self, refund: RefundRequest, expected_version: int) -> None:
         self._check(
@@ -216,19 +230,36 @@ class _Tx:
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
         self._x("UPDATE deadlines SET state = ? WHERE id = ?", (state.value, deadline_id))
 
-    def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
+    def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         row = self._one(
-            "SELECT command, fingerprint, result FROM idempotency WHERE key = ?", (key,)
+            "SELECT command, fingerprint, result, created_at FROM idempotency WHERE key = ?",
+            (key,),
         )
-        return None if row is None else (row[0], row[1], row[2])
+        if row is None:
+            return None
+        # '' is a claim without a result yet (the column predates claims and is NOT NULL)
+        return IdempotencyRecord(row[0], row[1], row[2] or None, datetime.fromisoformat(row[3]))
+
+    def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
+        self._x(
+            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+            " VALUES (?, ?, ?, '', ?) ON CONFLICT (key) DO UPDATE SET created_at = excluded.created_at"
+            " WHERE idempotency.result = ''",
+            (key, command, fingerprint, ts(at)),
+        )
 
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
         self._x(
-            "INSERT INTO idempotency (key, command, fingerprint, result, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET result = excluded.result"
+            " WHERE idempotency.result = ''",
             (key, command, fingerprint, result, ts(at)),
         )
+
+    def idempotency_release(self, key: str) -> None:
+        self._x("DELETE FROM idempotency WHERE key = ? AND result = ''", (key,))
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id (webhook, Slack retry); False if it was seen before."""

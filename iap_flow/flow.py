@@ -20,9 +20,10 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
-from iap_flow.services.base import Context, check, ident
 from iap_flow.services.catalogue import Catalogue
+from iap_flow.services.context import Context
 from iap_flow.services.feedback import Feedback
+from iap_flow.services.inputs import check, ident
 from iap_flow.services.orders import Orders
 from iap_flow.services.platform_events import PlatformEvents
 from iap_flow.services.refunds import Refunds
@@ -77,7 +78,7 @@ class Flow:
         self.catalogue = Catalogue(ctx)
         self.orders = Orders(ctx)
         self.refunds = Refunds(ctx)
-        self.platform_events = PlatformEvents(ctx, self.orders, self.refunds)
+        self.platform_events = PlatformEvents(ctx, self.refunds)
         self.feedback = Feedback(ctx)
         self._sweeper = Sweeper(ctx, self.refunds)
 

@@ -47,7 +47,11 @@ class UnitOfWork(Protocol):
     def insert_product(self, product: Product) -> None: ...
     def update_product(self, product: Product, expected_version: int) -> None: ...
 
-    def get_order(self, order_id: str) -> Order | None: ...
+    def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
+        """The order; with ``lock``, locked against other writers until this transaction ends
+        (decisions that depend on the order's other records, such as its refunds)."""
+        ...
+
     def find_order_by_transaction(
         self, platform: Platform, transaction_id: str
     ) -> Order | None: ...
@@ -76,13 +80,34 @@ class UnitOfWork(Protocol):
     def due_reminders(self, now: datetime, limit: int) -> list[Deadline]: ...
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None: ...
 
-    def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
-        """``(command, fingerprint, result)`` stored for ``key``, if any."""
+    def idempotency_get(self, key: str) -> IdempotencyRecord | None:
+        """What is stored for ``key``, if anything. Commands sharing a key are serialised:
+        a second transaction asking for a key waits until the first one commits."""
+        ...
+
+    def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
+        """Claim ``key`` (no result yet) at ``at``, or renew an existing claim without a result."""
         ...
 
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
-    ) -> None: ...
+    ) -> None:
+        """Store the result for ``key`` (over its claim, if it was claimed)."""
+        ...
+
+    def idempotency_release(self, key: str) -> None:
+        """Drop a claim on ``key`` that has no result (the guarded call did not happen)."""
+        ...
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    """An idempotency key's row: ``result`` is None while a claim is under way."""
+
+    command: str
+    fingerprint: str
+    result: str | None
+    at: datetime
 
 
 @attrs.frozen

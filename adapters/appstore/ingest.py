@@ -118,7 +118,7 @@ class AppStoreNotifications:
         events, actor = self._flow.platform_events, self._actor
         if kind is Type.CONSUMPTION_REQUEST:
             reason = note.data.rawConsumptionRequestReason if note.data else None
-            refund = self._flow.refunds.request(
+            refund = self._flow.platform_events.review_requested(
                 actor,
                 order.id,
                 reason=f"App Store refund request ({reason or 'no reason given'})",

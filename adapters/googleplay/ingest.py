@@ -161,7 +161,7 @@ class GooglePlayNotifications:
                 log.warning("refund review for an unknown order: %s", body.get("orderId"))
                 return "ignored", None, None
             asked = datetime.fromtimestamp(int(note.get("eventTimeMillis") or 0) / 1000, UTC)
-            refund = self._flow.refunds.request(
+            refund = self._flow.platform_events.review_requested(
                 self._actor,
                 found.id,
                 reason=f"Google Play chargeback review (reason {body.get('refundReason', '?')})",

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.domain.errors import InvalidInput, StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -111,7 +111,14 @@ CREATE INDEX IF NOT EXISTS audit_escalations ON audit_events (at) WHERE event = 
 """Notifications carry their audience (each process delivers its own); escalations indexed
 for the analysis report."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+_V3 = """
+CREATE UNIQUE INDEX refunds_one_in_flight ON refunds (order_id)
+  WHERE status IN ('requested', 'in_review', 'approved', 'submitted', 'failed');
+"""
+"""One refund in flight per order, guaranteed by the database (two racing requests for one
+order cannot both be accepted, and so cannot both be paid)."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

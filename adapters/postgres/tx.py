@@ -16,7 +16,13 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from iap_flow.domain.errors import ConcurrentModification, ConflictError, IapFlowError, StoreError
+from iap_flow.domain.errors import (
+    ConcurrentModification,
+    ConflictError,
+    IapFlowError,
+    RefundNotAllowed,
+    StoreError,
+)
 
 from .schema import CONFLICT_SQLSTATE, OUTBOX_ID_BLOCK
 from .uow import Conn, PgUnitOfWork
@@ -34,6 +40,13 @@ def translate(exc: psycopg.Error) -> IapFlowError:
             expected_version=int(detail.get("expected_version", 0)),
         )
     if isinstance(exc, pgerrors.UniqueViolation):
+        if exc.diag.constraint_name == "refunds_one_in_flight":
+            detail = exc.diag.message_detail or ""
+            order_id = detail.split("=(", 1)[-1].split(")", 1)[0] if "=(" in detail else "?"
+            return RefundNotAllowed(
+                f"order {order_id} already has a refund in flight; one refund at a time",
+                order_id=order_id,
+            )
         return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
     if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
         return ConflictError(f"another transaction got in the way; try again ({exc})")

@@ -36,6 +36,7 @@ from iap_flow.domain.models import (
     Ticket,
     TicketMessage,
 )
+from iap_flow.ports import IdempotencyRecord
 
 from .schema import OPEN
 
@@ -179,8 +180,8 @@ class PgUnitOfWork:
         )
 
     # orders
-    def get_order(self, order_id: str) -> Order | None:
-        return get_order(self.conn, order_id, _FOR_UPDATE if self._lock_reads else "")
+    def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
+        return get_order(self.conn, order_id, _FOR_UPDATE if lock or self._lock_reads else "")
 
     def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None:
         row = self.conn.execute(
@@ -287,23 +288,40 @@ class PgUnitOfWork:
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
         self._q("UPDATE deadlines SET state = %s WHERE id = %s", (state.value, deadline_id))
 
-    def idempotency_get(self, key: str) -> tuple[str, str, str] | None:
+    def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         # Serialise commands sharing a key: a second one waits for the first to commit and
         # then finds its result (the lock is queued with the read: still one round trip).
         self._q("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
         row = self.conn.execute(
-            "SELECT command, fingerprint, result FROM idempotency WHERE key = %s", (key,)
+            "SELECT command, fingerprint, result, created_at FROM idempotency WHERE key = %s",
+            (key,),
         ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        if row is None:
+            return None
+        # '' is a claim without a result yet (the column predates claims and is NOT NULL)
+        at = row[3] if isinstance(row[3], datetime) else datetime.fromisoformat(row[3])
+        return IdempotencyRecord(row[0], row[1], row[2] or None, at)
+
+    def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
+        self._q(
+            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+            " VALUES (%s, %s, %s, '', %s) ON CONFLICT (key) DO UPDATE"
+            " SET created_at = excluded.created_at WHERE idempotency.result = ''",
+            (key, command, fingerprint, ts(at)),
+        )
 
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
         self._q(
             "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
+            " SET result = excluded.result WHERE idempotency.result = ''",
             (key, command, fingerprint, result, ts(at)),
         )
+
+    def idempotency_release(self, key: str) -> None:
+        self._q("DELETE FROM idempotency WHERE key = %s AND result = ''", (key,))
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id (webhook, Slack retry); False if it was seen before."""

@@ -116,6 +116,18 @@ class IdempotencyKeyReused(ConflictError, ValueError):
         self.first_command = first_command
 
 
+class OperationInProgress(ConflictError):
+    """Another call with the same idempotency key is still under way; retry with the same key
+    (the retry returns the first call's result once it is done)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"a request with idempotency key {key!r} is still in progress; "
+            "retry with the same key to get its result"
+        )
+        self.key = key
+
+
 class RefundNotAllowed(BuyerFacingError):
     """A refund cannot be requested for this order (window passed, not paid, already open)."""
 

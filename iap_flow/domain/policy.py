@@ -7,6 +7,7 @@ from datetime import timedelta
 import attrs
 
 from iap_flow.domain.models import DeadlineKind
+from iap_flow.domain.money import Money
 
 
 def _default_limits() -> dict[str, int]:
@@ -44,3 +45,14 @@ class Policy:
     def agent_limit(self, currency: str) -> int:
         """The most a support agent may approve in ``currency``; 0 if none is configured."""
         return self.agent_refund_limits.get(currency, 0)
+
+    def needs_lead(self, role: str, amount: Money) -> bool:
+        """Whether deciding a refund of ``amount`` takes a support lead when ``role`` decides:
+        a support agent may approve up to their limit in the amount's currency.
+
+        >>> Policy().needs_lead("support_agent", Money(9_999, "USD"))
+        True
+        >>> Policy().needs_lead("support_lead", Money(9_999, "USD"))
+        False
+        """
+        return role == "support_agent" and amount.amount > self.agent_limit(amount.currency)

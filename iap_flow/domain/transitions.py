@@ -8,49 +8,60 @@ engine for every state and event.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import enum
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 from statemachine import StateMachine
 
 from iap_flow.domain.errors import TransitionNotAllowed
 from iap_flow.domain.machines import MACHINES
+from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
+
+S = TypeVar("S", bound=enum.StrEnum)
 
 
 @attrs.frozen
-class TransitionTable:
-    """``(state, event) -> target`` for one machine, plus its states and events."""
+class TransitionTable(Generic[S]):
+    """``(state, event) -> target`` for one machine, plus its states and events, as members
+    of the record's status enum (a test proves the enum and the machine name the same states)."""
 
     aggregate: str
-    initial: str
-    states: tuple[str, ...]
+    status: type[S]
+    initial: S
+    states: tuple[S, ...]
     events: tuple[str, ...]
-    finals: frozenset[str]
-    targets: dict[tuple[str, str], str]
+    finals: frozenset[S]
+    targets: dict[tuple[str, str], S]
 
     @classmethod
-    def from_machine(cls, aggregate: str, machine: type[StateMachine]) -> TransitionTable:
-        targets: dict[tuple[str, str], str] = {}
-        initial = ""
+    def from_machine(
+        cls, aggregate: str, machine: type[StateMachine], status: type[S]
+    ) -> TransitionTable[S]:
+        targets: dict[tuple[str, str], S] = {}
+        initial: S | None = None
         for state in machine.states:
             if state.initial:
-                initial = state.id
+                initial = status(state.id)
             for transition in state.transitions:
                 for event in transition.events:
                     if list(transition.cond):  # a guard would need the engine on the write path
                         raise TypeError(f"{aggregate}.{event.id} has a condition; not supported")
-                    targets.setdefault((state.id, event.id), transition.target.id)
+                    targets.setdefault((state.id, event.id), status(transition.target.id))
+        if initial is None:
+            raise TypeError(f"the {aggregate} machine has no initial state")
         return cls(
             aggregate=aggregate,
+            status=status,
             initial=initial,
-            states=tuple(s.id for s in machine.states),
+            states=tuple(status(s.id) for s in machine.states),
             # `events` is a class-level list here; typeshed-wise it is an instance method.
             events=tuple(e.id for e in cast(Any, machine).events),
-            finals=frozenset(s.id for s in machine.states if s.final),
+            finals=frozenset(status(s.id) for s in machine.states if s.final),
             targets=targets,
         )
 
-    def target(self, id: str, state: str, event: str) -> str:
+    def target(self, id: str, state: str, event: str) -> S:
         """The state ``event`` leads to from ``state``; raises if it is not allowed."""
         try:
             return self.targets[(state, event)]
@@ -64,9 +75,7 @@ class TransitionTable:
         return [e for e in self.events if (state, e) in self.targets]
 
 
-TABLES: dict[str, TransitionTable] = {
-    name: TransitionTable.from_machine(name, machine) for name, machine in MACHINES.items()
-}
-ORDER = TABLES["order"]
-REFUND = TABLES["refund"]
-TICKET = TABLES["ticket"]
+ORDER = TransitionTable.from_machine("order", MACHINES["order"], OrderStatus)
+REFUND = TransitionTable.from_machine("refund", MACHINES["refund"], RefundStatus)
+TICKET = TransitionTable.from_machine("ticket", MACHINES["ticket"], TicketStatus)
+TABLES: dict[str, TransitionTable[Any]] = {t.aggregate: t for t in (ORDER, REFUND, TICKET)}

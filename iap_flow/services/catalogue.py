@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 
 import attrs
 
 from iap_flow.domain.errors import InvalidInput, NotFound
-from iap_flow.domain.models import Period, Product, ProductKind
+from iap_flow.domain.models import AuditEvent, Period, Product, ProductKind
 from iap_flow.domain.money import Money
 from iap_flow.domain.roles import Actor
 from iap_flow.ports import UnitOfWork
-from iap_flow.services.base import Context, check, key_or_none, text
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check, key_or_none, text
 
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -95,6 +97,8 @@ class Catalogue:
                 raise InvalidInput(f"product {sku} already exists; change it instead", field="sku")
             created = attrs.evolve(product, created_at=now, updated_at=now)
             tx.insert_product(created)
+            data = {"title": created.title, "price": str(created.price), "kind": created.kind.value}
+            _audit(tx, created, "create", None, actor, now, dict(data))
             return created
 
         args = {"sku": sku, "price": [price.amount, price.currency], "kind": k, "period": p}
@@ -141,6 +145,12 @@ class Catalogue:
                 updated_at=now,
             )
             tx.update_product(updated, current.version)
+            data = {
+                name: {"from": str(getattr(current, name)), "to": str(getattr(updated, name))}
+                for name in changes
+                if getattr(current, name) != getattr(updated, name)
+            }
+            _audit(tx, updated, "update", _state(current), actor, now, dict(data))
             return updated
 
         args = {"sku": sku, **{k: str(v) for k, v in changes.items() if v is not None}}
@@ -157,3 +167,33 @@ class Catalogue:
         if not isinstance(include_inactive, bool):
             raise InvalidInput("include_inactive must be True or False", field="include_inactive")
         return self._ctx.store.list_products(active_only=not include_inactive)
+
+
+def _state(product: Product) -> str:
+    return "active" if product.active else "inactive"
+
+
+def _audit(
+    tx: UnitOfWork,
+    product: Product,
+    event: str,
+    before: str | None,
+    actor: Actor,
+    now: datetime,
+    data: Mapping[str, object],
+) -> None:
+    """Every catalogue change leaves an audit event (products have no machine: their state
+    is on sale or not)."""
+    tx.add_audit(
+        AuditEvent(
+            "product",
+            product.sku,
+            event,
+            before,
+            _state(product),
+            actor.id,
+            actor.role,
+            now,
+            dict(data),
+        )
+    )

@@ -10,10 +10,10 @@ from iap_flow.domain.models import Ticket, TicketMessage, TicketStatus
 from iap_flow.domain.roles import Actor, Role
 from iap_flow.domain.transitions import TICKET
 from iap_flow.ports import UnitOfWork
-from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
-from iap_flow.services.saves import save_ticket
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
 
-_STATUS = {s.value: s for s in TicketStatus}
+_STATUSES = frozenset(s.value for s in TicketStatus)
 
 
 class Feedback:
@@ -106,9 +106,7 @@ class Feedback:
 
         def run(tx: UnitOfWork, now: datetime) -> Ticket:
             ticket = must(tx.get_ticket(ticket_id), "ticket", ticket_id)
-            check(actor, action, ticket.user_id)
-            target = ctx.fire(tx, TICKET, ticket.id, ticket.status, event, actor, now)
-            ticket.status = _STATUS[target]
+            target = TICKET.target(ticket.id, ticket.status, event)  # refuse before writing
             if event == "answer" and ticket.first_response_at is None:
                 ticket.first_response_at = now
             elif event == "resolve":
@@ -120,7 +118,7 @@ class Feedback:
                 message = TicketMessage(ticket.id, actor.id, actor.role, body, now)
                 tx.add_message(message)
                 ticket.messages.append(message)
-            save_ticket(tx, ticket, now)
+            ctx.change(tx, ticket, event, actor, now)
             if event in ("answer", "resolve") and actor.role is not Role.BUYER:
                 ctx.notify(
                     tx,
@@ -168,7 +166,7 @@ class Feedback:
             user_id = actor.id
         items = names(status, "status")
         for item in items:
-            if item not in _STATUS:
+            if item not in _STATUSES:
                 raise InvalidInput(f"unknown ticket status {item!r}", field="status")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidInput("limit must be an int from 1 to 1000", field="limit")

@@ -9,8 +9,6 @@ from datetime import datetime
 from iap_flow.codec import clone_order
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
-    ConcurrentModification,
-    ConflictError,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -20,13 +18,51 @@ from iap_flow.domain.errors import (
 from iap_flow.domain.models import Order, OrderStatus, Page, Platform, ProductKind
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import ORDER
-from iap_flow.ports import OrderQuery, UnitOfWork
-from iap_flow.services.base import Context, check, ident, key_or_none, must, names, text
-from iap_flow.services.saves import save_order
+from iap_flow.ports import OrderQuery, PaymentResult, UnitOfWork
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
 
-_STATUS = {s.value: s for s in OrderStatus}
+_STATUSES = frozenset(s.value for s in OrderStatus)
 MAX_PAGE = 200
 RECENT = 1_024
+_CANNOT_RENEW = (
+    OrderStatus.REFUNDED,
+    OrderStatus.PENDING_PAYMENT,
+    OrderStatus.PAYMENT_FAILED,
+    OrderStatus.CANCELLED,
+    OrderStatus.EXPIRED,
+)
+
+
+def charge_key(order: Order) -> str:
+    """The key a platform is charged with for ``order``: one order is charged at most once
+    however often, from wherever, the charge is asked for."""
+    return f"{order.id}:charge:1"
+
+
+def mark_paid(
+    ctx: Context, tx: UnitOfWork, order: Order, actor: Actor, now: datetime, txn: str | None
+) -> Order:
+    """The order is paid with platform transaction ``txn``; the buyer is told."""
+    order.platform_transaction_id = txn
+    order.paid_at = now
+    ctx.change(tx, order, "pay", actor, now, {"transaction_id": txn})
+    ctx.notify(
+        tx,
+        "order.paid",
+        order.user_id,
+        {
+            "order_id": order.id,
+            "sku": order.sku,
+            "title": order.title,
+            "amount": order.amount.amount,
+            "currency": order.amount.currency,
+            "transaction_id": txn,
+            "paid_at": now.isoformat(),
+        },
+        now,
+    )
+    return order
 
 
 def _platform(value: object) -> Platform:
@@ -44,11 +80,11 @@ def _statuses(value: OrderStatus | str | Iterable[OrderStatus | str] | None) -> 
     items = names(value, "status")
     out = []
     for item in items:
-        if item not in _STATUS:
+        if item not in _STATUSES:
             raise InvalidInput(
                 f"status must be one of {', '.join(OrderStatus)}, got {item!r}", field="status"
             )
-        out.append(str(_STATUS[str(item)].value))
+        out.append(str(item))
     return tuple(out)
 
 
@@ -107,74 +143,69 @@ class Orders:
     def renew(
         self, actor: Actor, subscription_id: str, *, token: str, idempotency_key: str | None = None
     ) -> Order:
-        """Charge the next period of a subscription: a new order linked to the first one."""
+        """Charge the next period of a subscription: a new order linked to the first one.
+
+        The platform is charged before anything is written, and the renewal is written paid
+        (or failed) in one transaction: if the platform does not answer,
+        :class:`~iap_flow.domain.errors.PlatformUnavailable` is raised and nothing changed.
+        With a key, a repeat returns the first renewal and charges at most once.
+        """
         ctx = self._ctx
         actor = ctx.actor(actor)
         check(actor, "order.renew")
         subscription_id = ident(subscription_id, "subscription_id")
-        token = text(token, "token", max_len=500)  # before the renewal is written
+        token = text(token, "token", max_len=500)
         key = key_or_none(idempotency_key)
-        # the token is part of the request: reusing the key with another one is refused here,
-        # naming the caller's key, rather than later under the derived payment key
         args = {"subscription_id": subscription_id, "token": token}
+        first = must(ctx.store.get_order(subscription_id), "order", subscription_id)
+        _check_renewable(first)
+        now = ctx.now()
+        # With a key the renewal's id is derived from it, so a retry charges the same order id.
+        suffix = None if key is None else hashlib.sha256(key.encode()).hexdigest()[:20]
+        renewal = Order(
+            id=ctx.ids.new("ord", now) if suffix is None else f"ord_renew_{suffix}",
+            user_id=first.user_id,
+            sku=first.sku,
+            title=first.title,
+            kind=first.kind,
+            period=first.period,
+            amount=first.amount,
+            platform=first.platform,
+            status=ORDER.initial,
+            subscription_id=first.id,
+            created_at=now,
+            updated_at=now,
+        )
 
-        def body(tx: UnitOfWork, now: datetime) -> Order:
-            first = must(tx.get_order(subscription_id), "order", subscription_id)
-            if first.kind is not ProductKind.SUBSCRIPTION:
-                raise InvalidInput(
-                    f"order {first.id} is not a subscription", field="subscription_id"
-                )
-            if first.subscription_id is not None:
-                raise InvalidInput(
-                    f"order {first.id} is a renewal; renew the subscription {first.subscription_id}",
-                    field="subscription_id",
-                )
-            if first.status in (
-                OrderStatus.REFUNDED,
-                OrderStatus.PENDING_PAYMENT,
-                OrderStatus.PAYMENT_FAILED,
-                OrderStatus.CANCELLED,
-                OrderStatus.EXPIRED,
-            ):
-                raise InvalidInput(
-                    f"subscription {first.id} is {first.status}; it cannot renew",
-                    field="subscription_id",
-                )
-            order = Order(
-                id=ctx.ids.new("ord", now),
-                user_id=first.user_id,
-                sku=first.sku,
-                title=first.title,
-                kind=first.kind,
-                period=first.period,
-                amount=first.amount,
-                platform=first.platform,
-                status=OrderStatus.PENDING_PAYMENT,
-                subscription_id=first.id,
-                created_at=now,
-                updated_at=now,
-            )
+        def call() -> PaymentResult:
+            return ctx.platform(renewal.platform).charge(renewal, token, charge_key(renewal))
+
+        def body(tx: UnitOfWork, now: datetime, result: PaymentResult) -> Order:
+            current = must(tx.get_order(subscription_id), "order", subscription_id)
+            _check_renewable(current)
+            order = clone_order(renewal)  # a fresh copy each time the body runs
+            order.created_at = order.updated_at = now
             tx.insert_order(order)
             ctx.created(
                 tx, ORDER, order.id, "order.renew", actor, now, {"subscription_id": first.id}
             )
-            return order
+            return self._settle(tx, order, actor, now, result)
 
-        # The key covers both steps: a repeat finds the renewal created under it and the
-        # payment made under a key derived from it, so it returns the first result, charges
-        # at most once, and resumes the payment if the first call stopped between the two.
-        renewal = ctx.run(actor, "order.renew", args, key, body)
-        pay_key = None if key is None else "renew-pay:" + hashlib.sha256(key.encode()).hexdigest()
-        return self.pay(actor, renewal.id, token=token, idempotency_key=pay_key)
+        return self._remember(ctx.run_calling(actor, "order.renew", args, key, call, body))
 
     # -- payment ----------------------------------------------------------------------------
     def pay(
         self, actor: Actor, order_id: str, *, token: str, idempotency_key: str | None = None
     ) -> Order:
-        """Send the order to its payment platform; paid on success, payment_failed on decline.
+        """Send a pending order to its payment platform; paid on success, payment_failed on
+        decline.
 
-        Raises :class:`~iap_flow.domain.errors.PlatformUnavailable` (and changes nothing) when the
-        platform does not answer; the order then stays pending until paid or expired.
+        Only an order still pending payment is charged: an expired or cancelled order is
+        refused before the platform is called. The platform is charged with a key derived
+        from the order, so the order is charged at most once whoever asks and however often.
+        With ``idempotency_key``, concurrent callers with the key (in any process) get the
+        first result. Raises :class:`~iap_flow.domain.errors.PlatformUnavailable` (and
+        changes nothing) when the platform does not answer; the order then stays pending.
         """
         ctx = self._ctx
         actor = ctx.actor(actor)
@@ -182,99 +213,45 @@ class Orders:
         token = text(token, "token", max_len=500)
         key = key_or_none(idempotency_key)
         args = {"order_id": order_id, "token": token}
-        replayed = ctx.replay(actor, "order.pay", args, key)
-        if replayed is not None:
-            assert isinstance(replayed, Order)
-            return replayed
-        # Money is about to move: decide on a fresh read, never on the cache.
-        order = must(ctx.store.get_order(order_id), "order", order_id)
-        check(actor, "order.pay", order.user_id)
-        ORDER.target(order.id, order.status, "pay")
-        result = ctx.platform(order.platform).charge(order, token, order.id)
+        check(actor, "order.pay")
 
-        def body(tx: UnitOfWork, now: datetime) -> Order:
-            # First try with the order read above: the version check in the UPDATE refuses
-            # it if anything changed since, and then we read it again inside the transaction.
-            current = order if not attempts else must(tx.get_order(order_id), "order", order_id)
-            attempts.append(1)
-            if result.success:
-                return self._paid(tx, current, actor, now, result.platform_transaction_id)
-            if current.status is OrderStatus.PENDING_PAYMENT:
-                # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
-                data = {"error": result.error}
-                target = ctx.fire(
-                    tx, ORDER, current.id, current.status, "fail_payment", SYSTEM, now, data
-                )
-                current.status = _STATUS[target]
-                save_order(tx, current, now)
-            # else: a late attempt on an expired or cancelled order was declined; it stays so.
-            ctx.notify(
-                tx,
-                "order.payment_failed",
-                current.user_id,
-                {"order_id": current.id, "reason": result.error or "declined"},
-                now,
-            )
-            return current
-
-        attempts: list[int] = []
-        try:
-            return self._remember(ctx.run(actor, "order.pay", args, key, body))
-        except ConcurrentModification:
-            return self._remember(ctx.run(actor, "order.pay", args, key, body))
-
-    def record_payment(
-        self,
-        actor: Actor,
-        order_id: str,
-        *,
-        transaction_id: str,
-        idempotency_key: str | None = None,
-    ) -> Order:
-        """The platform confirmed a payment itself (a store notification): mark the order paid."""
-        ctx = self._ctx
-        actor = ctx.actor(actor)
-        order_id = ident(order_id, "order_id")
-        transaction_id = ident(transaction_id, "transaction_id")
-
-        def body(tx: UnitOfWork, now: datetime) -> Order:
-            order = must(tx.get_order(order_id), "order", order_id)
+        def call() -> PaymentResult:
+            # Runs once the key (if any) is this caller's: a repeat that lost the race gets
+            # the first result instead of a refusal. Money is about to move: decide on a
+            # fresh read, never on the cache.
+            order = must(ctx.store.get_order(order_id), "order", order_id)
             check(actor, "order.pay", order.user_id)
-            other = tx.find_order_by_transaction(order.platform, transaction_id)
-            if other is not None and other.id != order.id:
-                raise ConflictError(
-                    f"{order.platform} transaction {transaction_id} already paid order "
-                    f"{other.id}; one platform transaction pays one order"
+            if order.status is not OrderStatus.PENDING_PAYMENT:
+                raise TransitionNotAllowed(
+                    kind="order", id=order.id, state=order.status, event="pay"
                 )
-            return self._paid(tx, order, actor, now, transaction_id)
+            return ctx.platform(order.platform).charge(order, token, charge_key(order))
 
-        args = {"order_id": order_id, "transaction_id": transaction_id}
-        return ctx.run(actor, "order.pay", args, key_or_none(idempotency_key), body)
+        def body(tx: UnitOfWork, now: datetime, result: PaymentResult) -> Order:
+            current = must(tx.get_order(order_id), "order", order_id)
+            return self._settle(tx, current, actor, now, result)
 
-    def _paid(
-        self, tx: UnitOfWork, order: Order, actor: Actor, now: datetime, txn: str | None
+        return self._remember(ctx.run_calling(actor, "order.pay", args, key, call, body))
+
+    def _settle(
+        self, tx: UnitOfWork, order: Order, actor: Actor, now: datetime, result: PaymentResult
     ) -> Order:
+        """Record the platform's answer to a charge of ``order``."""
         ctx = self._ctx
-        target = ctx.fire(
-            tx, ORDER, order.id, order.status, "pay", actor, now, {"transaction_id": txn}
-        )
-        order.status = _STATUS[target]
-        order.platform_transaction_id = txn
-        order.paid_at = now
-        save_order(tx, order, now)
+        txn = result.platform_transaction_id
+        if result.success:
+            if order.status is OrderStatus.PAID and order.platform_transaction_id == txn:
+                return order  # the same charge, recorded by a caller that raced this one
+            return mark_paid(ctx, tx, order, actor, now, txn)
+        if order.status is OrderStatus.PENDING_PAYMENT:
+            # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
+            ctx.change(tx, order, "fail_payment", SYSTEM, now, {"error": result.error})
+        # else: a declined attempt that crossed an expiry or a cancel; the order stays so.
         ctx.notify(
             tx,
-            "order.paid",
+            "order.payment_failed",
             order.user_id,
-            {
-                "order_id": order.id,
-                "sku": order.sku,
-                "title": order.title,
-                "amount": order.amount.amount,
-                "currency": order.amount.currency,
-                "transaction_id": txn,
-                "paid_at": now.isoformat(),
-            },
+            {"order_id": order.id, "reason": result.error or "declined"},
             now,
         )
         return order
@@ -315,20 +292,18 @@ class Orders:
                 order, cached = clone_order(cached), None
             else:
                 order = must(tx.get_order(order_id), "order", order_id)
-            check(actor, action, order.user_id)
-            target = ctx.fire(tx, ORDER, order_id, order.status, event, actor, now)
-            order.status = _STATUS[target]
-            save_order(tx, order, now)
-            return order
+            return ctx.change(tx, order, event, actor, now)
 
         args = {"order_id": order_id}
         if cached is None:
             return self._remember(ctx.run(actor, action, args, key, body))
         try:
             return self._remember(ctx.run(actor, action, args, key, body))
-        except (ConcurrentModification, TransitionNotAllowed):
-            # The cached copy was stale (another process or path changed the order): the
-            # version check refused it, so nothing was written. Decide again on a fresh read.
+        except TransitionNotAllowed:
+            # The cached copy was stale (another process or path changed the order) and its
+            # state refused the event; nothing was written. Decide again on a fresh read.
+            # (A stale copy that passed the machine loses the version check, and run()
+            # retries that on fresh reads by itself.)
             return self._remember(ctx.run(actor, action, args, key, body))
 
     def _remember(self, order: Order) -> Order:
@@ -395,3 +370,18 @@ class Orders:
             raise InvalidInput("since must be before until", field="since")
         items, next_cursor = self._ctx.store.query_orders(query)
         return Page(items, next_cursor)
+
+
+def _check_renewable(first: Order) -> None:
+    if first.kind is not ProductKind.SUBSCRIPTION:
+        raise InvalidInput(f"order {first.id} is not a subscription", field="subscription_id")
+    if first.subscription_id is not None:
+        raise InvalidInput(
+            f"order {first.id} is a renewal; renew the subscription {first.subscription_id}",
+            field="subscription_id",
+        )
+    if first.status in _CANNOT_RENEW:
+        raise InvalidInput(
+            f"subscription {first.id} is {first.status}; it cannot renew",
+            field="subscription_id",
+        )

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from iap_flow.domain.errors import InvalidInput, NotFound
-from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
-from iap_flow.domain.money import Money
-from iap_flow.domain.roles import Actor
-from iap_flow.domain.transitions import ORDER, REFUND
-from iap_flow.ports import OrderQuery, UnitOfWork
-from iap_flow.services.base import Context, check, ident, key_or_none, must, text
-from iap_flow.services.orders import Orders, _platform
-from iap_flow.services.refund_writes import (
-    audit_only,
-    refund_order,
-    refund_summary,
+from iap_flow.domain.clock import utc
+from iap_flow.domain.errors import InvalidInput, NotFound, RefundNotAllowed
+from iap_flow.domain.models import (
+    Deadline,
+    DeadlineKind,
+    Order,
+    OrderStatus,
+    Platform,
+    RefundRequest,
+    RefundStatus,
 )
-from iap_flow.services.refunds import Refunds
-from iap_flow.services.saves import save_refund
+from iap_flow.domain.money import Money
+from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.domain.transitions import ORDER
+from iap_flow.ports import OrderQuery, UnitOfWork
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check, ident, key_or_none, must, text
+from iap_flow.services.orders import _platform, mark_paid
+from iap_flow.services.refund_platform import refund_order, refund_summary
+from iap_flow.services.refunds import REFUNDABLE, Refunds, open_refund
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
 _OPEN_FOR_REFUND = (
@@ -40,9 +45,8 @@ class PlatformEvents:
     """Record what a payment platform did by itself. Every command takes an idempotency key:
     pass the platform's notification id so a notification delivered twice changes nothing."""
 
-    def __init__(self, ctx: Context, orders: Orders, refunds: Refunds) -> None:
+    def __init__(self, ctx: Context, refunds: Refunds) -> None:
         self._ctx = ctx
-        self._orders = orders
         self._refunds = refunds
 
     # -- purchases ----------------------------------------------------------------------------
@@ -89,7 +93,7 @@ class PlatformEvents:
             for candidate in waiting:
                 order = tx.get_order(candidate)
                 if order is not None and order.status in _ADOPTABLE:
-                    return self._orders._paid(tx, order, actor, now, txn)
+                    return mark_paid(ctx, tx, order, actor, now, txn)
             buyer = first.user_id if first is not None else user
             if buyer is None:
                 raise InvalidInput(
@@ -117,7 +121,7 @@ class PlatformEvents:
                 data["original_transaction_id"] = original
                 data["subscription_id"] = order.subscription_id
             ctx.created(tx, ORDER, order.id, "order.record", actor, now, data)
-            return self._orders._paid(tx, order, actor, now, txn)
+            return mark_paid(ctx, tx, order, actor, now, txn)
 
         args = {
             "platform": plat.value,
@@ -198,7 +202,7 @@ class PlatformEvents:
         event = action.split(".", 1)[1]
 
         def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
-            order = must(tx.get_order(order_id), "order", order_id)
+            order = must(tx.get_order(order_id, lock=True), "order", order_id)
             history = tx.refunds_for_order(order.id)
             still_open = _OPEN_FOR_REFUND if refunding else _OPEN_FOR_DECLINE
             opened = [r for r in history if r.status in still_open]
@@ -208,25 +212,21 @@ class PlatformEvents:
             if opened:
                 refund = opened[-1]
             else:
-                refund = RefundRequest(
-                    id=ctx.ids.new("rfd", now),
-                    order_id=order.id,
-                    user_id=order.user_id,
-                    amount=order.amount,
-                    reason=reason,
-                    status=RefundStatus.REQUESTED,
-                    platform=order.platform,
-                    created_at=now,
-                    updated_at=now,
+                refund = open_refund(
+                    ctx,
+                    tx,
+                    order.id,
+                    order.user_id,
+                    order.amount,
+                    reason,
+                    order.platform,
+                    actor,
+                    now,
                 )
-                ctx.created(tx, REFUND, refund.id, "refund.request", actor, now, {"reason": reason})
-                tx.insert_refund(refund)
-            data = {"reason": reason, "platform_refund_id": case}
-            target = ctx.fire(tx, REFUND, refund.id, refund.status, event, actor, now, data)
-            refund.status = RefundStatus(target)
             if case is not None:
                 refund.platform_refund_id = case
-            save_refund(tx, refund, now)
+            data = {"reason": reason, "platform_refund_id": case}
+            ctx.change(tx, refund, event, actor, now, data)
             if refunding:
                 if order.status is not OrderStatus.REFUNDED:
                     refund_order(ctx, tx, refund, now)
@@ -262,7 +262,8 @@ class PlatformEvents:
             if not refunded:
                 raise NotFound("refunded refund of order", order.id)
             refund = refunded[-1]
-            audit_only(tx, refund, "platform_reversal", actor, now, {"reason": reason})
+            data = {"reason": reason}
+            ctx.amend(tx, refund, "platform_reversal", actor, now, data, save=False)
             payload = {**refund_summary(refund), "reason": reason}
             ctx.notify(tx, "refund.reversed", "support_agent", payload, now)
             ctx.notify(tx, "refund.reversed", refund.user_id, payload, now)
@@ -270,3 +271,109 @@ class PlatformEvents:
 
         args = {"order_id": order_id, "reason": reason}
         return ctx.run(actor, "refund.platform_reversal", args, key_or_none(idempotency_key), body)
+
+    # -- reviews the platform asks for --------------------------------------------------------
+    def review_requested(
+        self,
+        actor: Actor,
+        order_id: str,
+        *,
+        reason: str,
+        review_due: datetime,
+        platform_refund_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RefundRequest:
+        """The platform asks staff to review a refund of the order before ``review_due`` (the
+        platform's deadline; the buyer's refund window does not apply).
+
+        If the platform names the case (``platform_refund_id``) it decides the refund, and
+        staff's decision is answered to it instead of paid out. An order that already has a
+        refund joins it: under review it takes the sooner deadline; decided, the decision is
+        answered again.
+        """
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "refund.open_review")
+        order_id = ident(order_id, "order_id")
+        reason = text(reason, "reason", max_len=2000)
+        due = utc(review_due, "review_due")
+        case = (
+            None if platform_refund_id is None else text(platform_refund_id, "platform_refund_id")
+        )
+        answer_again: list[str] = []
+
+        def body(tx: UnitOfWork, now: datetime) -> RefundRequest:
+            answer_again.clear()
+            order = must(tx.get_order(order_id, lock=True), "order", order_id)
+            earlier = self._joins(tx, order.id, due, case, actor, now)
+            if earlier is not None:
+                if earlier.status in (RefundStatus.APPROVED, RefundStatus.REJECTED):
+                    answer_again.append(earlier.id)
+                return earlier
+            if order.status not in REFUNDABLE:
+                raise RefundNotAllowed(
+                    f"order {order.id} is {order.status}; only paid orders can be refunded",
+                    order_id=order.id,
+                )
+            refund = open_refund(
+                ctx, tx, order.id, order.user_id, order.amount, reason, order.platform, actor, now
+            )
+            refund.review_due_at = due
+            refund.platform_refund_id = case
+            ctx.change(tx, refund, "open_review", SYSTEM, now)
+            self._review_deadline(tx, refund.id, due, now)
+            ctx.notify(tx, "refund.review_requested", "support_agent", refund_summary(refund), now)
+            return refund
+
+        args = {
+            "order_id": order_id,
+            "reason": reason,
+            "review_due": due.isoformat(),
+            "platform_refund_id": case,
+        }
+        refund = ctx.run(actor, "refund.review", args, key_or_none(idempotency_key), body)
+        if answer_again:  # the platform asks about a refund staff already decided
+            return self._refunds.answer_platform(SYSTEM, refund.id)
+        return refund
+
+    def _joins(
+        self,
+        tx: UnitOfWork,
+        order_id: str,
+        due: datetime,
+        case: str | None,
+        actor: Actor,
+        now: datetime,
+    ) -> RefundRequest | None:
+        """The order's refund a platform's review request joins, if it has one."""
+        for earlier in reversed(tx.refunds_for_order(order_id)):
+            if earlier.status is RefundStatus.WITHDRAWN:
+                continue
+            if earlier.status in (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW):
+                sooner = earlier.review_due_at is None or due < earlier.review_due_at
+                if sooner:
+                    earlier.review_due_at = due
+                    self._review_deadline(tx, earlier.id, due, now)
+                if sooner or (case is not None and case != earlier.platform_refund_id):
+                    earlier.platform_refund_id = case or earlier.platform_refund_id
+                    data = {"review_due": due.isoformat(), "platform_refund_id": case}
+                    # audited as the review it is, opened again (from = to) on the new terms
+                    self._ctx.amend(
+                        tx,
+                        earlier,
+                        "open_review",
+                        actor,
+                        now,
+                        data,
+                        action="refund.open_review",
+                    )
+            return earlier
+        return None
+
+    def _review_deadline(
+        self, tx: UnitOfWork, refund_id: str, due: datetime, now: datetime
+    ) -> None:
+        """Replace the refund's review deadline with one due at ``due`` (the platform's)."""
+        tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW,))
+        remind = now + (due - now) * self._ctx.policy.remind_at_fraction if due > now else None
+        tx.add_deadline(Deadline(DeadlineKind.REFUND_REVIEW, refund_id, due, remind_at=remind))

@@ -17,11 +17,10 @@ from iap_flow.domain.models import (
     RefundStatus,
 )
 from iap_flow.domain.roles import SYSTEM, Actor
-from iap_flow.domain.transitions import ORDER, REFUND, TICKET
 from iap_flow.ports import UnitOfWork
-from iap_flow.services.base import Context, check
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check
 from iap_flow.services.refunds import Refunds
-from iap_flow.services.saves import save_order, save_refund, save_ticket
 
 BATCH = 1_000
 MAX_CONFLICTS = 5
@@ -142,27 +141,15 @@ class Sweeper:
             order = tx.get_order(deadline.subject_id)
             if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
                 return None
-            target = ctx.fire(tx, ORDER, order.id, order.status, "expire", actor, now, handled=kind)
-            order.status = OrderStatus(target)
-            save_order(tx, order, now)
+            ctx.change(tx, order, "expire", actor, now, handled=kind)
             ctx.notify(tx, "order.expired", order.user_id, {"order_id": order.id}, now)
             return "expired"
         if kind is DeadlineKind.REFUND_REVIEW:
             refund = tx.get_refund(deadline.subject_id)
             if refund is None or refund.status is not RefundStatus.IN_REVIEW:
                 return None
-            ctx.fire(
-                tx,
-                REFUND,
-                refund.id,
-                refund.status,
-                "escalate",
-                actor,
-                now,
-                {"deadline": kind.value},
-            )
             refund.escalated = True
-            save_refund(tx, refund, now)
+            ctx.change(tx, refund, "escalate", actor, now, {"deadline": kind.value})
             ctx.notify(
                 tx,
                 "deadline.escalated",
@@ -189,10 +176,7 @@ class Sweeper:
         ticket = tx.get_ticket(deadline.subject_id)
         if ticket is None or ticket.status.value not in BY_KIND[kind].while_in:
             return None
-        ctx.fire(
-            tx, TICKET, ticket.id, ticket.status, "escalate", actor, now, {"deadline": kind.value}
-        )
         ticket.escalated = True
-        save_ticket(tx, ticket, now)
+        ctx.change(tx, ticket, "escalate", actor, now, {"deadline": kind.value})
         ctx.notify(tx, "deadline.escalated", "support_lead", payload, now)
         return "escalated"

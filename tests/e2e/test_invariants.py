@@ -80,6 +80,7 @@ def test_every_state_change_has_exactly_one_audit_event(world: Any) -> None:
     """A day in the life touching every command, with refusals mixed in."""
     w, run = world, AuditChecker(world)
     o, r, f = w.flow.orders, w.flow.refunds, w.flow.feedback
+    pe = w.flow.platform_events
     first = run(lambda: o.place(w.buyer, "gems"))
     run(lambda: o.pay(w.buyer, first.id, token="tok_approve"))  # type: ignore[attr-defined]
     run(lambda: o.pay(w.buyer, first.id, token="tok_approve"))  # type: ignore[attr-defined]  # refused
@@ -94,7 +95,12 @@ def test_every_state_change_has_exactly_one_audit_event(world: Any) -> None:
     sub = run(lambda: o.place(w.buyer, "pro_month"))
     run(lambda: o.pay(SYSTEM, sub.id, token="tok_approve"))  # type: ignore[attr-defined]
     recorded = run(lambda: o.place(w.buyer, "no_ads"))
-    run(lambda: o.record_payment(SYSTEM, recorded.id, transaction_id="t_9"))  # type: ignore[attr-defined]
+    run(
+        lambda: pe.purchased(
+            SYSTEM, platform="sandbox", transaction_id="t_9", sku="no_ads", user_id=w.buyer.id
+        )
+    )
+    assert o.get(SYSTEM, recorded.id).status.value == "paid"  # type: ignore[attr-defined]
     refund = run(lambda: r.request(w.buyer, first.id, reason="wrong item"))  # type: ignore[attr-defined]
     run(lambda: r.request(w.buyer, first.id, reason="again"))  # type: ignore[attr-defined]  # refused
     run(lambda: r.approve(w.agent, refund.id))  # type: ignore[attr-defined]
@@ -123,7 +129,6 @@ def test_every_state_change_has_exactly_one_audit_event(world: Any) -> None:
     run(lambda: o.pay(w.buyer, late.id, token="tok_approve"))  # type: ignore[attr-defined]  # after expiry
     run(lambda: o.renew(SYSTEM, sub.id, token="tok_approve"))  # type: ignore[attr-defined]  # refunded: refused
     assert o.get(SYSTEM, unpaid.id).status is OrderStatus.EXPIRED  # type: ignore[attr-defined]
-    pe = w.flow.platform_events  # the platform's purchase adopts that expired unpaid order
     bought = run(
         lambda: pe.purchased(
             SYSTEM, platform="sandbox", transaction_id="txn_p1", sku="gems", user_id="u1"
@@ -135,7 +140,7 @@ def test_every_state_change_has_exactly_one_audit_event(world: Any) -> None:
     asked = run(lambda: o.place(w.other_buyer, "gems"))
     run(lambda: o.pay(w.other_buyer, asked.id, token="tok_approve"))  # type: ignore[attr-defined]
     case = run(
-        lambda: r.request(
+        lambda: pe.review_requested(
             SYSTEM,
             asked.id,  # type: ignore[attr-defined]
             reason="platform review",
@@ -209,12 +214,6 @@ def _idem_cases() -> dict[str, Callable[[Any], Twin]]:
                 w.buyer, s, token="tok_approve" if x else "tok_decline", idempotency_key=k
             ),
         ),
-        "orders.record_payment": on(
-            pending,
-            lambda w, s, k, x: o(w).record_payment(
-                w.system, s, transaction_id="t2" if x else "t1", idempotency_key=k
-            ),
-        ),
         "orders.hold_delivery": on(
             lambda w: w.order().id,
             lambda w, s, k, x: o(w).hold_delivery(w.dev if x else w.system, s, idempotency_key=k),
@@ -255,12 +254,6 @@ def _idem_cases() -> dict[str, Callable[[Any], Twin]]:
             lambda w: w.refund().id,
             lambda w, s, k, x: r(w).withdraw(w.other_buyer if x else w.buyer, s, idempotency_key=k),
         ),
-        "refunds.record_platform_refund": on(
-            lambda w: w.refund().id,
-            lambda w, s, k, x: r(w).record_platform_refund(
-                w.system, s, platform_refund_id="p2" if x else "p1", idempotency_key=k
-            ),
-        ),
         "platform_events.purchased": lambda w: (
             lambda k: w.flow.platform_events.purchased(
                 w.system,
@@ -283,6 +276,16 @@ def _idem_cases() -> dict[str, Callable[[Any], Twin]]:
             lambda w: w.refund().order_id,
             lambda w, s, k, x: w.flow.platform_events.refunded(
                 w.system, s, reason="b" if x else "a", idempotency_key=k
+            ),
+        ),
+        "platform_events.review_requested": on(
+            lambda w: w.order().id,
+            lambda w, s, k, x: w.flow.platform_events.review_requested(
+                w.system,
+                s,
+                reason="b" if x else "a",
+                review_due=w.clock.now() + timedelta(hours=6),
+                idempotency_key=k,
             ),
         ),
         "platform_events.refund_declined": on(
@@ -409,7 +412,7 @@ def _die(db: str, where: str, order_id: str) -> None:
     """Child process: pay ``order_id`` and die ``where`` the command is."""
     flow = open_flow(f"sqlite:///{db}", clock=ManualClock(T0), notifier=ExitOnSend(), seed=3)
     if where == "inside-transaction":  # the outbox write runs inside the payment's transaction
-        from iap_flow.services.base import Context
+        from iap_flow.services.context import Context
 
         Context.notify = lambda *a, **k: os._exit(17)  # type: ignore[method-assign]
     flow.orders.pay(Actor.buyer("u1"), order_id, token="tok_approve")

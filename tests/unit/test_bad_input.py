@@ -177,19 +177,6 @@ CASES: dict[str, Any] = {
         "idempotency_key",
         lambda w, i: o(w).pay(w.buyer, i["pending"], token="tok_approve", idempotency_key=""),
     ),
-    "record-payment/txn-empty": bad(
-        "transaction_id", lambda w, i: o(w).record_payment(SYSTEM, i["pending"], transaction_id="")
-    ),
-    "record-payment/unknown": bad(
-        "ord_nope",
-        lambda w, i: o(w).record_payment(SYSTEM, "ord_nope", transaction_id="t1"),
-        NotFound,
-    ),
-    "record-payment/already-paid": bad(
-        "paid",
-        lambda w, i: o(w).record_payment(SYSTEM, i["order"], transaction_id="t1"),
-        TransitionNotAllowed,
-    ),
     "hold/unknown": bad("ord_nope", lambda w, i: o(w).hold_delivery(SYSTEM, "ord_nope"), NotFound),
     "hold/pending": bad(
         "pending_payment",
@@ -287,29 +274,29 @@ CASES: dict[str, Any] = {
     "execute/in-review": bad(
         "in_review", lambda w, i: r(w).execute(SYSTEM, i["refund"]), TransitionNotAllowed
     ),
-    "platform-refund/id-empty": bad(
-        "refund_id", lambda w, i: r(w).record_platform_refund(SYSTEM, "")
+    "platform-refunded/order-empty": bad(
+        "order_id", lambda w, i: pe(w).refunded(SYSTEM, "", reason="voided")
     ),
-    "platform-refund/unknown": bad(
-        "rfd_nope", lambda w, i: r(w).record_platform_refund(SYSTEM, "rfd_nope"), NotFound
-    ),
-    "platform-refund/platform-id-int": bad(
+    "platform-refunded/platform-id-int": bad(
         "platform_refund_id",
-        lambda w, i: r(w).record_platform_refund(SYSTEM, i["refund"], platform_refund_id=5),
+        lambda w, i: pe(w).refunded(SYSTEM, i["order"], reason="voided", platform_refund_id=5),
     ),
     "get-refund/unknown": bad("rfd_nope", lambda w, i: r(w).get(SYSTEM, "rfd_nope"), NotFound),
     "refund-queue/status": bad("status", lambda w, i: r(w).queue(SYSTEM, status="pending")),
     "refund-queue/status-int": bad("status", lambda w, i: r(w).queue(SYSTEM, status=3)),
     "refund-queue/limit": bad("limit", lambda w, i: r(w).queue(SYSTEM, limit=0)),
-    "request/review-due-naive": bad(
+    "review/review-due-naive": bad(
         "review_due",
-        lambda w, i: r(w).request(SYSTEM, i["order"], reason="platform", review_due=NAIVE),
+        lambda w, i: pe(w).review_requested(
+            SYSTEM, i["order"], reason="platform", review_due=NAIVE
+        ),
     ),
-    "request/review-due-by-buyer": bad(
-        "review_due",
-        lambda w, i: r(w).request(
+    "review/by-buyer": bad(
+        "open_review",
+        lambda w, i: pe(w).review_requested(
             w.buyer, i["order"], reason="why", review_due=w.start + timedelta(1)
         ),
+        PermissionDenied,
     ),
     "answer-platform/in-review": bad(
         "refund_id", lambda w, i: r(w).answer_platform(SYSTEM, i["refund"])

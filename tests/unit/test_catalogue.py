@@ -109,11 +109,19 @@ def test_add_and_update_are_idempotent_on_their_key(world: Any) -> None:
     assert world.snapshot() == before
 
 
-def test_a_catalogue_change_writes_no_audit_event(world: Any) -> None:
-    """Products have no state machine: their history is their version and timestamps."""
+def test_every_catalogue_change_leaves_one_audit_event(world: Any) -> None:
+    """Who changed a price or took a product off sale, and when, is in the audit trail."""
     before = world.count("audit_events")
     world.flow.catalogue.update(world.pm, "gems", description="More gems")
-    assert world.count("audit_events") == before
+    world.flow.catalogue.update(world.pm, "gems", price=Money(299, "USD"), active=False)
+    assert world.count("audit_events") == before + 2
+    events = [e for e in world.flow.history(world.dev, "gems") if e.event == "update"]
+    assert [(e.from_state, e.to_state, e.actor_id) for e in events] == [
+        ("active", "active", world.pm.id),
+        ("active", "inactive", world.pm.id),
+    ]
+    assert events[1].data["price"]["to"] == str(Money(299, "USD"))
+    assert set(events[1].data) == {"price", "active"}
 
 
 def test_listing_with_a_non_boolean_flag_is_refused(world: Any) -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from iap_flow import (
     SYSTEM,
-    ConflictError,
     Money,
     OrderStatus,
     Platform,
@@ -138,21 +137,30 @@ def test_a_declined_renewal_fails_only_the_renewal(world: Any) -> None:
 # -- payments the platform reports itself -----------------------------------------------------
 
 
-def test_record_payment_marks_the_order_paid_with_the_platforms_transaction(world: Any) -> None:
+def test_a_platform_purchase_pays_the_buyers_waiting_order(world: Any) -> None:
     order = world.order(upto="pending_payment")
-    paid = world.flow.orders.record_payment(SYSTEM, order.id, transaction_id="txn_1")
-    assert (paid.status, paid.platform_transaction_id) == (OrderStatus.PAID, "txn_1")
+    paid = world.flow.platform_events.purchased(
+        SYSTEM, platform="sandbox", transaction_id="txn_1", sku=order.sku, user_id=order.user_id
+    )
+    assert (paid.id, paid.status, paid.platform_transaction_id) == (
+        order.id,
+        OrderStatus.PAID,
+        "txn_1",
+    )
     assert world.platform.ledger == []  # the platform charged; the sandbox moved nothing
 
 
 def test_one_platform_transaction_pays_one_order(world: Any) -> None:
-    world.flow.orders.record_payment(
-        SYSTEM, world.order(upto="pending_payment").id, transaction_id="txn_1"
+    first = world.order(upto="pending_payment")
+    events = world.flow.platform_events
+    events.purchased(
+        SYSTEM, platform="sandbox", transaction_id="txn_1", sku=first.sku, user_id=first.user_id
     )
-    second = world.order(upto="pending_payment")
     before = world.snapshot()
-    with pytest.raises(ConflictError, match="txn_1"):
-        world.flow.orders.record_payment(SYSTEM, second.id, transaction_id="txn_1")
+    again = events.purchased(
+        SYSTEM, platform="sandbox", transaction_id="txn_1", sku=first.sku, user_id=first.user_id
+    )
+    assert again.id == first.id
     assert world.snapshot() == before
 
 

@@ -45,7 +45,7 @@ def _refund_failing_payout(w: Any) -> str:
 def _refund_the_platform_decides(w: Any) -> str:
     """A refund the platform opened for review (it decides), approved by a lead."""
     order = w.order(upto="completed")
-    refund = w.flow.refunds.request(
+    refund = w.flow.platform_events.review_requested(
         w.system,
         order.id,
         reason="platform review",
@@ -116,8 +116,10 @@ COMMANDS: dict[str, Prepare] = {
     ),
     "refund.submit": _with(_refund_failing_payout, lambda w, a, i: w.flow.refunds.execute(a, i)),
     "refund.platform_refund": _with(
-        lambda w: w.refund().id,
-        lambda w, a, i: w.flow.refunds.record_platform_refund(a, i, platform_refund_id="pr_1"),
+        lambda w: w.refund().order_id,
+        lambda w, a, i: w.flow.platform_events.refunded(
+            a, i, reason="refunded by the store", platform_refund_id="pr_1"
+        ),
     ),
     "refund.platform_decline": _with(
         lambda w: w.refund().order_id,
@@ -169,13 +171,6 @@ INDIRECT: dict[str, str] = {
 """Actions with no command of their own, and where the system fires them."""
 
 MORE_COMMANDS: dict[str, tuple[str, Prepare]] = {
-    "orders.record_payment": (
-        "order.pay",
-        _with(
-            lambda w: w.order(upto="pending_payment").id,
-            lambda w, a, i: w.flow.orders.record_payment(a, i, transaction_id="txn_5"),
-        ),
-    ),
     "orders.query": ("order.read", _plain(lambda w, a: w.flow.orders.query(a))),
     "platform_events.order_for_transaction": (
         "order.read",

@@ -1,0 +1,64 @@
+"""Validating what callers pass in: text, ids, names, keys. Every refusal is an
+:class:`~iap_flow.domain.errors.InvalidInput` naming the argument."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from iap_flow.domain import roles
+from iap_flow.domain.errors import InvalidInput, NotFound
+from iap_flow.domain.roles import Actor
+
+T = TypeVar("T")
+
+MAX_ID = 128
+MAX_TEXT = 5_000
+
+
+def text(value: object, field: str, *, max_len: int = MAX_TEXT, min_len: int = 1) -> str:
+    """Validate a free-text input: a str, stripped, within length bounds."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be text, got {type(value).__name__}", field=field)
+    stripped = value.strip()
+    if len(stripped) < min_len:
+        if min_len == 1:
+            raise InvalidInput(f"{field} must not be empty", field=field)
+        raise InvalidInput(f"{field} must be at least {min_len} characters", field=field)
+    if len(stripped) > max_len:
+        raise InvalidInput(f"{field} must be at most {max_len} characters", field=field)
+    return stripped
+
+
+def ident(value: object, field: str) -> str:
+    """Validate an id given by a caller."""
+    return text(value, field, max_len=MAX_ID)
+
+
+def names(value: object, field: str) -> list[str]:
+    """One name or an iterable of names (statuses), as a list; anything else is refused."""
+    try:
+        items = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    except TypeError:
+        items = [value]
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput(
+                f"{field} must be a name or a list of names, got {value!r}", field=field
+            )
+    return items
+
+
+def key_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    return text(value, "idempotency_key", max_len=200)
+
+
+def must(value: T | None, kind: str, id: str) -> T:
+    if value is None:
+        raise NotFound(kind, id)
+    return value
+
+
+def check(actor: Actor, action: str, owner_id: str | None = None) -> None:
+    roles.check(actor, action, owner_id=owner_id)

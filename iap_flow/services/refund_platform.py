@@ -1,0 +1,148 @@
+"""Everything said to a payment platform about a refund: paying an approved refund out,
+answering a review the platform decides itself, and the order becoming refunded.
+
+The platform is called between two transactions, never inside one: the refund's state is
+the claim (``approved`` -> ``submitted`` commits before the call), and the platform is
+called with the refund's id as its idempotency key, so a call made again after a crash or a
+timeout never moves money twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
+from iap_flow.domain.models import DeadlineKind, RefundRequest, RefundStatus
+from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
+from iap_flow.services.context import Context
+from iap_flow.services.inputs import check, ident, must
+
+
+def refund_summary(refund: RefundRequest) -> dict[str, object]:
+    """The refund as notifications carry it."""
+    return {
+        "refund_id": refund.id,
+        "order_id": refund.order_id,
+        "user_id": refund.user_id,
+        "amount": refund.amount.amount,
+        "currency": refund.amount.currency,
+        "status": refund.status.value,
+    }
+
+
+def refund_order(ctx: Context, tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
+    """The money went back: the refund's order becomes refunded, in the same transaction."""
+    order = must(tx.get_order(refund.order_id), "order", refund.order_id)
+    ctx.change(tx, order, "refund", SYSTEM, now, {"refund_id": refund.id})
+
+
+def platform_decides(ctx: Context, refund: RefundRequest) -> bool:
+    """True if the platform decides this refund (all of its refunds, or a review it opened)."""
+    return refund.platform_refund_id is not None or ctx.platform(refund.platform).decides_refunds
+
+
+def pay_out(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest:
+    """Pay an approved (or failed) refund out through the platform.
+
+    Failures are retried by the sweep and escalated to a lead after
+    ``Policy.refund_max_attempts``. A resubmission of a refund left ``submitted`` (a crash or
+    a timeout between the call and its answer) is audited and calls the platform again with
+    the same key.
+    """
+    actor = ctx.actor(actor)
+    check(actor, "refund.submit")
+    refund_id = ident(refund_id, "refund_id")
+
+    def submit(tx: UnitOfWork, now: datetime) -> RefundRequest:
+        refund = must(tx.get_refund(refund_id), "refund", refund_id)
+        refund.attempts += 1
+        data = {"attempt": refund.attempts}
+        if refund.status is not RefundStatus.SUBMITTED:
+            return ctx.change(tx, refund, "submit", actor, now, data)
+        ctx.open_deadlines(tx, "refund.submit", refund.id, now)
+        # submitted again (from = to): the platform is called again with the same key
+        return ctx.amend(tx, refund, "submit", actor, now, {**data, "resubmitted": True})
+
+    refund = ctx.run(actor, "refund.submit", {}, None, submit)
+    order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
+    try:
+        result = ctx.platform(refund.platform).refund(refund, order, refund.id)
+    except PlatformUnavailable as exc:
+        result = PaymentResult(
+            False, PaymentKind.REFUND, refund.amount, error=str(exc), retryable=True
+        )
+
+    def settle(tx: UnitOfWork, now: datetime) -> RefundRequest:
+        current = must(tx.get_refund(refund_id), "refund", refund_id)
+        if current.status is not RefundStatus.SUBMITTED:
+            return current  # someone else settled it meanwhile
+        if result.success:
+            current.platform_refund_id = result.platform_transaction_id
+            current.last_error = None
+            data = {"platform_refund_id": result.platform_transaction_id}
+            ctx.change(tx, current, "confirm", SYSTEM, now, data)
+            refund_order(ctx, tx, current, now)
+            ctx.notify(tx, "refund.succeeded", current.user_id, refund_summary(current), now)
+            return current
+        current.last_error = result.error
+        give_up = current.attempts >= ctx.policy.refund_max_attempts or not result.retryable
+        if give_up:
+            current.escalated = True
+        ctx.change(tx, current, "fail", SYSTEM, now, {"error": result.error})
+        if give_up:
+            why = {"why": "refund could not be paid out", "error": result.error}
+            ctx.change(tx, current, "escalate", SYSTEM, now, why)
+            tx.close_deadlines(current.id, (DeadlineKind.REFUND_RETRY,))
+            payload = {**refund_summary(current), "error": result.error}
+            ctx.notify(tx, "refund.escalated", "support_lead", payload, now)
+        return current
+
+    return ctx.run(SYSTEM, "refund.settle", {}, None, settle)
+
+
+def answer_platform(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest:
+    """Send staff's decision to the platform that decides this refund; no money moves.
+
+    Runs after approve / reject on such refunds; call it again if the answer failed (the
+    refund's ``last_error`` says why, and the lead was notified). Each answer is audited.
+    """
+    actor = ctx.actor(actor)
+    check(actor, "refund.answer_platform")
+    refund_id = ident(refund_id, "refund_id")
+    refund = must(ctx.store.get_refund(refund_id), "refund", refund_id)
+    if refund.status not in (RefundStatus.APPROVED, RefundStatus.REJECTED) or (
+        not platform_decides(ctx, refund)
+    ):
+        raise InvalidInput(
+            f"refund {refund.id} is {refund.status}: only a decision on a refund its "
+            "platform decides is answered to the platform",
+            field="refund_id",
+        )
+    order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
+    key = f"{refund.id}:answer:{refund.status}"
+    try:
+        result = ctx.platform(refund.platform).answer_refund_review(refund, order, key)
+    except PlatformUnavailable as exc:
+        result = PaymentResult(
+            False, PaymentKind.REVIEW_ANSWER, refund.amount, error=str(exc), retryable=True
+        )
+
+    def record(tx: UnitOfWork, now: datetime) -> RefundRequest:
+        current = must(tx.get_refund(refund_id), "refund", refund_id)
+        data: dict[str, object] = {"decision": refund.status.value, "answered": result.success}
+        if result.error:
+            data["error"] = result.error
+        if result.raw:
+            data["detail"] = result.raw
+        # Audited without a state change: the platform's own decision comes later.
+        error = None if result.success else result.error
+        changed = current.last_error != error
+        current.last_error = error
+        ctx.amend(tx, current, "answer_platform", actor, now, data, save=changed)
+        if not result.success:
+            payload = {**refund_summary(current), "error": result.error}
+            ctx.notify(tx, "refund.answer_failed", "support_lead", payload, now)
+        return current
+
+    return ctx.run(actor, "refund.answer_platform", {}, None, record)
