@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from iap_flow import Flow, IapFlowError
+from iap_flow import SYSTEM, Flow, IapFlowError
 
 log = logging.getLogger("iap_flow.adapters.webhooks")
 
@@ -68,7 +68,7 @@ def apply_once(
     and returns the first result; the id is then remembered, which tells a duplicate apart.
     """
     outcome, order_id, refund_id = apply()
-    first = flow.store.remember_event(source, notification_id, flow.clock.now())
+    first = flow.remember_event(SYSTEM, source, notification_id)
     return IngestResult(source, notification_id, kind, outcome, order_id, refund_id, not first)
 
 

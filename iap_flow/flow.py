@@ -15,7 +15,7 @@ from typing import Any
 from iap_flow.domain.clock import SystemClock, utc
 from iap_flow.domain.errors import InvalidInput, NotFound
 from iap_flow.domain.ids import IdGenerator
-from iap_flow.domain.models import Audience, AuditEvent, Platform
+from iap_flow.domain.models import Audience, AuditEvent, Deadline, Platform
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
@@ -23,7 +23,7 @@ from iap_flow.report import Report, build_report
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.context import Context
 from iap_flow.services.feedback import Feedback
-from iap_flow.services.inputs import check, ident
+from iap_flow.services.inputs import check, ident, text
 from iap_flow.services.orders import Orders
 from iap_flow.services.platform_events import PlatformEvents
 from iap_flow.services.refunds import Refunds
@@ -110,6 +110,23 @@ class Flow:
         if not events:
             raise NotFound("record", subject_id)
         return events
+
+    def pending_deadlines(self, actor: Actor, subject_id: str) -> list[Deadline]:
+        """The open deadlines of one order, refund or ticket, soonest first (staff only:
+        like the audit trail, they say how the record is being handled)."""
+        actor = self._ctx.actor(actor)
+        check(actor, "audit.read")
+        found = self._ctx.store.pending_deadlines(ident(subject_id, "subject_id"))
+        return sorted(found, key=lambda d: (d.due_at, d.kind.value))
+
+    def remember_event(self, actor: Actor, source: str, event_id: str) -> bool:
+        """Record that an inbound event (a store notification, a Slack retry) was processed;
+        False if any process recorded it before. Several instances agree through the store."""
+        actor = self._ctx.actor(actor)
+        check(actor, "event.remember")
+        source = ident(source, "source")
+        event_id = text(event_id, "event_id", max_len=500)
+        return self._ctx.store.remember_event(source, event_id, self._ctx.now())
 
     def deliver_notifications(self, actor: Actor = SYSTEM) -> int:
         """Send pending outbox notifications now; returns how many were delivered."""

@@ -23,7 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from iap_flow.domain.errors import IapFlowError
-from iap_flow.domain.roles import Actor
+from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Notifier
 
@@ -65,9 +65,7 @@ class SlackBot:
         """Skip an Events API delivery whose event id was processed before (Slack retries),
         recorded in the store so that several bot instances agree."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not self.flow.store.remember_event(
-            EVENT_SOURCE, str(event_id), self.flow.clock.now()
-        ):
+        if event_id and not self.flow.remember_event(SYSTEM, EVENT_SOURCE, str(event_id)):
             log.info("skipping event %s: already processed", event_id)
             return BoltResponse(status=200, body="")
         next()

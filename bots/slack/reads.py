@@ -93,7 +93,9 @@ def refund_view(flow: Flow, actor: Actor, refund_id: str) -> RefundView:
 def ticket_view(flow: Flow, actor: Actor, ticket_id: str) -> TicketView:
     """The ticket, when staff must next act on it, and who last acted."""
     ticket = flow.feedback.get(actor, ticket_id)
-    return TicketView(ticket, _ticket_due(flow, ticket.id), _last_step(flow, actor, ticket.id))
+    return TicketView(
+        ticket, _ticket_due(flow, actor, ticket.id), _last_step(flow, actor, ticket.id)
+    )
 
 
 def queue(flow: Flow, actor: Actor, *, limit: int = 50) -> list[QueueItem]:
@@ -117,7 +119,10 @@ def queue(flow: Flow, actor: Actor, *, limit: int = 50) -> list[QueueItem]:
         stars = "★" * ticket.rating + "☆" * (5 - ticket.rating)
         items.append(
             QueueItem(
-                "ticket", ticket.id, _ticket_due(flow, ticket.id), f"{stars} from {ticket.user_id}"
+                "ticket",
+                ticket.id,
+                _ticket_due(flow, actor, ticket.id),
+                f"{stars} from {ticket.user_id}",
             )
         )
     far = datetime.max.replace(tzinfo=flow.clock.now().tzinfo)
@@ -132,13 +137,7 @@ def order_view(flow: Flow, actor: Actor, order_id: str) -> OrderView:
         history: list[AuditEvent] | None = flow.history(actor, order.id)
     except PermissionDenied:
         history = None
-    refunds = [
-        r
-        for r in flow.refunds.queue(
-            actor, status=ALL_REFUNDS, user_id=order.user_id, limit=MAX_LISTED
-        )
-        if r.order_id == order.id
-    ]
+    refunds = flow.refunds.of_order(actor, order.id)
     tickets = [
         t
         for t in flow.feedback.queue(
@@ -149,9 +148,9 @@ def order_view(flow: Flow, actor: Actor, order_id: str) -> OrderView:
     return OrderView(order, history, refunds, tickets)
 
 
-def _ticket_due(flow: Flow, ticket_id: str) -> datetime | None:
+def _ticket_due(flow: Flow, actor: Actor, ticket_id: str) -> datetime | None:
     dues = [
-        d.due_at for d in flow.store.pending_deadlines(ticket_id) if d.kind in _TICKET_DEADLINES
+        d.due_at for d in flow.pending_deadlines(actor, ticket_id) if d.kind in _TICKET_DEADLINES
     ]
     return min(dues) if dues else None
 

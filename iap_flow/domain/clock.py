@@ -19,7 +19,10 @@ def utc(dt: datetime, field: str | None = None) -> datetime:
         raise InvalidInput(
             f"{name} {dt.isoformat()} has no timezone; pass an aware UTC time", field=field
         )
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {dt.isoformat()} is out of range in UTC", field=field) from None
 
 
 class SystemClock:

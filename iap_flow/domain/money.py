@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
-import re
+import functools
+from collections.abc import Iterator, Mapping
 
 import attrs
 
 from iap_flow.domain.errors import InvalidInput
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_AMOUNT = 2**63 - 1
+"""The largest amount both stores hold (a signed 64-bit integer)."""
+
+
+@functools.cache
+def _table() -> dict[str, int]:
+    """ISO 4217 currency code -> minor units, from the ISO's own table as the ``iso4217``
+    package ships it (loaded on first use, not at import). Codes with no minor unit (funds,
+    metals: 'N.A.') are not currencies a price can be in, so they are left out."""
+    import iso4217
+
+    table: dict[str, int] = {}
+    for code, row in iso4217.raw_table.items():
+        units = row.get("CcyMnrUnts")
+        if code and isinstance(units, str) and units.isdigit():
+            table[code] = int(units)
+    return table
+
+
+class _Exponents(Mapping[str, int]):
+    """Currency -> its minor units (2 for USD, 0 for JPY, 3 for KWD), the full ISO 4217 list."""
+
+    def __getitem__(self, code: str) -> int:
+        return _table()[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_table())
+
+    def __len__(self) -> int:
+        return len(_table())
+
+    def __contains__(self, code: object) -> bool:
+        return code in _table()
+
+
+CURRENCY_EXPONENTS: Mapping[str, int] = _Exponents()
+"""ISO 4217: each currency's minor units. Amounts stay integers; this is for display and for
+converting a platform's decimal prices."""
 
 
 def _check_amount(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -18,12 +56,17 @@ def _check_amount(_: object, attribute: attrs.Attribute[int], value: int) -> Non
         )
     if value < 0:
         raise InvalidInput(f"money amount must not be negative, got {value}", field="amount")
+    if value > MAX_AMOUNT:
+        raise InvalidInput(
+            f"money amount must be at most {MAX_AMOUNT}, got {value}", field="amount"
+        )
 
 
 def _check_currency(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not _CURRENCY.match(value):
+    if not isinstance(value, str) or value not in _table():
         raise InvalidInput(
-            f"currency must be an ISO 4217 code such as 'USD', got {value!r}", field="currency"
+            f"currency must be an ISO 4217 currency code such as 'USD', got {value!r}",
+            field="currency",
         )
 
 
@@ -76,18 +119,3 @@ class Money:
             return f"{self.amount} {self.currency}"
         major, minor = divmod(self.amount, 10**exponent)
         return f"{major}.{minor:0{exponent}d} {self.currency}"
-
-
-# Currencies whose minor unit is not 1/100 (ISO 4217); display only, amounts stay integers.
-CURRENCY_EXPONENTS: dict[str, int] = {
-    "JPY": 0,
-    "KRW": 0,
-    "VND": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "BHD": 3,
-    "KWD": 3,
-    "JOD": 3,
-    "OMR": 3,
-    "TND": 3,
-}

@@ -25,9 +25,17 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
 
 
+MAX_ACTOR_ID = 128
+
+
 def _check_actor_id(_: object, __: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput("an actor needs a non-empty id", field="actor_id")
+    if len(value) > MAX_ACTOR_ID or not value.isprintable():
+        raise InvalidInput(
+            f"an actor id is at most {MAX_ACTOR_ID} printable characters on one line",
+            field="actor_id",
+        )
 
 
 def _role(value: object) -> Role:
@@ -120,6 +128,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "report.read": frozenset({PM, LD, DA, DEV}),
     "sweep.run": frozenset({SYS, DEV}),
     "outbox.deliver": frozenset({SYS, DEV}),
+    "event.remember": frozenset({SYS, DEV}),  # an inbound event processed, once per store
 }
 """Action -> roles that may perform it. Buyers are further limited to their own records."""
 

@@ -50,7 +50,7 @@ from iap_flow.services.inputs import check
 
 T = TypeVar("T")
 R = TypeVar("R")
-Record = TypeVar("Record", Order, RefundRequest, Ticket)
+Record = TypeVar("Record", bound=Order | RefundRequest | Ticket)
 
 STAFF_RECIPIENTS = frozenset(
     {

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from iap_flow.domain import roles
@@ -13,6 +14,20 @@ T = TypeVar("T")
 
 MAX_ID = 128
 MAX_TEXT = 5_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Refused in any text: NUL and the other C0/C1 control characters (terminal escape
+sequences start with one) but tab and line breaks, and lone surrogates (not encodable)."""
+_ID_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean(value: str, field: str, *, line_breaks: bool = True) -> str:
+    """Refuse control characters and lone surrogates alike on every store."""
+    found = (_CONTROL if line_breaks else _ID_CONTROL).search(value)
+    if found is not None:
+        raise InvalidInput(
+            f"{field} must not contain control characters (found {found.group()!r})", field=field
+        )
+    return value
 
 
 def text(value: object, field: str, *, max_len: int = MAX_TEXT, min_len: int = 1) -> str:
@@ -26,12 +41,12 @@ def text(value: object, field: str, *, max_len: int = MAX_TEXT, min_len: int = 1
         raise InvalidInput(f"{field} must be at least {min_len} characters", field=field)
     if len(stripped) > max_len:
         raise InvalidInput(f"{field} must be at most {max_len} characters", field=field)
-    return stripped
+    return clean(stripped, field)
 
 
 def ident(value: object, field: str) -> str:
-    """Validate an id given by a caller."""
-    return text(value, field, max_len=MAX_ID)
+    """Validate an id given by a caller: one line, no control characters."""
+    return clean(text(value, field, max_len=MAX_ID), field, line_breaks=False)
 
 
 def names(value: object, field: str) -> list[str]:

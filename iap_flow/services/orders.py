@@ -225,12 +225,16 @@ class Orders:
                 raise TransitionNotAllowed(
                     kind="order", id=order.id, state=order.status, event="pay"
                 )
+            read.append(order)
             return ctx.platform(order.platform).charge(order, token, charge_key(order))
 
         def body(tx: UnitOfWork, now: datetime, result: PaymentResult) -> Order:
-            current = must(tx.get_order(order_id), "order", order_id)
+            # First with the order read before the charge: the UPDATE's version check refuses
+            # it if anything changed since, and run() then runs this again on a fresh read.
+            current = read.pop() if read else must(tx.get_order(order_id), "order", order_id)
             return self._settle(tx, current, actor, now, result)
 
+        read: list[Order] = []
         return self._remember(ctx.run_calling(actor, "order.pay", args, key, call, body))
 
     def _settle(

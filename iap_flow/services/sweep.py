@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 
 import attrs
@@ -13,18 +15,22 @@ from iap_flow.domain.models import (
     Deadline,
     DeadlineKind,
     DeadlineState,
-    OrderStatus,
+    Order,
+    RefundRequest,
     RefundStatus,
+    Ticket,
 )
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import UnitOfWork
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check
+from iap_flow.services.refund_platform import platform_decides
 from iap_flow.services.refunds import Refunds
 
 BATCH = 1_000
+log = logging.getLogger("iap_flow.sweep")
 MAX_CONFLICTS = 5
-_PAYOUT_PENDING = (RefundStatus.APPROVED, RefundStatus.SUBMITTED, RefundStatus.FAILED)
+_PAYOUT_PENDING = BY_KIND[DeadlineKind.REFUND_RETRY].while_in
 
 
 @attrs.frozen
@@ -36,6 +42,9 @@ class SweepResult:
     escalated: int = 0
     retried: int = 0
     delivered: int = 0
+    failed: int = 0
+    """Items whose action raised: each is recorded, retried later with backoff and escalated
+    after ``Policy.refund_max_attempts``; the rest of the sweep goes on."""
 
 
 class Sweeper:
@@ -96,13 +105,54 @@ class Sweeper:
             retries.extend(batch_retries)
             if acted < BATCH:
                 break
-        retried = 0
+        retried = failed = 0
         for refund_id in retries:
-            self._refunds.execute(SYSTEM, refund_id)
+            try:
+                refund = self._refunds.execute(SYSTEM, refund_id)
+            except Exception as exc:  # one stuck item must not stop the sweep: record it
+                log.exception("sweep: paying out refund %s raised; retrying later", refund_id)
+                failed += 1
+                if self._retry_later(refund_id, exc):
+                    counts["escalated"] += 1
+                continue
             delivered += ctx.sent_inline
             retried += 1
+            if refund.status is RefundStatus.FAILED and refund.escalated:
+                counts["escalated"] += 1  # its last attempt failed: a lead was told
         delivered += ctx.deliver()
-        return SweepResult(retried=retried, delivered=delivered, **counts)
+        return SweepResult(retried=retried, delivered=delivered, failed=failed, **counts)
+
+    def _retry_later(self, refund_id: str, exc: Exception) -> bool:
+        """Record a payout attempt that raised, and retry it with backoff; after
+        ``Policy.refund_max_attempts`` tell a lead instead. True if it was escalated."""
+        ctx = self._ctx
+        policy = ctx.policy
+        error = f"{type(exc).__name__}: {exc}"[:500]
+
+        def record(tx: UnitOfWork, now: datetime) -> bool:
+            refund = tx.get_refund(refund_id)
+            if refund is None or refund.status not in _PAYOUT_PENDING:
+                return False
+            refund.last_error = error
+            give_up = refund.attempts >= policy.refund_max_attempts
+            tx.close_deadlines(refund.id, (DeadlineKind.REFUND_RETRY,))
+            if give_up:
+                refund.escalated = True
+            else:
+                backoff = policy.refund_retry_delay * 2 ** max(refund.attempts - 1, 0)
+                tx.add_deadline(Deadline(DeadlineKind.REFUND_RETRY, refund.id, now + backoff))
+            data = {"error": error, "escalated": give_up}
+            ctx.amend(tx, refund, "submit", SYSTEM, now, data)
+            if give_up:
+                payload = {"refund_id": refund.id, "order_id": refund.order_id, "error": error}
+                ctx.notify(tx, "refund.escalated", "support_lead", payload, now)
+            return give_up
+
+        try:
+            return ctx.run(SYSTEM, "refund.retry_later", {}, None, record)
+        except Exception:  # the store itself is failing: the next sweep tries again
+            log.exception("sweep: could not record the failed payout of refund %s", refund_id)
+            return False
 
     def _remind(self, tx: UnitOfWork, deadline: Deadline, now: datetime) -> None:
         assert deadline.id is not None
@@ -130,53 +180,51 @@ class Sweeper:
     def _act_on(
         self, tx: UnitOfWork, deadline: Deadline, now: datetime, actor: Actor
     ) -> str | None:
+        """Fire the deadline table's ``on_due`` event on the record, if it still stands."""
         ctx = self._ctx
         kind = deadline.kind
-        payload = {
-            "kind": kind.value,
-            "subject_id": deadline.subject_id,
-            "due_at": deadline.due_at.isoformat(),
-        }
-        if kind is DeadlineKind.ORDER_PAYMENT:
-            order = tx.get_order(deadline.subject_id)
-            if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
-                return None
-            ctx.change(tx, order, "expire", actor, now, handled=kind)
-            ctx.notify(tx, "order.expired", order.user_id, {"order_id": order.id}, now)
-            return "expired"
-        if kind is DeadlineKind.REFUND_REVIEW:
-            refund = tx.get_refund(deadline.subject_id)
-            if refund is None or refund.status is not RefundStatus.IN_REVIEW:
-                return None
-            refund.escalated = True
-            ctx.change(tx, refund, "escalate", actor, now, {"deadline": kind.value})
-            ctx.notify(
-                tx,
-                "deadline.escalated",
-                "support_lead",
-                {
-                    **payload,
-                    "order_id": refund.order_id,
-                    "amount": refund.amount.amount,
-                    "currency": refund.amount.currency,
-                },
-                now,
-            )
-            return "escalated"
-        if kind is DeadlineKind.REFUND_RETRY:
-            refund = tx.get_refund(deadline.subject_id)
-            if refund is None or refund.status not in _PAYOUT_PENDING:
-                return None
-            if refund.status is RefundStatus.APPROVED and (
-                refund.platform_refund_id is not None
-                or ctx.platform(refund.platform).decides_refunds
-            ):
+        rule = BY_KIND[kind]
+        record = _LOADERS[rule.aggregate](tx, deadline.subject_id)
+        if record is None or record.status not in rule.while_in:
+            return None  # moot: the record left the states the deadline stands in
+        if rule.on_due == "submit":
+            # A payout calls the platform: retried after this batch commits, not inside it.
+            assert isinstance(record, RefundRequest)
+            if record.status is RefundStatus.APPROVED and platform_decides(ctx, record):
                 return None  # the platform decides this refund: nothing to pay out
             return "retry"
-        ticket = tx.get_ticket(deadline.subject_id)
-        if ticket is None or ticket.status.value not in BY_KIND[kind].while_in:
-            return None
-        ticket.escalated = True
-        ctx.change(tx, ticket, "escalate", actor, now, {"deadline": kind.value})
-        ctx.notify(tx, "deadline.escalated", "support_lead", payload, now)
-        return "escalated"
+        if rule.on_due == "escalate":
+            assert not isinstance(record, Order)
+            record.escalated = True
+        data = {"deadline": kind.value}
+        ctx.change(tx, record, rule.on_due, actor, now, data, handled=kind)
+        topic, recipient, payload = _announcement(rule.on_due, record, deadline)
+        ctx.notify(tx, topic, recipient, payload, now)
+        return "expired" if rule.on_due == "expire" else "escalated"
+
+
+_LOADERS: dict[str, Callable[[UnitOfWork, str], Order | RefundRequest | Ticket | None]] = {
+    "order": lambda tx, id: tx.get_order(id),
+    "refund": lambda tx, id: tx.get_refund(id),
+    "ticket": lambda tx, id: tx.get_ticket(id),
+}
+
+
+def _announcement(
+    event: str, record: Order | RefundRequest | Ticket, deadline: Deadline
+) -> tuple[str, str, dict[str, object]]:
+    """Who is told, and what, when the sweep fires ``event`` on a due deadline."""
+    if event == "expire":
+        return "order.expired", record.user_id, {"order_id": record.id}
+    payload: dict[str, object] = {
+        "kind": deadline.kind.value,
+        "subject_id": deadline.subject_id,
+        "due_at": deadline.due_at.isoformat(),
+    }
+    if isinstance(record, RefundRequest):
+        payload |= {
+            "order_id": record.order_id,
+            "amount": record.amount.amount,
+            "currency": record.amount.currency,
+        }
+    return "deadline.escalated", "support_lead", payload

@@ -155,6 +155,7 @@ COMMANDS: dict[str, Prepare] = {
     "report.read": _plain(lambda w, a: w.flow.report(a)),
     "sweep.run": _plain(lambda w, a: w.flow.sweep(a)),
     "outbox.deliver": _plain(lambda w, a: w.flow.deliver_notifications(a)),
+    "event.remember": _plain(lambda w, a: w.flow.remember_event(a, "test", f"evt-{a.role}")),
 }
 """Action -> how to prepare a record for it and call its public command as an actor."""
 

@@ -4,7 +4,7 @@ deadline is acted on exactly once however often the sweep runs, and nothing is e
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from iap_flow import (
     TicketStatus,
     TransitionNotAllowed,
 )
+from iap_flow.adapters.sandbox import SandboxPlatform
 from iap_flow.services import sweep as sweep_module
 
 
@@ -266,3 +267,54 @@ def test_a_batch_that_loses_a_race_is_swept_again_and_counted_once(world: Any) -
         assert deadline_events(world, order.id) == [("expire", "system")]
     assert [n.topic for n in world.notifier.sent].count("order.expired") == 3
     assert world.flow.sweep() == SweepResult()
+
+
+class _RaisingPayouts(SandboxPlatform):
+    """A platform adapter with a bug: paying out one order's refund raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: set[str] = set()
+
+    def refund(self, refund: Any, order: Any, idempotency_key: str) -> Any:
+        if order.id in self.broken:
+            raise RuntimeError("adapter bug")
+        return super().refund(refund, order, idempotency_key)
+
+
+def test_one_stuck_refund_does_not_stop_the_sweep() -> None:
+    from iap_flow import Actor, ManualClock, Money, Policy, open_flow
+    from iap_flow.adapters.notifiers import MemoryNotifier
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    clock, platform, inbox = ManualClock(start), _RaisingPayouts(), MemoryNotifier()
+    policy = Policy(refund_max_attempts=3)
+    flow = open_flow("sqlite://", clock=clock, platforms=[platform], notifier=inbox, policy=policy)
+    pm, lead = Actor("pm", "product_manager"), Actor.lead("lead")
+    flow.catalogue.add(
+        pm, sku="gems", title="Gems", description="x", price=Money(99, "USD"), kind="consumable"
+    )
+    orders = []
+    for n in range(3):
+        buyer = Actor.buyer(f"u{n}")
+        order = flow.orders.place(buyer, "gems")
+        flow.orders.pay(buyer, order.id, token="tok_approve")
+        orders.append(order)
+    stuck = flow.refunds.request(Actor.buyer("u0"), orders[0].id, reason="mistap")
+    platform.broken.add(orders[0].id)
+    with pytest.raises(RuntimeError):  # the approving call itself reports the fault
+        flow.refunds.approve(lead, stuck.id)
+    unpaid = flow.orders.place(Actor.buyer("u1"), "gems")  # expires in 30 minutes
+    escalated = failed = 0
+    for _ in range(6):
+        clock.advance(timedelta(hours=3))
+        result = flow.sweep()  # never raises, whatever the stuck refund does
+        failed += result.failed
+        escalated += result.escalated
+    assert flow.orders.get(SYSTEM, unpaid.id).status is OrderStatus.EXPIRED
+    assert failed == 2  # attempts 2 and 3 raised; then a lead was told and retries stopped
+    assert escalated == 1
+    refund = flow.refunds.get(SYSTEM, stuck.id)
+    assert refund.escalated and refund.last_error == "RuntimeError: adapter bug"
+    assert [n.topic for n in inbox.sent].count("refund.escalated") == 1
+    assert not [d for d in flow.store.pending_deadlines(stuck.id) if d.kind.value == "refund_retry"]
