@@ -43,29 +43,16 @@ from iap_flow.domain.models import (
     Ticket,
 )
 from iap_flow.domain.policy import Policy
-from iap_flow.domain.roles import Actor, Role
+from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, TICKET, TransitionTable
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
 from iap_flow.services.inputs import check
+from iap_flow.services.outbox import Outbox
 
 T = TypeVar("T")
 R = TypeVar("R")
 Record = TypeVar("Record", bound=Order | RefundRequest | Ticket)
 
-STAFF_RECIPIENTS = frozenset(
-    {
-        Role.SUPPORT_AGENT.value,
-        Role.SUPPORT_LEAD.value,
-        Role.PRODUCT_MANAGER.value,
-        Role.DATA_ANALYST.value,
-        Role.DEVELOPER.value,
-    }
-)
-"""Recipients that are staff roles (notifications for whoever holds the role); any other
-recipient is a buyer's user id."""
-LEASE_SECONDS = 60
-LEASE = timedelta(seconds=LEASE_SECONDS)
-"""How long a worker's claim on an outbox notification lasts before another may retry it."""
 CLAIM = timedelta(seconds=30)
 """How long an idempotency key claimed for a platform call stays another caller's to finish;
 past it a caller with the same key takes over (calling the platform with the same key)."""
@@ -77,11 +64,6 @@ MAX_CONFLICT_RETRIES = 4
 log = logging.getLogger("iap_flow")
 
 
-def audience_of(recipient: str) -> Audience:
-    """Who a notification for ``recipient`` is for: the one place this is decided."""
-    return Audience.STAFF if recipient in STAFF_RECIPIENTS else Audience.BUYER
-
-
 _WRITERS: dict[type, tuple[TransitionTable[Any], Callable[[UnitOfWork, Any, int], None]]] = {
     Order: (ORDER, lambda tx, record, version: tx.update_order(record, version)),
     RefundRequest: (REFUND, lambda tx, record, version: tx.update_refund(record, version)),
@@ -90,7 +72,7 @@ _WRITERS: dict[type, tuple[TransitionTable[Any], Callable[[UnitOfWork, Any, int]
 
 
 @attrs.define
-class Context:
+class Context(Outbox):
     """What every service shares: the store, the clock, policy, platforms and notifier."""
 
     store: Store
@@ -401,58 +383,6 @@ class Context:
             window = self.policy.window(rule.kind)
             remind = now + window * self.policy.remind_at_fraction if rule.reminds else None
             tx.add_deadline(Deadline(rule.kind, subject_id, now + window, remind_at=remind))
-
-    # -- the outbox -----------------------------------------------------------------------------
-    def notify(
-        self, tx: UnitOfWork, topic: str, recipient: str, payload: dict[str, Any], now: datetime
-    ) -> None:
-        """Write a notification to the outbox in this transaction.
-
-        With inline delivery the row is born claimed by this process, which sends it right
-        after the commit; if the process dies first, the claim lapses and a later
-        :meth:`deliver` (or sweep) anywhere sends it: at least once, never lost.
-        """
-        audience = audience_of(recipient)
-        mine = self.deliver_inline and audience in self.audiences
-        note = Notification(topic, recipient, payload, now, audience=audience)
-        note_id = tx.add_notification(note, now + LEASE if mine else None)
-        if mine:  # built again rather than attrs.evolve: this runs on every paid order
-            self._local.written.append(
-                Notification(topic, recipient, payload, now, id=note_id, audience=audience)
-            )
-
-    def _send(self, notes: list[Notification]) -> int:
-        """Send ``notes`` and mark them. Runs after a commit, so it never raises: a store that
-        cannot record the outcome leaves the notification claimed, and it is sent again once
-        the claim lapses (at least once)."""
-        delivered: list[int] = []
-        try:
-            for note in notes:
-                assert note.id is not None
-                try:
-                    self.notifier.send(note)
-                except Exception as exc:  # any notifier fault: keep it pending, record why
-                    self.store.mark_failed(note.id, f"{type(exc).__name__}: {exc}")
-                else:
-                    delivered.append(note.id)
-            self.store.mark_delivered(delivered, self.now())
-        except StoreError as exc:
-            log.warning("could not record the delivery of %d notifications: %s", len(notes), exc)
-        return len(delivered)
-
-    def deliver(self, limit: int = 500) -> int:
-        """Send pending outbox notifications; failures stay pending for the next try."""
-        sent = 0
-        while True:
-            batch = self.store.claim_notifications(
-                limit, self.now(), LEASE_SECONDS, tuple(self.audiences)
-            )
-            if not batch:
-                return sent
-            done = self._send(batch)
-            sent += done
-            if done < len(batch) or len(batch) < limit:
-                return sent
 
 
 class _Pending:
