@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -141,9 +141,15 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Outbox claims name their claimer, so a worker renews (and trusts) only its own lease."""
+    db.execute("ALTER TABLE outbox ADD COLUMN claimed_by TEXT")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_1,
     2: _migrate_2,
     3: _migrate_3,
     4: _migrate_4,
+    5: _migrate_5,
 }

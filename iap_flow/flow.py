@@ -7,6 +7,7 @@ core depends on no adapter and a deployment pulls in only the drivers it uses.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
@@ -34,7 +35,18 @@ STORES: dict[str, str] = {
     "postgresql": "iap_flow.adapters.postgres:PostgresStore",
     "postgres": "iap_flow.adapters.postgres:PostgresStore",
 }
-"""URL scheme -> ``module:class`` of the store; the class has ``from_url(url)``."""
+"""URL scheme -> ``module:class`` of the built-in stores (the class has ``from_url(url)``);
+entry points in the ``iap_flow.stores`` group add stores and take precedence."""
+STORE_ENTRY_POINTS = "iap_flow.stores"
+
+
+def store_schemes() -> dict[str, str]:
+    """Every store URL scheme this installation knows: built-in and from entry points."""
+    found = dict(STORES)
+    for entry in importlib.metadata.entry_points(group=STORE_ENTRY_POINTS):
+        found[entry.name] = entry.value
+    return found
+
 
 DEFAULT_URL = "sqlite:///iap_flow.db"
 
@@ -57,11 +69,13 @@ def open_store(url: str) -> Store:
             field="url",
         )
     scheme = url.split("://", 1)[0].split("+", 1)[0]
-    if scheme not in STORES:
+    schemes = store_schemes()
+    if scheme not in schemes:
         raise InvalidInput(
-            f"unknown store scheme {scheme!r}; use one of {', '.join(sorted(STORES))}", field="url"
+            f"unknown store scheme {scheme!r}; use one of {', '.join(sorted(schemes))}",
+            field="url",
         )
-    store: Store = _load(STORES[scheme]).from_url(url)
+    store: Store = _load(schemes[scheme]).from_url(url)
     return store
 
 

@@ -149,9 +149,21 @@ class Store(Protocol):
         (or whose claim's lease ran out), oldest first, for ``lease_seconds``."""
         ...
 
-    def mark_delivered(self, ids: Sequence[int], at: datetime) -> None: ...
-    def mark_failed(self, notification_id: int, error: str) -> None:
-        """Record a failed delivery and release the claim so a later run retries it."""
+    def renew_claims(self, ids: Sequence[int], now: datetime, lease_seconds: int) -> list[int]:
+        """Extend this worker's lease on those of ``ids`` it still holds undelivered, to
+        ``now + lease_seconds``; returns them. Those missing were delivered or taken over
+        (the lease ran out): the worker must not send them."""
+        ...
+
+    def mark_delivered(self, ids: Sequence[int], at: datetime) -> bool:
+        """Record ``ids`` as delivered (a row keeps its first delivery time). Bookkeeping after
+        the fact: it never raises; on failure it logs and returns False, and the
+        notifications are sent again later (at least once)."""
+        ...
+
+    def mark_failed(self, notification_id: int, error: str) -> bool:
+        """Record a failed delivery and release the claim so a later run retries it; never
+        raises (as :meth:`mark_delivered`)."""
         ...
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from iap_flow.domain.errors import InvalidInput, StoreError
+from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -118,7 +118,12 @@ CREATE UNIQUE INDEX refunds_one_in_flight ON refunds (order_id)
 """One refund in flight per order, guaranteed by the database (two racing requests for one
 order cannot both be accepted, and so cannot both be paid)."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+_V4 = """
+ALTER TABLE outbox ADD COLUMN claimed_by text;
+"""
+"""Outbox claims name their claimer, so a worker renews (and trusts) only its own lease."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 
@@ -132,13 +137,31 @@ def schema_name(value: str) -> str:
     return value
 
 
+def found_version(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    """The schema version recorded in ``schema`` (0 if none), read without any lock."""
+    row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()
+    if row is None or row[0] is None:
+        return 0
+    ident = sql.Identifier(schema)
+    found = conn.execute(
+        sql.SQL("SELECT value FROM {}.meta WHERE key = 'schema_version'").format(ident)
+    ).fetchone()
+    return int(str(found[0])) if found else 0
+
+
 def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str, where: str) -> int:
     """Create or upgrade ``schema`` to :data:`SCHEMA_VERSION`; returns the version found.
 
-    Runs in one transaction holding a transaction-scoped advisory lock on the schema's name,
-    so processes starting together migrate one after the other and the later ones find
-    nothing to do. A schema newer than this code is refused, and nothing is changed.
+    An up-to-date schema is only read: opening takes no lock. Otherwise it runs in one
+    transaction holding a transaction-scoped advisory lock on the schema's name, so processes
+    starting together migrate one after the other and the later ones find nothing to do. A
+    schema newer than this code is refused (:class:`SchemaTooNew`), and nothing is changed.
     """
+    current = found_version(conn, schema)
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(where, current, SCHEMA_VERSION)
+    if current == SCHEMA_VERSION:
+        return current
     ident = sql.Identifier(schema)
     run: Callable[..., object] = conn.execute
     with conn.transaction():
@@ -151,15 +174,9 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str, where: st
                 ident
             )
         )
-        row = conn.execute(
-            sql.SQL("SELECT value FROM {}.meta WHERE key = 'schema_version'").format(ident)
-        ).fetchone()
-        current = int(str(row[0])) if row else 0
+        current = found_version(conn, schema)
         if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"{where} has schema version {current}, newer than this iap-flow "
-                f"({SCHEMA_VERSION}); upgrade iap-flow"
-            )
+            raise SchemaTooNew(where, current, SCHEMA_VERSION)
         for version in range(current + 1, SCHEMA_VERSION + 1):
             run(sql.SQL("SET LOCAL search_path TO {}").format(ident))
             run(MIGRATIONS[version].encode())

@@ -8,7 +8,9 @@ version-checked in the server); the sweep and the outbox take rows with
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,12 +26,9 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from iap_flow import codec
-from iap_flow.adapters.sql import render
+from iap_flow.adapters import sql
 from iap_flow.codec import ts
-from iap_flow.domain.errors import (
-    InvalidInput,
-    StoreError,
-)
+from iap_flow.domain.errors import InvalidInput, StoreError, StoreFault, StoreUnavailable
 from iap_flow.domain.models import (
     Audience,
     AuditEvent,
@@ -72,8 +71,14 @@ def report_sql(sql_name: str) -> str:
             return f"CAST(%({m[1]})s AS timestamptz)"
         return f"%({m[1]})s"
 
-    sql = render(sql_name, seconds=_seconds, day=_day)
-    return _PARAM.sub(param, sql.replace("%", "%%"))
+    text = sql.render(sql_name, seconds=_seconds, day=_day)
+    return _PARAM.sub(param, text.replace("%", "%%"))
+
+
+DIALECT = sql.Dialect(
+    mark="%s", skip_locked=" FOR UPDATE SKIP LOCKED", row_compare=True, seconds=_seconds, day=_day
+)
+log = logging.getLogger("iap_flow.store")
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -93,12 +98,16 @@ class PostgresStore:
         self.schema = schema_name(schema)
         self._local = threading.local()
         self._outbox_ids = OutboxIds()
+        self._token = secrets.token_hex(6)
         where = f"PostgreSQL schema {schema!r}"
         try:
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 migrate(conn, self.schema, where)
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open {where}: {exc}") from exc
+            failed = translate(exc)
+            if isinstance(failed, StoreFault):
+                failed = type(failed)(f"cannot open {where}: {failed}", cause=exc)
+            raise failed from exc
         # The store's settings go after any the URL gives (``?options=-c statement_timeout=5s``).
         given = str(conninfo_to_dict(conninfo).get("options") or "")
         options = f"{given} -c search_path={self.schema} -c timezone=UTC -c datestyle=ISO"
@@ -108,6 +117,9 @@ class PostgresStore:
             max_size=max(1, pool_size),
             kwargs={"autocommit": True, "options": options},
             configure=_configure,
+            # A connection is tried before it is handed out: one a terminated backend or a
+            # restarted server left dead is replaced, instead of failing the next command.
+            check=ConnectionPool.check_connection,
             open=False,
             name=f"iap_flow.{self.schema}",
         )
@@ -115,7 +127,9 @@ class PostgresStore:
             self._pool.open(wait=True, timeout=10)
         except PoolTimeout as exc:
             self._pool.close()
-            raise StoreError(f"cannot open a connection pool to {where}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot open a connection pool to {where}: {exc}", cause=exc
+            ) from exc
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -150,9 +164,9 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise translate(exc) from exc
 
-    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._conn() as conn:
-            return conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+            return conn.cursor(row_factory=dict_row).execute(text, params).fetchall()
 
     @property
     def schema_version(self) -> int:
@@ -162,22 +176,30 @@ class PostgresStore:
 
     def transaction(self) -> Transaction:
         """One transaction; rolls back on any error. A nested call becomes a savepoint."""
-        return Transaction(self._pool, self._local, self._outbox_ids)
+        return Transaction(self._pool, self._local, self._outbox_ids, self._claimer)
+
+    def _claimer(self) -> str:
+        """Who holds an outbox claim made here: this store and thread."""
+        return f"{self._token}.{threading.get_ident()}"
 
     # reads
     def get_order(self, order_id: str) -> Order | None:
+        sql.check_text((order_id,), "order_id")
         with self._conn() as conn:
             return q.get_order(conn, order_id)
 
     def get_refund(self, refund_id: str) -> RefundRequest | None:
+        sql.check_text((refund_id,), "refund_id")
         with self._conn() as conn:
             return q.get_refund(conn, refund_id)
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
+        sql.check_text((ticket_id,), "ticket_id")
         with self._conn() as conn:
             return q.get_ticket(conn, ticket_id)
 
     def get_product(self, sku: str) -> Product | None:
+        sql.check_text((sku,), "sku")
         with self._conn() as conn:
             return q.get_product(conn, sku)
 
@@ -188,44 +210,10 @@ class PostgresStore:
         return [codec.product_from(r) for r in rows]
 
     def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if query.user_id is not None:
-            clauses.append("user_id = %s")
-            params.append(query.user_id)
-        if query.subscription_id is not None:
-            clauses.append("(id = %s OR subscription_id = %s)")
-            params.extend([query.subscription_id, query.subscription_id])
-        if query.statuses:
-            clauses.append("status = ANY(%s)")
-            params.append(list(query.statuses))
-        if query.since is not None:
-            clauses.append("created_at >= %s")
-            params.append(ts(query.since))
-        if query.until is not None:
-            clauses.append("created_at < %s")
-            params.append(ts(query.until))
-        if query.cursor is not None:
-            created, _, last_id = query.cursor.partition("|")
-            if not last_id:
-                raise InvalidInput("cursor is not one this store gave out", field="cursor")
-            try:
-                datetime.fromisoformat(created)
-            except ValueError:
-                raise InvalidInput(
-                    "cursor is not one this store gave out", field="cursor"
-                ) from None
-            clauses.append("(created_at, id) < (%s, %s)")
-            params.extend([created, last_id])
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        sql = f"{q.ORDER_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT %s"
-        params.append(query.limit + 1)
+        text, params = sql.order_page(query, DIALECT)
         with self._conn() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        orders = [codec.order_from(r) for r in rows[: query.limit]]
-        more = len(rows) > query.limit
-        cursor = f"{ts(orders[-1].created_at)}|{orders[-1].id}" if more and orders else None
-        return orders, cursor
+            rows = conn.execute(text, params).fetchall()
+        return sql.page_of(rows, query.limit)
 
     def refunds(
         self, statuses: Sequence[str], user_id: str | None, limit: int
@@ -255,19 +243,21 @@ class PostgresStore:
         return [codec.ticket_from(t, by_ticket.get(t["id"], [])) for t in tickets]
 
     def history(self, aggregate_id: str) -> list[AuditEvent]:
+        sql.check_text((aggregate_id,), "subject_id")
         rows = self._rows(
             "SELECT * FROM audit_events WHERE aggregate_id = %s ORDER BY id", (aggregate_id,)
         )
         return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
-        sql = f"{q.DEADLINE_SELECT} WHERE state IN {OPEN}"
+        query = f"{q.DEADLINE_SELECT} WHERE state IN {OPEN}"
+        sql.check_text((subject_id,), "subject_id")
         with self._conn() as conn:
             if subject_id is None:
-                rows = conn.execute(sql + " ORDER BY due_at, id").fetchall()
+                rows = conn.execute(query + " ORDER BY due_at, id").fetchall()
             else:
                 rows = conn.execute(
-                    sql + " AND subject_id = %s ORDER BY due_at, id", (subject_id,)
+                    query + " AND subject_id = %s ORDER BY due_at, id", (subject_id,)
                 ).fetchall()
         return [q.deadline_from(r) for r in rows]
 
@@ -275,34 +265,46 @@ class PostgresStore:
     def claim_notifications(
         self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
     ) -> list[Notification]:
+        text, values = sql.claim_sql(DIALECT, audiences)
         until = ts(now + timedelta(seconds=lease_seconds))
-        rows = self._rows(
-            "UPDATE outbox SET claimed_until = %s WHERE id IN (SELECT id FROM outbox"
-            " WHERE delivered_at IS NULL AND audience = ANY(%s)"
-            " AND (claimed_until IS NULL OR claimed_until <= %s)"
-            " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, topic, recipient, payload, created_at, attempts, audience",
-            (until, [a.value for a in audiences], ts(now), limit),
-        )
-        rows.sort(key=lambda r: int(r["id"]))
-        return [codec.notification_from(r) for r in rows]
+        rows = self._rows(text, (until, self._claimer(), *values, ts(now), limit))
+        return sql.notes_of(rows)
 
-    def mark_delivered(self, ids: Sequence[int], at: datetime) -> None:
+    def renew_claims(self, ids: Sequence[int], now: datetime, lease_seconds: int) -> list[int]:
+        """Extend this claimer's lease on those of ``ids`` still undelivered; their ids."""
         if not ids:
-            return
+            return []
+        text, values = sql.renew_sql(DIALECT, ids)
+        until = ts(now + timedelta(seconds=lease_seconds))
         with self._conn() as conn:
-            conn.execute(
-                "UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = ANY(%s)",
-                (ts(at), list(ids)),
-            )
+            rows = conn.execute(text, (until, *values, self._claimer())).fetchall()
+        return sorted(int(r[0]) for r in rows)
 
-    def mark_failed(self, notification_id: int, error: str) -> None:
-        with self._conn() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = %s, claimed_until = NULL"
-                " WHERE id = %s",
-                (error[:1000], notification_id),
-            )
+    def mark_delivered(self, ids: Sequence[int], at: datetime) -> bool:
+        """Record ``ids`` as delivered. Bookkeeping after the fact: it never raises (a failure
+        is logged, and the notifications are sent again later: at least once). False then."""
+        if not ids:
+            return True
+        text, values = sql.delivered_sql(DIALECT, ids)
+        return self._bookkeeping("mark delivered", text, (ts(at), *values))
+
+    def mark_failed(self, notification_id: int, error: str) -> bool:
+        """Record a failed delivery and release the claim; never raises (see mark_delivered)."""
+        return self._bookkeeping(
+            "mark failed",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, claimed_until = NULL,"
+            " claimed_by = NULL WHERE id = %s AND delivered_at IS NULL",
+            (error[:1000].replace("\x00", "?"), notification_id),
+        )
+
+    def _bookkeeping(self, what: str, text: str, params: Sequence[Any]) -> bool:
+        try:
+            with self._conn() as conn:
+                conn.execute(text, params)
+        except StoreError as exc:
+            log.warning("outbox %s in %s failed, will be sent again: %s", what, self.schema, exc)
+            return False
+        return True
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id once; False if it was already recorded (any process)."""
@@ -311,10 +313,10 @@ class PostgresStore:
 
     def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            sql = report_sql(sql_name)
+            text = report_sql(sql_name)
         except KeyError:
             raise InvalidInput(f"unknown report query {sql_name!r}") from None
-        return self._rows(sql, params)
+        return self._rows(text, params)
 
     def close(self) -> None:
         self._pool.close()
@@ -329,4 +331,5 @@ def _status_user(statuses: Sequence[str], user_id: str | None) -> tuple[str, lis
     if user_id is not None:
         clauses.append("user_id = %s")
         params.append(user_id)
+    sql.check_text([user_id, *statuses], "query")
     return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), params

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,11 +18,17 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from iap_flow.domain.errors import (
+    CommitOutcomeUnknown,
     ConcurrentModification,
     ConflictError,
     IapFlowError,
+    InvalidInput,
     RefundNotAllowed,
-    StoreError,
+    StoreBusy,
+    StoreFault,
+    StoreFull,
+    StoreReadOnly,
+    StoreUnavailable,
 )
 
 from .schema import CONFLICT_SQLSTATE, OUTBOX_ID_BLOCK
@@ -29,10 +36,43 @@ from .uow import Conn, PgUnitOfWork
 
 Pool = ConnectionPool[psycopg.Connection[tuple[Any, ...]]]
 
+_BY_CLASS: dict[str, tuple[type[StoreFault], str]] = {
+    "08": (StoreUnavailable, "the connection to PostgreSQL failed"),
+    "57": (StoreUnavailable, "PostgreSQL ended the session (shut down or terminated)"),
+    "53": (StoreFull, "PostgreSQL ran out of a resource"),
+    "55": (StoreBusy, "the rows are locked by another transaction"),
+    "XX": (StoreFault, "PostgreSQL reported an internal error"),
+}
+_BY_STATE: dict[str, tuple[type[StoreFault], str]] = {
+    "25006": (
+        StoreReadOnly,
+        "PostgreSQL is read-only (a standby, or default_transaction_read_only)",
+    ),
+    "53100": (StoreFull, "PostgreSQL's disk is full"),
+    "57014": (StoreBusy, "the statement was cancelled (statement or lock timeout)"),
+    "XX001": (StoreFault, "PostgreSQL found a damaged page"),
+}
+_REFUSED_VALUES = ("22003", "22021", "22P05", "22001", "54000")
+"""Out of range, a character the encoding cannot hold, unsupported Unicode escape (NUL in
+jsonb), value too long, too large: the input, not the store, is at fault."""
 
-def translate(exc: psycopg.Error) -> IapFlowError:
-    """The iap-flow error for a driver error: conflicts typed as on SQLite, the rest StoreError."""
-    if exc.sqlstate == CONFLICT_SQLSTATE:
+
+def lost(exc: BaseException) -> bool:
+    """Did the connection go away (network, server shutdown, terminated backend)?"""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate or ""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not state:
+        return True
+    return state[:2] in ("08", "57") and state != "57014"
+
+
+def translate(exc: psycopg.Error, *, committing: bool = False) -> IapFlowError:
+    """The iap-flow error for a driver error: conflicts typed as on SQLite, faults as typed
+    :class:`StoreError` subclasses carrying the driver's error. ``committing``: the error came
+    while a COMMIT was in flight, so a lost connection leaves the outcome unknown."""
+    state = exc.sqlstate or ""
+    if state == CONFLICT_SQLSTATE:
         detail = json.loads(exc.diag.message_detail or "{}")
         return ConcurrentModification(
             kind=str(detail.get("kind")),
@@ -50,7 +90,27 @@ def translate(exc: psycopg.Error) -> IapFlowError:
         return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
     if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
         return ConflictError(f"another transaction got in the way; try again ({exc})")
-    return StoreError(f"PostgreSQL: {exc}")
+    if state in _REFUSED_VALUES or (
+        isinstance(exc, psycopg.DataError) and not state and "NUL" in str(exc)
+    ):
+        return InvalidInput(f"a value cannot be stored: {exc}")
+    if lost(exc):
+        if committing:
+            return CommitOutcomeUnknown(
+                f"the connection to PostgreSQL was lost during COMMIT ({exc}); the change may "
+                "or may not be saved: retry with the same idempotency key",
+                cause=exc,
+            )
+        return StoreUnavailable(
+            f"the connection to PostgreSQL was lost before the commit ({exc}); nothing was "
+            "written: retry",
+            cause=exc,
+        )
+    found = _BY_STATE.get(state) or _BY_CLASS.get(state[:2])
+    if found is not None:
+        kind, what = found
+        return kind(f"{what}: {exc}", cause=exc)
+    return StoreFault(f"PostgreSQL: {exc}", cause=exc)
 
 
 def getconn(pool: Pool) -> Conn:
@@ -58,7 +118,9 @@ def getconn(pool: Pool) -> Conn:
     try:
         return pool.getconn()
     except PoolTimeout as exc:
-        raise StoreError(f"no PostgreSQL connection free in the pool: {exc}") from exc
+        raise StoreUnavailable(
+            f"no PostgreSQL connection free in the pool: {exc}", cause=exc
+        ) from exc
 
 
 class OutboxIds:
@@ -87,10 +149,12 @@ class Transaction:
     connection goes back to the pool.
     """
 
-    __slots__ = ("_ids", "_local", "_outer", "_pipe", "_pool", "_tx", "_uow")
+    __slots__ = ("_claimer", "_ids", "_local", "_outer", "_pipe", "_pool", "_tx", "_uow")
 
-    def __init__(self, pool: Pool, local: threading.local, ids: OutboxIds) -> None:
-        self._pool, self._local, self._ids = pool, local, ids
+    def __init__(
+        self, pool: Pool, local: threading.local, ids: OutboxIds, claimer: Callable[[], str]
+    ) -> None:
+        self._pool, self._local, self._ids, self._claimer = pool, local, ids, claimer
 
     def __enter__(self) -> PgUnitOfWork:
         outer: PgUnitOfWork | None = getattr(self._local, "uow", None)
@@ -104,7 +168,7 @@ class Transaction:
         try:
             self._pipe = conn.pipeline()
             self._pipe.__enter__()
-            self._uow = uow = PgUnitOfWork(conn, self._ids)
+            self._uow = uow = PgUnitOfWork(conn, self._ids, self._claimer)
             uow.run("BEGIN")
         except psycopg.Error as exc:
             self._pool.putconn(conn)
@@ -129,10 +193,12 @@ class Transaction:
     def _finish(self, exc: BaseException | None) -> None:
         conn = self._uow.conn
         failure: psycopg.Error | None = None
+        committing = False
         try:
             if exc is None:
                 try:
                     self._uow.run("COMMIT")
+                    committing = True
                 except psycopg.Error as failed:  # psycopg may read an error while queueing
                     failure = failed
             try:
@@ -147,7 +213,7 @@ class Transaction:
             except psycopg.Error as failed:
                 failure = failure or failed
             if failure is not None and exc is None:
-                raise translate(failure) from failure
+                raise translate(failure, committing=committing) from failure
         finally:
             self._local.uow = None
             self._pool.putconn(conn)

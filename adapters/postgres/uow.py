@@ -22,6 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from iap_flow import codec
+from iap_flow.adapters.sql import check_json, check_text
 from iap_flow.codec import ts, ts_opt
 from iap_flow.domain.models import (
     AuditEvent,
@@ -64,8 +65,8 @@ _AUDIT_INSERT = (
     " role, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _OUTBOX_INSERT = (
-    "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until, audience)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until, claimed_by,"
+    " audience) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _DEADLINE_INSERT = (
     "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (%s, %s, %s, %s, %s)"
@@ -148,9 +149,10 @@ _FOR_UPDATE = " FOR UPDATE"
 class PgUnitOfWork:
     """A :class:`~iap_flow.ports.UnitOfWork` on one connection inside BEGIN ... COMMIT."""
 
-    def __init__(self, conn: Conn, outbox_ids: OutboxIds) -> None:
+    def __init__(self, conn: Conn, outbox_ids: OutboxIds, claimer: Callable[[], str]) -> None:
         self.conn = conn
         self._ids = outbox_ids
+        self._claimer = claimer
         self._cur = conn.cursor()
         self._q: Callable[..., Any] = self._cur.execute
         # Once a transaction took due deadlines (the sweep), its reads lock what they read: the
@@ -167,12 +169,14 @@ class PgUnitOfWork:
 
     def insert_product(self, product: Product) -> None:
         row = codec.product_row(product)
+        check_text(row.values(), "products")
         self._q(insert_sql("products", tuple(row)), tuple(row.values()))
 
     def update_product(self, product: Product, expected_version: int) -> None:
         self._update("products", "sku", "product", codec.product_row(product), expected_version)
 
     def _update(self, table: str, key: str, kind: str, row: dict[str, Any], expected: int) -> None:
+        check_text(row.values(), table)
         values = [v for k, v in row.items() if k != key]
         self._q(
             update_sql(table, key, tuple(row)),
@@ -181,9 +185,11 @@ class PgUnitOfWork:
 
     # orders
     def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
+        check_text((order_id,), "order_id")
         return get_order(self.conn, order_id, _FOR_UPDATE if lock or self._lock_reads else "")
 
     def find_order_by_transaction(self, platform: Platform, transaction_id: str) -> Order | None:
+        check_text((transaction_id,), "transaction_id")
         row = self.conn.execute(
             ORDER_SELECT + " WHERE platform = %s AND platform_transaction_id = %s",
             (platform.value, transaction_id),
@@ -191,9 +197,13 @@ class PgUnitOfWork:
         return None if row is None else codec.order_from(row)
 
     def insert_order(self, order: Order) -> None:
-        self._q(_ORDER_INSERT, codec.order_row(order))
+        row = codec.order_row(order)
+        check_text(row, "order")
+        self._q(_ORDER_INSERT, row)
 
     def update_order(self, order: Order, expected_version: int) -> None:
+        if order.platform_transaction_id is not None:
+            check_text((order.platform_transaction_id,), "platform_transaction_id")
         self._q(
             _ORDER_UPDATE,
             (
@@ -212,9 +222,11 @@ class PgUnitOfWork:
 
     # refunds
     def get_refund(self, refund_id: str) -> RefundRequest | None:
+        check_text((refund_id,), "refund_id")
         return get_refund(self.conn, refund_id, _FOR_UPDATE if self._lock_reads else "")
 
     def refunds_for_order(self, order_id: str) -> list[RefundRequest]:
+        check_text((order_id,), "order_id")
         cur = self.conn.cursor(row_factory=dict_row).execute(
             "SELECT * FROM refunds WHERE order_id = %s ORDER BY id", (order_id,)
         )
@@ -222,6 +234,7 @@ class PgUnitOfWork:
 
     def insert_refund(self, refund: RefundRequest) -> None:
         row = codec.refund_row(refund)
+        check_text(row.values(), "refunds")
         self._q(insert_sql("refunds", tuple(row)), tuple(row.values()))
 
     def update_refund(self, refund: RefundRequest, expected_version: int) -> None:
@@ -229,10 +242,12 @@ class PgUnitOfWork:
 
     # tickets
     def get_ticket(self, ticket_id: str) -> Ticket | None:
+        check_text((ticket_id,), "ticket_id")
         return get_ticket(self.conn, ticket_id, _FOR_UPDATE if self._lock_reads else "")
 
     def insert_ticket(self, ticket: Ticket) -> None:
         row = codec.ticket_row(ticket)
+        check_text(row.values(), "tickets")
         self._q(insert_sql("tickets", tuple(row)), tuple(row.values()))
 
     def update_ticket(self, ticket: Ticket, expected_version: int) -> None:
@@ -240,13 +255,20 @@ class PgUnitOfWork:
 
     def add_message(self, message: TicketMessage) -> None:
         row = codec.message_row(message)
+        check_text(row.values(), "ticket_messages")
         self._q(insert_sql("ticket_messages", tuple(row)), tuple(row.values()))
 
     # audit, outbox, deadlines
     def add_audit(self, e: AuditEvent) -> None:
-        self._q(_AUDIT_INSERT, codec.audit_row(e))
+        row = codec.audit_row(e)
+        check_text((e.actor_id, e.role), "actor")
+        check_json(row[-1], "audit data")
+        self._q(_AUDIT_INSERT, row)
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
+        payload = json.dumps(n.payload)
+        check_text((n.topic, n.recipient), "notification")
+        check_json(payload, "notification payload")
         note_id = self._ids.next(self.conn)
         self._q(
             _OUTBOX_INSERT,
@@ -254,9 +276,10 @@ class PgUnitOfWork:
                 note_id,
                 n.topic,
                 n.recipient,
-                json.dumps(n.payload),
+                payload,
                 ts(n.created_at),
                 ts_opt(claimed_until),
+                None if claimed_until is None else self._claimer(),
                 n.audience.value,
             ),
         )
@@ -289,6 +312,7 @@ class PgUnitOfWork:
         self._q("UPDATE deadlines SET state = %s WHERE id = %s", (state.value, deadline_id))
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
+        check_text((key,), "idempotency_key")
         # Serialise commands sharing a key: a second one waits for the first to commit and
         # then finds its result (the lock is queued with the read: still one round trip).
         self._q("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
@@ -303,6 +327,7 @@ class PgUnitOfWork:
         return IdempotencyRecord(row[0], row[1], row[2] or None, at)
 
     def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
+        check_text((key, command), "idempotency_key")
         self._q(
             "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
             " VALUES (%s, %s, %s, '', %s) ON CONFLICT (key) DO UPDATE"
@@ -313,6 +338,8 @@ class PgUnitOfWork:
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
+        check_text((key, command), "idempotency_key")
+        check_json(result, "result")
         self._q(
             "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
@@ -325,6 +352,7 @@ class PgUnitOfWork:
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id (webhook, Slack retry); False if it was seen before."""
+        check_text((source, event_id), "event_id")
         row = self.conn.execute(
             "INSERT INTO processed_events (source, event_id, created_at) VALUES (%s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING 1",

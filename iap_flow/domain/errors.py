@@ -154,3 +154,60 @@ class PlatformUnavailable(IapFlowError):
 
 class StoreError(IapFlowError):
     """The store is unusable (bad URL, unknown schema version, corrupt stored value)."""
+
+
+class StoreFault(StoreError):
+    """A storage fault with a known cause; ``cause`` is the driver's own error, unmasked."""
+
+    retryable = False
+    """True when the same call may succeed later (a lock released, a connection back)."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class StoreBusy(StoreFault):
+    """The database stayed locked by another writer longer than the busy timeout; nothing
+    was written. Retry (with the same idempotency key)."""
+
+    retryable = True
+
+
+class StoreUnavailable(StoreFault):
+    """The database could not be reached or the connection was lost before the commit was
+    sent; nothing was written. Retry (with the same idempotency key)."""
+
+    retryable = True
+
+
+class StoreReadOnly(StoreFault):
+    """The database (its file, folder or server) accepts no writes; nothing was written."""
+
+
+class StoreFull(StoreFault):
+    """The disk (or quota) holding the database is full; nothing was written."""
+
+
+class StoreCorrupt(StoreFault):
+    """The database file is damaged or is not an iap-flow database."""
+
+
+class SchemaTooNew(StoreFault):
+    """The database was migrated by a newer iap-flow than this one; nothing was changed."""
+
+    def __init__(self, where: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{where} has schema version {found}, newer than this iap-flow ({supported}); "
+            "upgrade iap-flow"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class CommitOutcomeUnknown(StoreFault):
+    """The connection was lost while the commit was in flight: the change may or may not
+    have been committed. Retry the same command with the same idempotency key; it then
+    returns the first result if the change did commit, and makes it if it did not."""
+
+    retryable = True
