@@ -29,8 +29,8 @@ from iap_flow.domain.clock import SystemClock
 from iap_flow.ports import PaymentKind
 
 WORKER = Path(__file__).with_name("kill_worker.py")
-ORDERS = 16 * SCALE
-KILLS = 8 * SCALE
+ORDERS = 12 * SCALE
+KILLS = 6 * SCALE
 DEV = Actor("dev", "developer")
 
 
