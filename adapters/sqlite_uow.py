@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from iap_flow import codec
@@ -46,8 +48,8 @@ from iap_flow.ports import IdempotencyRecord
 
 log = logging.getLogger("iap_flow.store")
 
-DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError)
-"""What the driver raises for a fault or for a value it cannot bind."""
+DRIVER_ERRORS = (sqlite3.Error, OverflowError, UnicodeEncodeError, UnicodeDecodeError)
+"""What the driver raises for a fault, a value it cannot bind or stored text it cannot read."""
 
 _BY_CODE: dict[int, tuple[type[StoreFault], str]] = {
     sqlite3.SQLITE_BUSY: (StoreBusy, "is locked by another writer; nothing was written, retry"),
@@ -70,18 +72,33 @@ def translate(exc: BaseException, path: str) -> IapFlowError:
         return InvalidInput(f"a number is too large to store (at most 2**63 - 1): {exc}")
     if isinstance(exc, UnicodeEncodeError):
         return InvalidInput("text contains a lone surrogate, which cannot be stored")
+    if isinstance(exc, UnicodeDecodeError):
+        return StoreCorrupt(
+            f"SQLite database {path!r} holds text that is not UTF-8: it is damaged", cause=exc
+        )
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(exc, sqlite3.IntegrityError) and getattr(exc, "sqlite_errorname", "") in (
         "SQLITE_CONSTRAINT_PRIMARYKEY",
         "SQLITE_CONSTRAINT_UNIQUE",
     ):
         return ConflictError(f"already recorded by someone else: {exc}")
+    if code == sqlite3.SQLITE_CANTOPEN and _read_only_place(path):
+        return StoreReadOnly(
+            f"SQLite database {path!r} is on a read-only file system or folder (SQLite writes "
+            f"its -wal and -shm files next to it); nothing was written ({exc})",
+            cause=exc,
+        )
     if code is not None and (code & 0xFF) in _BY_CODE:
         kind, what = _BY_CODE[code & 0xFF]
         return kind(f"SQLite database {path!r} {what} ({exc})", cause=exc)
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
         return StoreError(f"SQLite store {path!r} is closed")
     return StoreFault(f"SQLite database {path!r}: {exc}", cause=exc)
+
+
+def _read_only_place(path: str) -> bool:
+    file = Path(path)
+    return file.exists() and not (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK))
 
 
 def rollback(conn: sqlite3.Connection, path: str) -> None:
