@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench docs clean
+.PHONY: demo test lint typecheck unit bench docs clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# The reliability suite at a bigger setting (CI runs it at scale 1 inside `make test`):
+# more orders and SIGKILLs, more racing items, more fuzz examples. RELIABILITY_SCALE=N to tune.
+RELIABILITY_SCALE ?= 5
+reliability: $(STAMP)
+	IAP_FLOW_RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/pytest -q -s -p no:randomly tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
