@@ -37,7 +37,7 @@ unit: $(STAMP)
 # more orders and SIGKILLs, more racing items, more fuzz examples. RELIABILITY_SCALE=N to tune.
 RELIABILITY_SCALE ?= 5
 reliability: $(STAMP)
-	IAP_FLOW_RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/pytest -q -s -p no:randomly tests/reliability
+	IAP_FLOW_RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/pytest -q -s tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
