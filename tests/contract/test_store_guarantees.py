@@ -24,8 +24,8 @@ from iap_flow import (
     open_flow,
 )
 from iap_flow.adapters.notifiers import MemoryNotifier
+from iap_flow.delivery import send_claimed
 from iap_flow.domain.errors import SchemaTooNew
-from iap_flow.outbox import send_claimed
 from iap_flow.ports import OrderQuery
 
 RawSql = Callable[[str], list[tuple[object, ...]]]

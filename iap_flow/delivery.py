@@ -15,7 +15,7 @@ from datetime import timedelta
 from iap_flow.domain.models import Notification
 from iap_flow.ports import Clock, Notifier, Store
 
-log = logging.getLogger("iap_flow.outbox")
+log = logging.getLogger("iap_flow.delivery")
 
 
 def send_claimed(
