@@ -4,6 +4,7 @@
 :class:`AppStoreNotifications` feeds App Store Server Notifications V2 into the flow.
 """
 
+from iap_flow.adapters.accounts import app_account_token
 from iap_flow.adapters.appstore.ingest import AppStoreNotifications
 from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform, api_client
 from iap_flow.adapters.webhooks import IngestResult, NotificationRejected
@@ -15,4 +16,5 @@ __all__ = [
     "IngestResult",
     "NotificationRejected",
     "api_client",
+    "app_account_token",
 ]

@@ -10,7 +10,12 @@ app Apple id, environment), then mapped:
 - ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
 - ``REFUND_DECLINED``: Apple declined: the refund is rejected, the buyer is told;
 - ``REFUND_REVERSED``: Apple took a refund back: audited and told (states stay refunded);
-- anything else is acknowledged and ignored.
+- anything else (including kinds this version does not know) is acknowledged, logged and
+  ignored: refusing it would make Apple retry it for three days.
+
+A transaction that already carries ``revocationDate`` is never recorded as paid: a purchase
+notification about one records the refund, and :meth:`AppStoreNotifications.record_transaction`
+refuses it.
 
 ``notificationUUID`` keys every command, so Apple's retries change nothing and return the
 first result.
@@ -19,6 +24,7 @@ first result.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +47,8 @@ from iap_flow.adapters.webhooks import (
     rejected,
     wsgi_app,
 )
+
+log = logging.getLogger("iap_flow.adapters.appstore")
 
 _PURCHASES = frozenset({Type.ONE_TIME_CHARGE, Type.SUBSCRIBED, Type.DID_RENEW})
 _ABOUT_A_TRANSACTION = _PURCHASES | {
@@ -98,8 +106,14 @@ class AppStoreNotifications:
 
     def record_transaction(self, signed_transaction: str) -> Order:
         """Record a purchase from a signed transaction your app sent (StoreKit's
-        ``jwsRepresentation``): verified, then paid once however often it is sent."""
+        ``jwsRepresentation``): verified, then paid once however often it is sent.
+
+        Refuses (NotificationRejected, nothing written) a transaction Apple has revoked."""
         txn = self._platform.verify_transaction(signed_transaction)
+        if txn.revocationDate is not None:
+            raise rejected(
+                SOURCE, "revoked", f"transaction {txn.transactionId} was revoked: it is not paid"
+            )
         return self._purchase(txn, f"{SOURCE}:txn:{txn.transactionId}")
 
     # -- mapping ------------------------------------------------------------------------------
@@ -108,11 +122,19 @@ class AppStoreNotifications:
     ) -> Applied:
         kind = note.notificationType
         if txn is None:
+            log.info(
+                "ignored App Store notification %s/%s (%s): nothing to record",
+                note.rawNotificationType,
+                note.rawSubtype,
+                note.notificationUUID,
+            )
             return "ignored", None, None
         key = f"{SOURCE}:{note.notificationUUID}"
-        if kind in _PURCHASES:
+        if kind in _PURCHASES and txn.revocationDate is None:
             order = self._purchase(txn, key)
             return "paid", order.id, None
+        if kind in _PURCHASES:  # Apple already revoked it: the refund is what is true now
+            kind = Type.REFUND
         # About an earlier purchase: record it first if this flow never saw it.
         order = self._purchase(txn, key + ":purchase")
         events, actor = self._flow.platform_events, self._actor

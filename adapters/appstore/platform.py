@@ -8,6 +8,7 @@ it records Apple's decision from the ``REFUND`` / ``REFUND_DECLINED`` notificati
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
@@ -23,10 +24,16 @@ from appstoreserverlibrary.models.RefundPreference import RefundPreference
 from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
-from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier, VerificationException
+from appstoreserverlibrary.signed_data_verifier import (
+    SignedDataVerifier,
+    VerificationException,
+    VerificationStatus,
+)
 
+from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
+from iap_flow.adapters.appstore.verify import CACHE_SECONDS, CACHE_SIZE, CachingChainVerifier
 from iap_flow.adapters.webhooks import NotificationRejected, rejected
-from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
+from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
 from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
 from iap_flow.ports import PaymentKind, PaymentResult
@@ -36,6 +43,8 @@ REVIEW_WINDOW = timedelta(hours=12)
 """How long Apple waits for consumption information after a ``CONSUMPTION_REQUEST``."""
 
 _DELIVERED = (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
+UNSIGNED_ENVIRONMENTS = (Environment.LOCAL_TESTING, Environment.XCODE)
+"""Environments whose data the App Store does not sign: the library skips every check."""
 
 
 def minor_units(price_milliunits: int, currency: str) -> Money:
@@ -109,6 +118,17 @@ class AppStorePlatform:
     milliunits (0-100000) or None. ``skus`` maps Apple product ids to catalogue SKUs when they
     differ. ``user_for(transaction)`` names the buyer (default: the transaction's
     ``appAccountToken``, the id your app set at purchase).
+
+    Safe by default: every signed payload is verified against ``root_certificates`` with the
+    library's strict X.509 checks (``strict_checks=False`` only for Apple's own test
+    certificates), at the current time and at the payload's ``signedDate``. The
+    ``LocalTesting`` and ``Xcode`` environments, whose data nobody signs, are refused unless
+    ``allow_unsigned_for_testing=True``. A purchase tied to an order must carry the order's
+    buyer as its ``appAccountToken`` (see :mod:`iap_flow.adapters.accounts`; with
+    ``user_for`` given, ``user_for(transaction)`` must name the buyer); set
+    ``require_account_token=False`` to accept transactions without one (never one that
+    names someone else). Verified chains are cached (``chain_cache_size`` chains for
+    ``chain_cache_seconds``), keyed by their exact bytes.
     """
 
     decides_refunds = True
@@ -128,13 +148,38 @@ class AppStorePlatform:
         skus: Mapping[str, str] | None = None,
         user_for: Callable[[JWSTransactionDecodedPayload], str | None] | None = None,
         review_window: timedelta = REVIEW_WINDOW,
+        strict_checks: bool = True,
+        allow_unsigned_for_testing: bool = False,
+        require_account_token: bool = True,
+        account_namespace: uuid.UUID = APP_ACCOUNT_NAMESPACE,
+        chain_cache_size: int = CACHE_SIZE,
+        chain_cache_seconds: float = CACHE_SECONDS,
     ) -> None:
+        if environment in UNSIGNED_ENVIRONMENTS and not allow_unsigned_for_testing:
+            raise InvalidInput(
+                f"App Store environment {environment.value} is not signed by Apple: anyone "
+                "could forge its notifications. Pass allow_unsigned_for_testing=True only in "
+                "tests.",
+                field="environment",
+            )
+        roots = list(root_certificates)
+        if not roots and environment not in UNSIGNED_ENVIRONMENTS:
+            raise InvalidInput("App Store root_certificates are needed", field="root_certificates")
         try:
             self.verifier = SignedDataVerifier(
-                list(root_certificates), enable_online_checks, environment, bundle_id, app_apple_id
+                roots, enable_online_checks, environment, bundle_id, app_apple_id
             )
         except ValueError as exc:
             raise InvalidInput(f"App Store configuration: {exc}", field="app_apple_id") from exc
+        self.chains = CachingChainVerifier(
+            roots,
+            strict=strict_checks,
+            cache_size=chain_cache_size,
+            cache_seconds=chain_cache_seconds,
+        )
+        self.verifier._chain_verifier = self.chains
+        self._require_account = require_account_token
+        self._namespace = account_namespace
         self.environment = environment
         self.review_window = review_window
         self._api = api
@@ -153,18 +198,21 @@ class AppStorePlatform:
 
     # -- verification -------------------------------------------------------------------------
     def verify_notification(self, signed_payload: str) -> ResponseBodyV2DecodedPayload:
-        """Verify and decode an App Store Server Notification V2 ``signedPayload``."""
+        """Verify and decode an App Store Server Notification V2 ``signedPayload``.
+
+        Raises NotificationRejected if it does not verify, PlatformUnavailable if it could
+        not be checked now (an OCSP responder out of reach): try again later."""
         try:
             return self.verifier.verify_and_decode_notification(signed_payload)
         except VerificationException as exc:
-            raise rejected(SOURCE, exc.status.name.lower(), f"notification refused: {exc}") from exc
+            raise _refused("notification", exc) from exc
 
     def verify_transaction(self, signed_transaction: str) -> JWSTransactionDecodedPayload:
         """Verify and decode a signed transaction (from a notification, the API or a device)."""
         try:
             txn = self.verifier.verify_and_decode_signed_transaction(signed_transaction)
         except VerificationException as exc:
-            raise rejected(SOURCE, exc.status.name.lower(), f"transaction refused: {exc}") from exc
+            raise _refused("transaction", exc) from exc
         if not txn.transactionId or not txn.productId:
             raise rejected(SOURCE, "malformed", "signed transaction has no transactionId/productId")
         return txn
@@ -179,6 +227,26 @@ class AppStorePlatform:
         else a stable stand-in from the original transaction id."""
         user = self._user_for(txn) if self._user_for is not None else txn.appAccountToken
         return user or f"{SOURCE}:{txn.originalTransactionId or txn.transactionId}"
+
+    def check_owner(self, txn: JWSTransactionDecodedPayload, order: Order) -> None:
+        """Refuse (PurchaseNotOwned) a transaction not bound to the order's buyer."""
+        if self._user_for is not None:
+            owner = self._user_for(txn)
+            ok = owner is not None and owner == order.user_id
+        elif txn.appAccountToken:
+            ok = apple_token_matches(txn.appAccountToken, order.user_id, self._namespace)
+        else:
+            ok = not self._require_account
+        if not ok:
+            why = "no appAccountToken" if not txn.appAccountToken else "another appAccountToken"
+            raise PurchaseNotOwned(
+                f"App Store transaction {txn.transactionId} carries {why}: it is not a "
+                f"purchase of order {order.id}'s buyer",
+                platform=SOURCE,
+                transaction_id=str(txn.transactionId),
+                order_id=order.id,
+                user_id=order.user_id,
+            )
 
     def amount_of(self, txn: JWSTransactionDecodedPayload) -> Money | None:
         """What the buyer paid, if Apple says (price and currency); else None."""
@@ -205,6 +273,7 @@ class AppStorePlatform:
         if self.sku_for(txn.productId or "") != order.sku or txn.revocationDate is not None:
             why = f"transaction {token} is not a live purchase of {order.sku}"
             return self._failed(PaymentKind.CHARGE, order.amount, why)
+        self.check_owner(txn, order)
         return PaymentResult(
             True, PaymentKind.CHARGE, order.amount, platform_transaction_id=txn.transactionId
         )
@@ -275,3 +344,14 @@ class AppStorePlatform:
         return PaymentResult(
             False, kind, amount, error=error, retryable=status >= 500 or status == 429
         )
+
+
+def _refused(what: str, exc: VerificationException) -> Exception:
+    """A verification failure as the error to raise: retryable (an OCSP responder out of
+    reach) or a refusal."""
+    if exc.status == VerificationStatus.RETRYABLE_VERIFICATION_FAILURE:
+        return PlatformUnavailable(
+            f"App Store {what} could not be verified now ({exc}): try again later",
+            platform=SOURCE,
+        )
+    return rejected(SOURCE, exc.status.name.lower(), f"{what} refused: {exc}")

@@ -154,3 +154,18 @@ class PlatformUnavailable(IapFlowError):
 
 class StoreError(IapFlowError):
     """The store is unusable (bad URL, unknown schema version, corrupt stored value)."""
+
+
+class PurchaseNotOwned(IapFlowError, PermissionError):
+    """A store purchase is bound to another account than the order's buyer (Apple's
+    ``appAccountToken``, Google's ``obfuscatedExternalAccountId``), or to none when binding
+    is required; nothing was written."""
+
+    def __init__(
+        self, message: str, *, platform: str, transaction_id: str, order_id: str, user_id: str
+    ) -> None:
+        super().__init__(message)
+        self.platform = platform
+        self.transaction_id = transaction_id
+        self.order_id = order_id
+        self.user_id = user_id

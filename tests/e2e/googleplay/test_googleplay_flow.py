@@ -15,7 +15,9 @@ import httplib2  # type: ignore[import-untyped]
 import pytest
 from platform_env import PlatformEnv, QuietHandler, post_json
 from play_fakes import (
+    AUDIENCE,
     PACKAGE,
+    PUSHER,
     SUBSCRIPTION,
     FakePlay,
     one_time,
@@ -43,6 +45,7 @@ from iap_flow.adapters.googleplay import (
     GooglePlayPlatform,
     NotificationRejected,
     PlayClient,
+    PubSubPushAuth,
     androidpublisher,
 )
 from iap_flow.adapters.notifiers import MemoryNotifier
@@ -50,7 +53,6 @@ from iap_flow.adapters.notifiers import MemoryNotifier
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BUYER = Actor.buyer("u1")
 AGENT = Actor.agent("agent_1")
-TOKEN = "s3cret"
 
 
 def ms(when: datetime) -> int:
@@ -66,12 +68,12 @@ def play() -> Iterator[FakePlay]:
 class Env(PlatformEnv):
     """A flow on Google Play, the fake Google around it, and what a test looks at."""
 
-    def __init__(self, play: FakePlay) -> None:
+    def __init__(self, play: FakePlay, **platform: Any) -> None:
         self.play = play
         self.clock = ManualClock(START)
         self.notifier = MemoryNotifier()
         service = androidpublisher(http=httplib2.Http(timeout=10), api_endpoint=play.url)
-        self.platform = GooglePlayPlatform(PlayClient(service, PACKAGE))
+        self.platform = GooglePlayPlatform(PlayClient(service, PACKAGE), **platform)
         self.flow = open_flow(
             "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
         )
@@ -86,8 +88,11 @@ class Env(PlatformEnv):
             kind="consumable",
         )
         add(pm, sku="pro", title="Pro", description="d", price=Money(499, "USD"), kind="subscription", period="month")  # fmt: skip
+        self.auth = PubSubPushAuth(
+            audience=AUDIENCE, service_account_email=PUSHER, certs_url=play.certs_url
+        )
         self.notes = GooglePlayNotifications(
-            self.flow, self.platform, push_token=TOKEN, subscription=SUBSCRIPTION
+            self.flow, self.platform, push_auth=self.auth, subscription=SUBSCRIPTION
         )
         self._seq = 0
 
@@ -95,7 +100,8 @@ class Env(PlatformEnv):
         if message_id is None:
             self._seq += 1
             message_id = f"msg-{self._seq}"
-        return self.notes.ingest_push(push(notification, message_id), token=TOKEN)
+        envelope = push(notification, message_id)
+        return self.notes.ingest_push(envelope, authorization=self.play.sign())
 
     def bought(self, n: int = 1, account: str = "u1") -> tuple[str, str, Order]:
         """A gems purchase Google notified: (purchase token, order id, order)."""
@@ -231,7 +237,11 @@ def test_a_chargeback_review_is_answered_within_googles_deadline(env: Env, decis
     assert env.play.refund_calls() == []  # a chargeback is never refunded a second time
     if decision == "approve":
         assert refund.status is RefundStatus.APPROVED
-        env.deliver(voided(token, order_id, ms(env.clock.now())))  # Google grants it
+        unconfirmed = env.deliver(voided(token, order_id, ms(env.clock.now())))
+        assert unconfirmed.outcome == "unconfirmed"  # Google does not say so: nothing changes
+        assert env.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.APPROVED
+        env.play.orders[order_id] = {"state": "REFUNDED"}  # Google grants it
+        env.deliver(voided(token, order_id, ms(env.clock.now())))
         assert env.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.REFUNDED
         assert env.order(order.id).status is OrderStatus.REFUNDED
     else:
@@ -276,15 +286,13 @@ def test_the_app_can_confirm_a_purchase_with_its_token(env: Env) -> None:
     assert env.order(pending.id).status is OrderStatus.PENDING_PAYMENT
 
 
-@pytest.mark.parametrize("forge", ["no_token", "other_package", "other_subscription", "not_base64", "two_bodies", "unknown_purchase"])  # fmt: skip
+@pytest.mark.parametrize("forge", ["other_package", "other_subscription", "not_base64", "two_bodies", "unknown_purchase"])  # fmt: skip
 def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
     env: Env, forge: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     note = one_time("tok-forged", "gems", ms(START))
-    envelope, token = push(note, "m-x"), TOKEN
-    if forge == "no_token":
-        token = "guess"
-    elif forge == "other_package":
+    envelope = push(note, "m-x")
+    if forge == "other_package":
         envelope = push(note, "m-x", package="com.evil")
     elif forge == "other_subscription":
         envelope["subscription"] = "projects/evil/subscriptions/x"
@@ -294,7 +302,7 @@ def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
         envelope = push({**note, **voided("t", "o", 1)}, "m-x")
     before = env.snapshot()
     with caplog.at_level(logging.WARNING), pytest.raises(NotificationRejected) as refused:
-        env.notes.ingest_push(envelope, token=token)
+        env.notes.ingest_push(envelope, authorization=env.play.sign())
     assert refused.value.source == "google_play"
     assert env.snapshot() == before
     assert any("refused google_play notification" in r.getMessage() for r in caplog.records)
@@ -308,12 +316,14 @@ def test_the_push_endpoint_answers_pubsub(env: Env) -> None:
     )
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/play/rtdn"
+    signed = {"Authorization": env.play.sign()}
     try:
         envelope = push(one_time("tok-w", "gems", ms(START)), "m-w")
-        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")
-        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")  # redelivery
-        assert post_json(f"{url}?token=nope", envelope)[0] == 403
-        assert post_json(f"{url}?token={TOKEN}", {"message": {}})[0] == 400
+        assert post_json(url, envelope)[0] == 403  # anonymous
+        assert post_json(url, envelope, signed) == (200, "paid")
+        assert post_json(url, envelope, signed) == (200, "paid")  # redelivery
+        assert post_json(url, envelope, {"Authorization": env.play.sign(aud="x")})[0] == 403
+        assert post_json(url, {"message": {}}, signed)[0] == 400
     finally:
         server.shutdown()
         server.server_close()
