@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from appstoreserverlibrary.api_client import APIException
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
 )
@@ -166,6 +167,9 @@ class AppStoreNotifications:
     def _purchase(self, txn: JWSTransactionDecodedPayload, key: str) -> Order:
         platform = self._platform
         assert txn.transactionId is not None and txn.productId is not None  # verified
+        original = txn.originalTransactionId
+        if original and original != txn.transactionId:
+            self._record_original(original)
         return self._flow.platform_events.purchased(
             self._actor,
             platform=platform.platform,
@@ -176,6 +180,22 @@ class AppStoreNotifications:
             amount=platform.amount_of(txn),
             idempotency_key=key,
         )
+
+    def _record_original(self, original: str) -> None:
+        """A renewal that came before its subscription's first purchase: look the first one
+        up (when an API client is configured) and record it, so the renewal links to it."""
+        events, platform = self._flow.platform_events, self._platform
+        if not platform.can_look_up:
+            return
+        if events.order_for_transaction(self._actor, platform.platform, original) is not None:
+            return
+        try:
+            first = platform.look_up(original)
+        except APIException as exc:
+            log.warning("first purchase %s not found at Apple: %s", original, exc)
+            return
+        if first.revocationDate is None and first.transactionId == original:
+            self._purchase(first, f"{SOURCE}:txn:{original}")
 
     def _signed_at(self, note: ResponseBodyV2DecodedPayload) -> datetime:
         if note.signedDate is None:

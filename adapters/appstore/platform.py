@@ -254,6 +254,21 @@ class AppStorePlatform:
             return None
         return minor_units(txn.price, txn.currency)
 
+    def look_up(self, transaction_id: str) -> JWSTransactionDecodedPayload:
+        """Get Transaction Info, verified. Raises APIException (Apple answered an error),
+        NotificationRejected (it did not verify), PlatformUnavailable (no answer)."""
+        if self._api is None:
+            raise PlatformUnavailable("no App Store API client", platform=SOURCE)
+        try:
+            info = self._api.get_transaction_info(transaction_id)
+        except requests.RequestException as exc:
+            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
+        return self.verify_transaction(info.signedTransactionInfo or "")
+
+    @property
+    def can_look_up(self) -> bool:
+        return self._api is not None
+
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         """Confirm a purchase the app made with StoreKit: ``token`` is its transaction id,
@@ -261,13 +276,9 @@ class AppStorePlatform:
         if self._api is None:
             return self._failed(PaymentKind.CHARGE, order.amount, "no App Store API client")
         try:
-            info = self._api.get_transaction_info(token)
+            txn = self.look_up(token)
         except APIException as exc:
             return self._api_failed(PaymentKind.CHARGE, order.amount, exc)
-        except requests.RequestException as exc:
-            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
-        try:
-            txn = self.verify_transaction(info.signedTransactionInfo or "")
         except NotificationRejected as exc:
             return self._failed(PaymentKind.CHARGE, order.amount, str(exc))
         if self.sku_for(txn.productId or "") != order.sku or txn.revocationDate is not None:

@@ -243,3 +243,21 @@ def test_a_notification_of_a_kind_not_handled_is_acknowledged_and_logged(
         server.shutdown()
         server.server_close()
     assert any(f"ignored App Store notification {kind}" in r.getMessage() for r in caplog.records)
+
+
+def test_a_renewal_before_its_initial_buy_is_still_linked_to_the_subscription(env: Env) -> None:
+    apple = env.apple
+    first_tid = apple.next_id()
+    first_txn = apple.transaction("pro", START, transaction_id=first_tid, account="u1", price=4990)
+    env.api.transactions[first_tid] = first_txn  # Apple's Get Transaction Info knows it
+    env.clock.advance(timedelta(days=30))
+    renewal_txn = apple.transaction("pro", env.clock.now(), original=first_tid, price=4990)
+    renewed = env.notes.ingest(apple.notification("DID_RENEW", renewal_txn, env.clock.now()))
+    initial = env.notes.ingest(
+        apple.notification("SUBSCRIBED", first_txn, START, subtype="INITIAL_BUY")
+    )
+    assert renewed.order_id is not None and initial.order_id is not None
+    renewal, first = env.order(renewed.order_id), env.order(initial.order_id)
+    assert renewal.subscription_id == first.id
+    assert (first.platform_transaction_id, first.status) == (first_tid, OrderStatus.PAID)
+    assert len(env.flow.orders.query(BUYER).items) == 2

@@ -86,7 +86,7 @@ def test_an_anonymous_or_forged_push_is_refused_with_403_and_changes_nothing(
 def test_with_no_push_authentication_configured_every_push_is_refused(play: FakePlay) -> None:
     env = Env(play)
     open_door = GooglePlayNotifications(env.flow, env.platform)
-    token, order_id, order = env.bought()
+    token, order_id, _ = env.bought()
     before = env.snapshot()
     with pytest.raises(NotificationRejected, match="no push authentication") as refused:
         open_door.ingest_push(
@@ -194,7 +194,9 @@ def test_a_notification_of_an_unknown_kind_is_acknowledged_and_logged(
     before = env.snapshot()
     try:
         with caplog.at_level(logging.INFO):
-            status, outcome = post_json(url, push(note, "m-new"), {"Authorization": env.play.sign()})
+            status, outcome = post_json(
+                url, push(note, "m-new"), {"Authorization": env.play.sign()}
+            )
     finally:
         server.shutdown()
         server.server_close()
