@@ -3,8 +3,12 @@
 Verified with the library's ``SignedDataVerifier`` (chain to the configured roots, bundle id,
 app Apple id, environment), then mapped:
 
-- ``ONE_TIME_CHARGE``, ``SUBSCRIBED``, ``DID_RENEW``: the purchase is recorded and paid (a
-  renewal is a new order linked to the subscription's first order);
+- ``ONE_TIME_CHARGE``, ``SUBSCRIBED``, ``DID_RENEW``, and an upgrade
+  (``DID_CHANGE_RENEWAL_PREF`` or ``OFFER_REDEEMED`` with subtype ``UPGRADE``: Apple charges
+  it at once, with a new transaction): the purchase is recorded and paid (a renewal or an
+  upgrade is a new order linked to the subscription's first order; a renewal that comes
+  before its first purchase looks that one up first). A ``FAMILY_SHARED`` transaction is a
+  family member's access, recorded at zero: the revenue is the purchaser's;
 - ``CONSUMPTION_REQUEST``: a refund review opens (or joins the buyer's open request) with
   Apple's deadline (12 hours after Apple signed the request, configurable);
 - ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
@@ -37,6 +41,7 @@ from appstoreserverlibrary.models.NotificationTypeV2 import NotificationTypeV2 a
 from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
+from appstoreserverlibrary.models.Subtype import Subtype
 
 from iap_flow import SYSTEM, Actor, Flow, NotFound, Order
 from iap_flow.adapters.appstore.platform import SOURCE, AppStorePlatform
@@ -52,12 +57,17 @@ from iap_flow.adapters.webhooks import (
 log = logging.getLogger("iap_flow.adapters.appstore")
 
 _PURCHASES = frozenset({Type.ONE_TIME_CHARGE, Type.SUBSCRIBED, Type.DID_RENEW})
+_UPGRADES = frozenset({Type.DID_CHANGE_RENEWAL_PREF, Type.OFFER_REDEEMED})
 _ABOUT_A_TRANSACTION = _PURCHASES | {
     Type.REFUND,
     Type.REFUND_DECLINED,
     Type.REFUND_REVERSED,
     Type.CONSUMPTION_REQUEST,
 }
+
+
+def _upgrade(note: ResponseBodyV2DecodedPayload) -> bool:
+    return note.notificationType in _UPGRADES and note.subtype is Subtype.UPGRADE
 
 
 class AppStoreNotifications:
@@ -78,7 +88,7 @@ class AppStoreNotifications:
         if not note.notificationUUID or not note.rawNotificationType:
             raise rejected(SOURCE, "malformed", "notification has no notificationUUID or type")
         txn = None
-        if note.notificationType in _ABOUT_A_TRANSACTION:
+        if note.notificationType in _ABOUT_A_TRANSACTION or _upgrade(note):
             signed = note.data.signedTransactionInfo if note.data else None
             if not signed:
                 raise rejected(
@@ -131,6 +141,8 @@ class AppStoreNotifications:
             )
             return "ignored", None, None
         key = f"{SOURCE}:{note.notificationUUID}"
+        if _upgrade(note):
+            kind = Type.DID_RENEW  # a new, charged transaction of the same subscription
         if kind in _PURCHASES and txn.revocationDate is None:
             order = self._purchase(txn, key)
             return "paid", order.id, None

@@ -17,6 +17,7 @@ from appstoreserverlibrary.api_client import APIException, AppStoreServerAPIClie
 from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
 from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
 from appstoreserverlibrary.models.Environment import Environment
+from appstoreserverlibrary.models.InAppOwnershipType import InAppOwnershipType
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
 )
@@ -249,7 +250,10 @@ class AppStorePlatform:
             )
 
     def amount_of(self, txn: JWSTransactionDecodedPayload) -> Money | None:
-        """What the buyer paid, if Apple says (price and currency); else None."""
+        """What the buyer paid, if Apple says (price and currency); else None. A
+        family-shared transaction is access, not revenue: zero."""
+        if txn.inAppOwnershipType is InAppOwnershipType.FAMILY_SHARED:
+            return Money(0, txn.currency or "USD")  # the family organiser's purchase paid
         if txn.price is None or not txn.currency:
             return None
         return minor_units(txn.price, txn.currency)

@@ -228,6 +228,7 @@ class Apple:
         currency: str = "USD",
         revoked_at: datetime | None = None,
         signed_at: datetime | None = None,
+        ownership: str = "PURCHASED",
     ) -> str:
         txn = transaction_id or self.next_id()
         payload: dict[str, Any] = {
@@ -239,7 +240,7 @@ class Apple:
             "originalPurchaseDate": ms(at),
             "quantity": 1,
             "type": "Consumable",
-            "inAppOwnershipType": "PURCHASED",
+            "inAppOwnershipType": ownership,
             "signedDate": ms(signed_at or at),
             "environment": self.environment,
             "transactionReason": "PURCHASE",

@@ -22,6 +22,7 @@ from platform_env import QuietHandler, post_json
 from iap_flow import (
     ConflictError,
     InvalidInput,
+    Money,
     OrderStatus,
     PlatformUnavailable,
     PurchaseNotOwned,
@@ -261,3 +262,36 @@ def test_a_renewal_before_its_initial_buy_is_still_linked_to_the_subscription(en
     assert renewal.subscription_id == first.id
     assert (first.platform_transaction_id, first.status) == (first_tid, OrderStatus.PAID)
     assert len(env.flow.orders.query(BUYER).items) == 2
+
+
+@pytest.mark.parametrize("kind", ["DID_CHANGE_RENEWAL_PREF", "OFFER_REDEEMED"])
+def test_an_upgrade_is_a_charge_recorded_at_once(env: Env, kind: str) -> None:
+    apple = env.apple
+    first_tid = apple.next_id()
+    first_txn = apple.transaction("pro", START, transaction_id=first_tid, account="u1", price=4990)
+    first = env.notes.ingest(apple.notification("SUBSCRIBED", first_txn, START))
+    env.clock.advance(timedelta(days=3))
+    upgrade_txn = apple.transaction("pro", env.clock.now(), original=first_tid, price=9990)
+    upgraded = env.notes.ingest(
+        apple.notification(kind, upgrade_txn, env.clock.now(), subtype="UPGRADE")
+    )
+    assert upgraded.outcome == "paid" and upgraded.order_id != first.order_id
+    assert upgraded.order_id is not None
+    order = env.order(upgraded.order_id)
+    assert (order.subscription_id, order.amount, order.status) == (
+        first.order_id, Money(999, "USD"), OrderStatus.PAID
+    )  # fmt: skip
+    downgrade = apple.transaction("pro", env.clock.now(), original=first_tid, price=1990)
+    later = env.notes.ingest(
+        apple.notification(kind, downgrade, env.clock.now(), subtype="DOWNGRADE")
+    )
+    assert later.outcome == "ignored"  # takes effect at the next renewal, charged then
+    assert len(env.flow.orders.query(BUYER).items) == 2
+
+
+def test_a_family_shared_transaction_is_access_with_no_revenue(env: Env) -> None:
+    txn = env.apple.transaction("gems", START, account="u7", ownership="FAMILY_SHARED")
+    result = env.notes.ingest(env.apple.notification("ONE_TIME_CHARGE", txn, START))
+    assert result.order_id is not None
+    order = env.order(result.order_id)
+    assert (order.user_id, order.status, order.amount) == ("u7", OrderStatus.PAID, Money(0, "USD"))
