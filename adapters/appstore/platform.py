@@ -26,13 +26,17 @@ from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
 from appstoreserverlibrary.signed_data_verifier import (
-    SignedDataVerifier,
     VerificationException,
     VerificationStatus,
 )
 
 from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
-from iap_flow.adapters.appstore.verify import CACHE_SECONDS, CACHE_SIZE, CachingChainVerifier
+from iap_flow.adapters.appstore.verify import (
+    CACHE_SECONDS,
+    CACHE_SIZE,
+    CachingChainVerifier,
+    FastSignedDataVerifier,
+)
 from iap_flow.adapters.webhooks import NotificationRejected, rejected
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
@@ -167,7 +171,7 @@ class AppStorePlatform:
         if not roots and environment not in UNSIGNED_ENVIRONMENTS:
             raise InvalidInput("App Store root_certificates are needed", field="root_certificates")
         try:
-            self.verifier = SignedDataVerifier(
+            self.verifier = FastSignedDataVerifier(
                 roots, enable_online_checks, environment, bundle_id, app_apple_id
             )
         except ValueError as exc:
