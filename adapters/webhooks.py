@@ -77,26 +77,38 @@ def already_applied(flow: Flow, source: str, notification_id: str) -> IngestResu
 
 
 def apply_once(
-    flow: Flow, source: str, notification_id: str, kind: str, apply: Callable[[], Applied]
+    flow: Flow,
+    source: str,
+    notification_id: str,
+    kind: str,
+    apply: Callable[[], Applied],
+    *,
+    checked: bool = False,
 ) -> IngestResult:
     """Apply a verified notification at most once.
 
     A notification applied before returns its first result at once. Otherwise ``apply`` runs
     core commands keyed by the notification id (so two processes racing on one delivery
-    change things once), then the id is remembered and the result kept for duplicates.
+    change things once), then the id is remembered with its result for duplicates.
+    ``checked`` says the caller just asked :func:`already_applied`.
     """
-    seen = already_applied(flow, source, notification_id)
+    seen = None if checked else already_applied(flow, source, notification_id)
     if seen is not None:
         return seen
     outcome, order_id, refund_id = apply()
     result = IngestResult(source, notification_id, kind, outcome, order_id, refund_id)
-    now = flow.clock.now()
-    if not flow.store.remember_event(source, notification_id, now):
-        return attrs.evolve(result, duplicate=True)
-    # A crash before this line costs a repeat of ``apply`` (idempotent), nothing more.
-    with flow.store.transaction() as tx:
-        key = _result_key(source, notification_id)
-        tx.idempotency_put(key, "webhook", "", json.dumps(result.as_dict()), now)
+    key, now = _result_key(source, notification_id), flow.clock.now()
+    # Remembered with its result in one transaction; a crash before it costs a repeat of
+    # ``apply`` (idempotent), nothing more.
+    try:
+        with flow.store.transaction() as tx:
+            if tx.idempotency_get(key) is not None:
+                return attrs.evolve(result, duplicate=True)
+            tx.idempotency_put(key, "webhook", "", json.dumps(result.as_dict()), now)
+    except Exception:
+        if already_applied(flow, source, notification_id) is None:
+            raise
+        return attrs.evolve(result, duplicate=True)  # another process remembered it first
     return result
 
 

@@ -49,6 +49,7 @@ from iap_flow.adapters.webhooks import (
     Applied,
     IngestResult,
     StartResponse,
+    already_applied,
     apply_once,
     rejected,
     wsgi_app,
@@ -87,6 +88,10 @@ class AppStoreNotifications:
         note = self._platform.verify_notification(signed_payload)
         if not note.notificationUUID or not note.rawNotificationType:
             raise rejected(SOURCE, "malformed", "notification has no notificationUUID or type")
+        uuid = note.notificationUUID
+        seen = already_applied(self._flow, SOURCE, uuid)
+        if seen is not None:  # Apple's retry: the first result, no more verification
+            return seen
         txn = None
         if note.notificationType in _ABOUT_A_TRANSACTION or _upgrade(note):
             signed = note.data.signedTransactionInfo if note.data else None
@@ -95,10 +100,12 @@ class AppStoreNotifications:
                     SOURCE, "malformed", f"{note.rawNotificationType} has no transaction"
                 )
             txn = self._platform.verify_transaction(signed)
-        uuid = note.notificationUUID
-        return apply_once(
-            self._flow, SOURCE, uuid, note.rawNotificationType, lambda: self._apply(note, txn)
-        )
+        kind = note.rawNotificationType
+
+        def apply() -> Applied:
+            return self._apply(note, txn)
+
+        return apply_once(self._flow, SOURCE, uuid, kind, apply, checked=True)
 
     def ingest_body(self, body: bytes, environ: Mapping[str, Any] | None = None) -> IngestResult:
         """Ingest the JSON body Apple POSTs: ``{"signedPayload": "..."}``."""
