@@ -5,8 +5,9 @@
 """
 
 from iap_flow.adapters.accounts import app_account_token
+from iap_flow.adapters.appstore.client import api_client
 from iap_flow.adapters.appstore.ingest import AppStoreNotifications
-from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform, api_client
+from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform
 from iap_flow.adapters.webhooks import IngestResult, NotificationRejected
 
 __all__ = [

@@ -38,10 +38,11 @@ from iap_flow.adapters.appstore.verify import (
     FastSignedDataVerifier,
 )
 from iap_flow.adapters.webhooks import NotificationRejected, rejected
+from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
 from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
-from iap_flow.ports import PaymentKind, PaymentResult
+from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
 SOURCE = "app_store"
 REVIEW_WINDOW = timedelta(hours=12)
@@ -65,44 +66,6 @@ def minor_units(price_milliunits: int, currency: str) -> Money:
     return Money((scaled + 500) // 1000, currency)
 
 
-class _LocalAPIClient(AppStoreServerAPIClient):
-    """The library's client with its base URL moved (it hard-codes Apple's hosts)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        signing_key: bytes,
-        key_id: str,
-        issuer_id: str,
-        bundle_id: str,
-        environment: Environment,
-    ) -> None:
-        super().__init__(signing_key, key_id, issuer_id, bundle_id, environment)
-        self._local_base = base_url.rstrip("/")
-
-    def _get_full_url(self, path: str) -> str:
-        return self._local_base + path
-
-
-def api_client(
-    *,
-    signing_key: bytes,
-    key_id: str,
-    issuer_id: str,
-    bundle_id: str,
-    environment: Environment,
-    base_url: str | None = None,
-) -> AppStoreServerAPIClient:
-    """The App Store Server API client for your In-App Purchase key (from App Store Connect).
-
-    ``base_url`` points it somewhere other than Apple's host for its environment (a test
-    double or a proxy).
-    """
-    if base_url is None:
-        return AppStoreServerAPIClient(signing_key, key_id, issuer_id, bundle_id, environment)
-    return _LocalAPIClient(base_url, signing_key, key_id, issuer_id, bundle_id, environment)
-
-
 def _never(order: Order) -> bool:
     return False
 
@@ -120,7 +83,11 @@ class AppStorePlatform:
     API client (:func:`api_client`), needed to look purchases up and to answer refund reviews.
     ``consent(order)`` says whether the buyer agreed to share consumption data with Apple
     (without it Apple must not be answered); ``consumption(order)`` gives the share consumed in
-    milliunits (0-100000) or None. ``skus`` maps Apple product ids to catalogue SKUs when they
+    milliunits (0-100000) or None; ``delivery_status(order)`` the ``DeliveryStatus`` when
+    your app knows better than the order's state (None: from the order). An answer is
+    checked before it is sent (share 0-100000, none for an undelivered purchase) and never
+    sent after the refund's review deadline (Apple's window; ``clock`` tells the time).
+    ``skus`` maps Apple product ids to catalogue SKUs when they
     differ. ``user_for(transaction)`` names the buyer (default: the transaction's
     ``appAccountToken``, the id your app set at purchase).
 
@@ -159,6 +126,8 @@ class AppStorePlatform:
         account_namespace: uuid.UUID = APP_ACCOUNT_NAMESPACE,
         chain_cache_size: int = CACHE_SIZE,
         chain_cache_seconds: float = CACHE_SECONDS,
+        delivery_status: Callable[[Order], DeliveryStatus | None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if environment in UNSIGNED_ENVIRONMENTS and not allow_unsigned_for_testing:
             raise InvalidInput(
@@ -185,6 +154,8 @@ class AppStorePlatform:
         self.verifier._chain_verifier = self.chains
         self._require_account = require_account_token
         self._namespace = account_namespace
+        self._delivery = delivery_status
+        self._clock: Clock = clock or SystemClock()
         self.environment = environment
         self.review_window = review_window
         self._api = api
@@ -325,16 +296,24 @@ class AppStorePlatform:
             return self._failed(kind, amount, "no App Store API client to answer Apple with")
         if order.platform_transaction_id is None:
             return self._failed(kind, amount, f"order {order.id} has no App Store transaction")
+        now, due = self._clock.now(), refund.review_due_at
+        if due is not None and now > due:
+            why = f"Apple's window closed at {due.isoformat()}: the answer was not sent"
+            return self._failed(kind, amount, why)
         approve = refund.status is RefundStatus.APPROVED
+        delivery = self._delivery(order) if self._delivery is not None else None
+        if delivery is None:
+            delivered = order.status in _DELIVERED
+            delivery = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.UNDELIVERED_OTHER
+        consumed = self._consumption(order)
+        problem = _consumption_problem(consumed, delivery)
+        if problem is not None:
+            return self._failed(kind, amount, f"not sent to Apple: {problem}")
         body = ConsumptionRequest(
             customerConsented=True,
             sampleContentProvided=self._sample,
-            deliveryStatus=(
-                DeliveryStatus.DELIVERED
-                if order.status in _DELIVERED
-                else DeliveryStatus.UNDELIVERED_OTHER
-            ),
-            consumptionPercentage=self._consumption(order),
+            deliveryStatus=delivery,
+            consumptionPercentage=consumed,
             refundPreference=RefundPreference.GRANT_FULL if approve else RefundPreference.DECLINE,
         )
         try:
@@ -363,6 +342,19 @@ class AppStorePlatform:
         return PaymentResult(
             False, kind, amount, error=error, retryable=status >= 500 or status == 429
         )
+
+
+def _consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | None:
+    """Why Apple would refuse this consumption share, if it would."""
+    if consumed is None:
+        return None
+    if isinstance(consumed, bool) or not isinstance(consumed, int):
+        return f"consumption share {consumed!r} is not an integer of milliunits"
+    if not 0 <= consumed <= 100_000:
+        return f"consumption share {consumed} is outside 0-100000 milliunits"
+    if consumed and delivery is not DeliveryStatus.DELIVERED:
+        return "an undelivered purchase has no consumption share"
+    return None
 
 
 def _refused(what: str, exc: VerificationException) -> Exception:

@@ -74,6 +74,7 @@ class Env(PlatformEnv):
         settings: dict[str, Any] = {
             "consent": lambda order: True,
             "enable_online_checks": False,
+            "clock": self.clock,
             **options,
         }
         self.platform = AppStorePlatform(

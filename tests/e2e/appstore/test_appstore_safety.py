@@ -14,8 +14,9 @@ from typing import Any
 from wsgiref.simple_server import make_server
 
 import pytest
-from apple_env import BUYER, START, Env
+from apple_env import AGENT, BUYER, START, Env, bought
 from apple_fakes import APP_APPLE_ID, BUNDLE_ID, Apple, Chain, FakeAppStoreAPI, tamper
+from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
 from appstoreserverlibrary.models.Environment import Environment
 from platform_env import QuietHandler, post_json
 
@@ -32,6 +33,8 @@ from iap_flow.adapters.appstore import (
     NotificationRejected,
     app_account_token,
 )
+
+UNDELIVERED = DeliveryStatus.UNDELIVERED_QUALITY_ISSUE
 
 
 def _serve(env: Env) -> tuple[Any, str]:
@@ -295,3 +298,52 @@ def test_a_family_shared_transaction_is_access_with_no_revenue(env: Env) -> None
     assert result.order_id is not None
     order = env.order(result.order_id)
     assert (order.user_id, order.status, order.amount) == ("u7", OrderStatus.PAID, Money(0, "USD"))
+
+
+def _review(env: Env) -> str:
+    _, txn, _ = bought(env)
+    review = env.notes.ingest(env.apple.notification("CONSUMPTION_REQUEST", txn, env.clock.now()))
+    assert review.refund_id is not None
+    return review.refund_id
+
+
+@pytest.mark.parametrize(
+    ("options", "wait", "why"),
+    [
+        ({"consumption": lambda order: 150_000}, timedelta(hours=1), "outside 0-100000"),
+        ({"consumption": lambda order: True}, timedelta(hours=1), "not an integer"),
+        (
+            {"consumption": lambda order: 5_000, "delivery_status": lambda order: UNDELIVERED},
+            timedelta(hours=1),
+            "undelivered",
+        ),
+        ({}, timedelta(hours=13), "window closed"),
+    ],
+)
+def test_an_answer_apple_would_refuse_or_no_longer_count_is_not_sent(
+    chain: Chain,
+    api: FakeAppStoreAPI,
+    key_pem: bytes,
+    options: dict[str, Any],
+    wait: timedelta,
+    why: str,
+) -> None:
+    env = Env(chain, api, key_pem, **options)
+    refund_id = _review(env)
+    env.clock.advance(wait)
+    refund = env.flow.refunds.approve(AGENT, refund_id)
+    assert refund.last_error is not None and why in refund.last_error
+    assert env.api.consumption_answers() == []
+    env.flow.close()
+
+
+def test_the_embedder_supplies_delivery_status_and_share(
+    chain: Chain, api: FakeAppStoreAPI, key_pem: bytes
+) -> None:
+    env = Env(chain, api, key_pem, consumption=lambda order: 0, delivery_status=lambda order: UNDELIVERED)  # fmt: skip
+    env.flow.refunds.reject(AGENT, _review(env), reason="not ours to refund")
+    [answer] = env.api.consumption_answers()
+    assert (answer.body["deliveryStatus"], answer.body["consumptionPercentage"]) == (
+        "UNDELIVERED_QUALITY_ISSUE", 0
+    )  # fmt: skip
+    env.flow.close()
