@@ -17,9 +17,10 @@ from typing import Any
 
 from iap_flow.adapters.accounts import google_account_matches
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
+from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
-from iap_flow.ports import PaymentKind, PaymentResult
+from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
 CHARGED_STATES = ("PROCESSED", "PENDING_REFUND", "PARTIALLY_REFUNDED", "REFUNDED")
 """Order states (orders.get / batchget) of an order the buyer was charged for."""
@@ -56,6 +57,10 @@ class GooglePlayPlatform:
     given, ``user_for(purchase)`` must name the buyer), else
     :class:`~iap_flow.domain.errors.PurchaseNotOwned`; ``require_account_id=False`` also
     accepts purchases that carry none (never one naming someone else).
+
+    A chargeback review's answer is checked before it is sent (``consumption(order)`` in
+    0-100000 milliunits) and never sent after the review's deadline (``clock`` tells the
+    time): Google keeps only the first answer, within 24 hours.
     """
 
     decides_refunds = False
@@ -71,8 +76,10 @@ class GooglePlayPlatform:
         consumption: Callable[[Order], int | None] = _no_consumption,
         review_window: timedelta = REVIEW_WINDOW,
         require_account_id: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
+        self._clock: Clock = clock or SystemClock()
         self._require_account = require_account_id
         self.review_window = review_window
         self._revoke = revoke
@@ -200,13 +207,24 @@ class GooglePlayPlatform:
         if token is None or txn is None:
             error = "Google did not ask for this review (no pending refund token)"
             return PaymentResult(False, kind, amount, error=error)
+        due = refund.review_due_at
+        if due is not None and self._clock.now() > due:
+            error = f"Google's 24-hour window closed at {due.isoformat()}: the answer was not sent"
+            return PaymentResult(False, kind, amount, error=error)
+        consumed = self._consumption(order)
+        if consumed is not None and (
+            isinstance(consumed, bool)
+            or not isinstance(consumed, int)
+            or not 0 <= consumed <= 100_000
+        ):
+            error = f"not sent to Google: consumption share {consumed!r} is not 0-100000 milliunits"
+            return PaymentResult(False, kind, amount, error=error)
         preference = "APPROVE" if refund.status is RefundStatus.APPROVED else "DECLINE"
         body: dict[str, Any] = {
             "pendingRefundToken": token,
             "sampleContentProvided": self._sample,
             "refundPreference": preference,
         }
-        consumed = self._consumption(order)
         if consumed is not None:
             body["consumptionPercentageMilliunits"] = consumed
         try:

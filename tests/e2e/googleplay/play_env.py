@@ -59,7 +59,9 @@ class Env(PlatformEnv):
         self.clock = ManualClock(START)
         self.notifier = MemoryNotifier()
         service = androidpublisher(http=httplib2.Http(timeout=10), api_endpoint=play.url)
-        self.platform = GooglePlayPlatform(PlayClient(service, PACKAGE), **platform)
+        self.platform = GooglePlayPlatform(
+            PlayClient(service, PACKAGE), **{"clock": self.clock, **platform}
+        )
         self.flow = open_flow(
             "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
         )

@@ -14,7 +14,7 @@ from wsgiref.simple_server import make_server
 
 import pytest
 from platform_env import QuietHandler, post_json
-from play_env import BUYER, START, Env, ms
+from play_env import AGENT, BUYER, START, Env, ms
 from play_fakes import (
     AUDIENCE,
     PUSHER,
@@ -23,6 +23,7 @@ from play_fakes import (
     one_time,
     product_purchase,
     push,
+    refund_review,
     subscription,
     subscription_purchase,
     voided,
@@ -258,3 +259,23 @@ def test_a_late_renewal_is_recorded_by_the_order_it_is_about(env: Env) -> None:
     assert set(by_txn) == {f"{first_id}..1", f"{first_id}..0"}
     assert all(o.subscription_id == first.order_id for o in by_txn.values())
     assert len(env.flow.orders.query(BUYER).items) == 3  # nothing lost, nothing doubled
+
+
+@pytest.mark.parametrize(
+    ("options", "wait", "why"),
+    [
+        ({"consumption": lambda order: 150_000}, timedelta(hours=1), "not 0-100000"),
+        ({}, timedelta(hours=25), "window closed"),
+    ],
+)
+def test_a_chargeback_answer_google_would_not_take_is_not_sent(
+    play: FakePlay, options: dict[str, Any], wait: timedelta, why: str
+) -> None:
+    env = Env(play, **options)
+    _, order_id, _ = env.bought()
+    opened = env.deliver(refund_review(order_id, "pending-1", ms(env.clock.now())))
+    env.clock.advance(wait)
+    refund = env.flow.refunds.approve(AGENT, opened.refund_id)
+    assert refund.last_error is not None and why in refund.last_error
+    assert env.play.review_calls() == []
+    env.flow.close()
