@@ -2,10 +2,12 @@
 applying a notification once, and a small WSGI endpoint around an ingest function.
 
 The endpoint is optional: the SDK calls (``ingest(...)``) work without it. It answers
-200 when the notification was applied (or was a duplicate, or needed nothing), 400 when it
-was refused (the sender should not retry a forged or malformed payload, but may), 403 when
-the push was not authenticated, and 500 when applying it failed for a reason that may pass
-(the store was down, a product is missing from the catalogue): the sender retries later.
+200 when the notification was applied (or was a duplicate, or needed nothing, or is of a kind
+this version does not know), 400 when it was refused (the sender should not retry a forged
+or malformed payload, but may), 403 when the push was not authenticated, 503 when it could
+not be checked or confirmed now (an OCSP responder or the store's API out of reach) and 500
+when applying it failed for another reason that may pass (a product missing from the
+catalogue): the sender retries later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from iap_flow import SYSTEM, Flow, IapFlowError
+from iap_flow import Flow, IapFlowError, PlatformUnavailable
 
 log = logging.getLogger("iap_flow.adapters.webhooks")
 
@@ -59,17 +61,55 @@ Applied = tuple[str, str | None, str | None]
 """``(outcome, order_id, refund_id)`` returned by an adapter's mapping of one notification."""
 
 
+def _result_key(source: str, notification_id: str) -> str:
+    return f"webhook:{source}:{notification_id}"
+
+
+def already_applied(flow: Flow, source: str, notification_id: str) -> IngestResult | None:
+    """What the first delivery of this notification did, if one was applied (one read, no
+    call to the store's API): a duplicate is recognised before anything else is done."""
+    with flow.store.transaction() as tx:
+        hit = tx.idempotency_get(_result_key(source, notification_id))
+    if hit is None:
+        return None
+    first = json.loads(hit[2])
+    return IngestResult(**{**first, "duplicate": True})
+
+
 def apply_once(
-    flow: Flow, source: str, notification_id: str, kind: str, apply: Callable[[], Applied]
+    flow: Flow,
+    source: str,
+    notification_id: str,
+    kind: str,
+    apply: Callable[[], Applied],
+    *,
+    checked: bool = False,
 ) -> IngestResult:
     """Apply a verified notification at most once.
 
-    ``apply`` runs core commands keyed by the notification id, so a repeat changes nothing
-    and returns the first result; the id is then remembered, which tells a duplicate apart.
+    A notification applied before returns its first result at once. Otherwise ``apply`` runs
+    core commands keyed by the notification id (so two processes racing on one delivery
+    change things once), then the id is remembered with its result for duplicates.
+    ``checked`` says the caller just asked :func:`already_applied`.
     """
+    seen = None if checked else already_applied(flow, source, notification_id)
+    if seen is not None:
+        return seen
     outcome, order_id, refund_id = apply()
-    first = flow.remember_event(SYSTEM, source, notification_id)
-    return IngestResult(source, notification_id, kind, outcome, order_id, refund_id, not first)
+    result = IngestResult(source, notification_id, kind, outcome, order_id, refund_id)
+    key, now = _result_key(source, notification_id), flow.clock.now()
+    # Remembered with its result in one transaction; a crash before it costs a repeat of
+    # ``apply`` (idempotent), nothing more.
+    try:
+        with flow.store.transaction() as tx:
+            if tx.idempotency_get(key) is not None:
+                return attrs.evolve(result, duplicate=True)
+            tx.idempotency_put(key, "webhook", "", json.dumps(result.as_dict()), now)
+    except Exception:
+        if already_applied(flow, source, notification_id) is None:
+            raise
+        return attrs.evolve(result, duplicate=True)  # another process remembered it first
+    return result
 
 
 def rejected(source: str, reason: str, message: str) -> NotificationRejected:
@@ -88,6 +128,7 @@ _STATUS = {
     413: "413 Payload Too Large",
     405: "405 Method Not Allowed",
     500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
 }
 
 
@@ -118,6 +159,9 @@ def _handle(ingest: Ingest, environ: dict[str, Any]) -> tuple[int, dict[str, Any
         return 200, ingest(body, environ).as_dict()
     except NotificationRejected as exc:
         return (403 if exc.reason == "unauthenticated" else 400), {"error": str(exc)}
+    except PlatformUnavailable as exc:  # could not check or confirm it now: retry later
+        log.warning("store notification not applied yet: %s", exc)
+        return 503, {"error": str(exc)}
     except Exception as exc:  # any other failure: answer 500 so the store retries later
         log.exception("could not apply a store notification")
         return 500, {"error": f"{type(exc).__name__}: {exc}"}

@@ -42,9 +42,13 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def post_json(url: str, body: dict[str, Any]) -> tuple[int, str | None]:
+def post_json(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, str | None]:
     """POST ``body`` as JSON; the HTTP status and the endpoint's ``outcome``."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())["outcome"]

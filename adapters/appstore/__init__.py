@@ -4,8 +4,10 @@
 :class:`AppStoreNotifications` feeds App Store Server Notifications V2 into the flow.
 """
 
+from iap_flow.adapters.accounts import app_account_token
+from iap_flow.adapters.appstore.client import api_client
 from iap_flow.adapters.appstore.ingest import AppStoreNotifications
-from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform, api_client
+from iap_flow.adapters.appstore.platform import REVIEW_WINDOW, AppStorePlatform
 from iap_flow.adapters.webhooks import IngestResult, NotificationRejected
 
 __all__ = [
@@ -15,4 +17,5 @@ __all__ = [
     "IngestResult",
     "NotificationRejected",
     "api_client",
+    "app_account_token",
 ]

@@ -3,14 +3,23 @@
 Verified with the library's ``SignedDataVerifier`` (chain to the configured roots, bundle id,
 app Apple id, environment), then mapped:
 
-- ``ONE_TIME_CHARGE``, ``SUBSCRIBED``, ``DID_RENEW``: the purchase is recorded and paid (a
-  renewal is a new order linked to the subscription's first order);
+- ``ONE_TIME_CHARGE``, ``SUBSCRIBED``, ``DID_RENEW``, and an upgrade
+  (``DID_CHANGE_RENEWAL_PREF`` or ``OFFER_REDEEMED`` with subtype ``UPGRADE``: Apple charges
+  it at once, with a new transaction): the purchase is recorded and paid (a renewal or an
+  upgrade is a new order linked to the subscription's first order; a renewal that comes
+  before its first purchase looks that one up first). A ``FAMILY_SHARED`` transaction is a
+  family member's access, recorded at zero: the revenue is the purchaser's;
 - ``CONSUMPTION_REQUEST``: a refund review opens (or joins the buyer's open request) with
   Apple's deadline (12 hours after Apple signed the request, configurable);
 - ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
 - ``REFUND_DECLINED``: Apple declined: the refund is rejected, the buyer is told;
 - ``REFUND_REVERSED``: Apple took a refund back: audited and told (states stay refunded);
-- anything else is acknowledged and ignored.
+- anything else (including kinds this version does not know) is acknowledged, logged and
+  ignored: refusing it would make Apple retry it for three days.
+
+A transaction that already carries ``revocationDate`` is never recorded as paid: a purchase
+notification about one records the refund, and :meth:`AppStoreNotifications.record_transaction`
+refuses it.
 
 ``notificationUUID`` keys every command, so Apple's retries change nothing and return the
 first result.
@@ -19,10 +28,12 @@ first result.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from appstoreserverlibrary.api_client import APIException
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
 )
@@ -30,6 +41,7 @@ from appstoreserverlibrary.models.NotificationTypeV2 import NotificationTypeV2 a
 from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
+from appstoreserverlibrary.models.Subtype import Subtype
 
 from iap_flow import SYSTEM, Actor, Flow, NotFound, Order
 from iap_flow.adapters.appstore.platform import SOURCE, AppStorePlatform
@@ -37,18 +49,26 @@ from iap_flow.adapters.webhooks import (
     Applied,
     IngestResult,
     StartResponse,
+    already_applied,
     apply_once,
     rejected,
     wsgi_app,
 )
 
+log = logging.getLogger("iap_flow.adapters.appstore")
+
 _PURCHASES = frozenset({Type.ONE_TIME_CHARGE, Type.SUBSCRIBED, Type.DID_RENEW})
+_UPGRADES = frozenset({Type.DID_CHANGE_RENEWAL_PREF, Type.OFFER_REDEEMED})
 _ABOUT_A_TRANSACTION = _PURCHASES | {
     Type.REFUND,
     Type.REFUND_DECLINED,
     Type.REFUND_REVERSED,
     Type.CONSUMPTION_REQUEST,
 }
+
+
+def _upgrade(note: ResponseBodyV2DecodedPayload) -> bool:
+    return note.notificationType in _UPGRADES and note.subtype is Subtype.UPGRADE
 
 
 class AppStoreNotifications:
@@ -68,18 +88,24 @@ class AppStoreNotifications:
         note = self._platform.verify_notification(signed_payload)
         if not note.notificationUUID or not note.rawNotificationType:
             raise rejected(SOURCE, "malformed", "notification has no notificationUUID or type")
+        uuid = note.notificationUUID
+        seen = already_applied(self._flow, SOURCE, uuid)
+        if seen is not None:  # Apple's retry: the first result, no more verification
+            return seen
         txn = None
-        if note.notificationType in _ABOUT_A_TRANSACTION:
+        if note.notificationType in _ABOUT_A_TRANSACTION or _upgrade(note):
             signed = note.data.signedTransactionInfo if note.data else None
             if not signed:
                 raise rejected(
                     SOURCE, "malformed", f"{note.rawNotificationType} has no transaction"
                 )
             txn = self._platform.verify_transaction(signed)
-        uuid = note.notificationUUID
-        return apply_once(
-            self._flow, SOURCE, uuid, note.rawNotificationType, lambda: self._apply(note, txn)
-        )
+        kind = note.rawNotificationType
+
+        def apply() -> Applied:
+            return self._apply(note, txn)
+
+        return apply_once(self._flow, SOURCE, uuid, kind, apply, checked=True)
 
     def ingest_body(self, body: bytes, environ: Mapping[str, Any] | None = None) -> IngestResult:
         """Ingest the JSON body Apple POSTs: ``{"signedPayload": "..."}``."""
@@ -98,8 +124,14 @@ class AppStoreNotifications:
 
     def record_transaction(self, signed_transaction: str) -> Order:
         """Record a purchase from a signed transaction your app sent (StoreKit's
-        ``jwsRepresentation``): verified, then paid once however often it is sent."""
+        ``jwsRepresentation``): verified, then paid once however often it is sent.
+
+        Refuses (NotificationRejected, nothing written) a transaction Apple has revoked."""
         txn = self._platform.verify_transaction(signed_transaction)
+        if txn.revocationDate is not None:
+            raise rejected(
+                SOURCE, "revoked", f"transaction {txn.transactionId} was revoked: it is not paid"
+            )
         return self._purchase(txn, f"{SOURCE}:txn:{txn.transactionId}")
 
     # -- mapping ------------------------------------------------------------------------------
@@ -108,11 +140,21 @@ class AppStoreNotifications:
     ) -> Applied:
         kind = note.notificationType
         if txn is None:
+            log.info(
+                "ignored App Store notification %s/%s (%s): nothing to record",
+                note.rawNotificationType,
+                note.rawSubtype,
+                note.notificationUUID,
+            )
             return "ignored", None, None
         key = f"{SOURCE}:{note.notificationUUID}"
-        if kind in _PURCHASES:
+        if _upgrade(note):
+            kind = Type.DID_RENEW  # a new, charged transaction of the same subscription
+        if kind in _PURCHASES and txn.revocationDate is None:
             order = self._purchase(txn, key)
             return "paid", order.id, None
+        if kind in _PURCHASES:  # Apple already revoked it: the refund is what is true now
+            kind = Type.REFUND
         # About an earlier purchase: record it first if this flow never saw it.
         order = self._purchase(txn, key + ":purchase")
         events, actor = self._flow.platform_events, self._actor
@@ -144,6 +186,9 @@ class AppStoreNotifications:
     def _purchase(self, txn: JWSTransactionDecodedPayload, key: str) -> Order:
         platform = self._platform
         assert txn.transactionId is not None and txn.productId is not None  # verified
+        original = txn.originalTransactionId
+        if original and original != txn.transactionId:
+            self._record_original(original)
         return self._flow.platform_events.purchased(
             self._actor,
             platform=platform.platform,
@@ -154,6 +199,22 @@ class AppStoreNotifications:
             amount=platform.amount_of(txn),
             idempotency_key=key,
         )
+
+    def _record_original(self, original: str) -> None:
+        """A renewal that came before its subscription's first purchase: look the first one
+        up (when an API client is configured) and record it, so the renewal links to it."""
+        events, platform = self._flow.platform_events, self._platform
+        if not platform.can_look_up:
+            return
+        if events.order_for_transaction(self._actor, platform.platform, original) is not None:
+            return
+        try:
+            first = platform.look_up(original)
+        except APIException as exc:
+            log.warning("first purchase %s not found at Apple: %s", original, exc)
+            return
+        if first.revocationDate is None and first.transactionId == original:
+            self._purchase(first, f"{SOURCE}:txn:{original}")
 
     def _signed_at(self, note: ResponseBodyV2DecodedPayload) -> datetime:
         if note.signedDate is None:

@@ -8,6 +8,7 @@ it records Apple's decision from the ``REFUND`` / ``REFUND_DECLINED`` notificati
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from appstoreserverlibrary.api_client import APIException, AppStoreServerAPIClie
 from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
 from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
 from appstoreserverlibrary.models.Environment import Environment
+from appstoreserverlibrary.models.InAppOwnershipType import InAppOwnershipType
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
 )
@@ -23,19 +25,32 @@ from appstoreserverlibrary.models.RefundPreference import RefundPreference
 from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
-from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier, VerificationException
+from appstoreserverlibrary.signed_data_verifier import (
+    VerificationException,
+    VerificationStatus,
+)
 
+from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
+from iap_flow.adapters.appstore.verify import (
+    CACHE_SECONDS,
+    CACHE_SIZE,
+    CachingChainVerifier,
+    FastSignedDataVerifier,
+)
 from iap_flow.adapters.webhooks import NotificationRejected, rejected
-from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
+from iap_flow.domain.clock import SystemClock
+from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
 from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
-from iap_flow.ports import PaymentKind, PaymentResult
+from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
 SOURCE = "app_store"
 REVIEW_WINDOW = timedelta(hours=12)
 """How long Apple waits for consumption information after a ``CONSUMPTION_REQUEST``."""
 
 _DELIVERED = (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
+UNSIGNED_ENVIRONMENTS = (Environment.LOCAL_TESTING, Environment.XCODE)
+"""Environments whose data the App Store does not sign: the library skips every check."""
 
 
 def minor_units(price_milliunits: int, currency: str) -> Money:
@@ -49,44 +64,6 @@ def minor_units(price_milliunits: int, currency: str) -> Money:
     exponent = CURRENCY_EXPONENTS.get(currency, 2)
     scaled = price_milliunits * 10**exponent
     return Money((scaled + 500) // 1000, currency)
-
-
-class _LocalAPIClient(AppStoreServerAPIClient):
-    """The library's client with its base URL moved (it hard-codes Apple's hosts)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        signing_key: bytes,
-        key_id: str,
-        issuer_id: str,
-        bundle_id: str,
-        environment: Environment,
-    ) -> None:
-        super().__init__(signing_key, key_id, issuer_id, bundle_id, environment)
-        self._local_base = base_url.rstrip("/")
-
-    def _get_full_url(self, path: str) -> str:
-        return self._local_base + path
-
-
-def api_client(
-    *,
-    signing_key: bytes,
-    key_id: str,
-    issuer_id: str,
-    bundle_id: str,
-    environment: Environment,
-    base_url: str | None = None,
-) -> AppStoreServerAPIClient:
-    """The App Store Server API client for your In-App Purchase key (from App Store Connect).
-
-    ``base_url`` points it somewhere other than Apple's host for its environment (a test
-    double or a proxy).
-    """
-    if base_url is None:
-        return AppStoreServerAPIClient(signing_key, key_id, issuer_id, bundle_id, environment)
-    return _LocalAPIClient(base_url, signing_key, key_id, issuer_id, bundle_id, environment)
 
 
 def _never(order: Order) -> bool:
@@ -106,9 +83,24 @@ class AppStorePlatform:
     API client (:func:`api_client`), needed to look purchases up and to answer refund reviews.
     ``consent(order)`` says whether the buyer agreed to share consumption data with Apple
     (without it Apple must not be answered); ``consumption(order)`` gives the share consumed in
-    milliunits (0-100000) or None. ``skus`` maps Apple product ids to catalogue SKUs when they
+    milliunits (0-100000) or None; ``delivery_status(order)`` the ``DeliveryStatus`` when
+    your app knows better than the order's state (None: from the order). An answer is
+    checked before it is sent (share 0-100000, none for an undelivered purchase) and never
+    sent after the refund's review deadline (Apple's window; ``clock`` tells the time).
+    ``skus`` maps Apple product ids to catalogue SKUs when they
     differ. ``user_for(transaction)`` names the buyer (default: the transaction's
     ``appAccountToken``, the id your app set at purchase).
+
+    Safe by default: every signed payload is verified against ``root_certificates`` with the
+    library's strict X.509 checks (``strict_checks=False`` only for Apple's own test
+    certificates), at the current time and at the payload's ``signedDate``. The
+    ``LocalTesting`` and ``Xcode`` environments, whose data nobody signs, are refused unless
+    ``allow_unsigned_for_testing=True``. A purchase tied to an order must carry the order's
+    buyer as its ``appAccountToken`` (see :mod:`iap_flow.adapters.accounts`; with
+    ``user_for`` given, ``user_for(transaction)`` must name the buyer); set
+    ``require_account_token=False`` to accept transactions without one (never one that
+    names someone else). Verified chains are cached (``chain_cache_size`` chains for
+    ``chain_cache_seconds``), keyed by their exact bytes.
     """
 
     decides_refunds = True
@@ -128,13 +120,42 @@ class AppStorePlatform:
         skus: Mapping[str, str] | None = None,
         user_for: Callable[[JWSTransactionDecodedPayload], str | None] | None = None,
         review_window: timedelta = REVIEW_WINDOW,
+        strict_checks: bool = True,
+        allow_unsigned_for_testing: bool = False,
+        require_account_token: bool = True,
+        account_namespace: uuid.UUID = APP_ACCOUNT_NAMESPACE,
+        chain_cache_size: int = CACHE_SIZE,
+        chain_cache_seconds: float = CACHE_SECONDS,
+        delivery_status: Callable[[Order], DeliveryStatus | None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        if environment in UNSIGNED_ENVIRONMENTS and not allow_unsigned_for_testing:
+            raise InvalidInput(
+                f"App Store environment {environment.value} is not signed by Apple: anyone "
+                "could forge its notifications. Pass allow_unsigned_for_testing=True only in "
+                "tests.",
+                field="environment",
+            )
+        roots = list(root_certificates)
+        if not roots and environment not in UNSIGNED_ENVIRONMENTS:
+            raise InvalidInput("App Store root_certificates are needed", field="root_certificates")
         try:
-            self.verifier = SignedDataVerifier(
-                list(root_certificates), enable_online_checks, environment, bundle_id, app_apple_id
+            self.verifier = FastSignedDataVerifier(
+                roots, enable_online_checks, environment, bundle_id, app_apple_id
             )
         except ValueError as exc:
             raise InvalidInput(f"App Store configuration: {exc}", field="app_apple_id") from exc
+        self.chains = CachingChainVerifier(
+            roots,
+            strict=strict_checks,
+            cache_size=chain_cache_size,
+            cache_seconds=chain_cache_seconds,
+        )
+        self.verifier._chain_verifier = self.chains
+        self._require_account = require_account_token
+        self._namespace = account_namespace
+        self._delivery = delivery_status
+        self._clock: Clock = clock or SystemClock()
         self.environment = environment
         self.review_window = review_window
         self._api = api
@@ -153,18 +174,21 @@ class AppStorePlatform:
 
     # -- verification -------------------------------------------------------------------------
     def verify_notification(self, signed_payload: str) -> ResponseBodyV2DecodedPayload:
-        """Verify and decode an App Store Server Notification V2 ``signedPayload``."""
+        """Verify and decode an App Store Server Notification V2 ``signedPayload``.
+
+        Raises NotificationRejected if it does not verify, PlatformUnavailable if it could
+        not be checked now (an OCSP responder out of reach): try again later."""
         try:
             return self.verifier.verify_and_decode_notification(signed_payload)
         except VerificationException as exc:
-            raise rejected(SOURCE, exc.status.name.lower(), f"notification refused: {exc}") from exc
+            raise _refused("notification", exc) from exc
 
     def verify_transaction(self, signed_transaction: str) -> JWSTransactionDecodedPayload:
         """Verify and decode a signed transaction (from a notification, the API or a device)."""
         try:
             txn = self.verifier.verify_and_decode_signed_transaction(signed_transaction)
         except VerificationException as exc:
-            raise rejected(SOURCE, exc.status.name.lower(), f"transaction refused: {exc}") from exc
+            raise _refused("transaction", exc) from exc
         if not txn.transactionId or not txn.productId:
             raise rejected(SOURCE, "malformed", "signed transaction has no transactionId/productId")
         return txn
@@ -180,11 +204,49 @@ class AppStorePlatform:
         user = self._user_for(txn) if self._user_for is not None else txn.appAccountToken
         return user or f"{SOURCE}:{txn.originalTransactionId or txn.transactionId}"
 
+    def check_owner(self, txn: JWSTransactionDecodedPayload, order: Order) -> None:
+        """Refuse (PurchaseNotOwned) a transaction not bound to the order's buyer."""
+        if self._user_for is not None:
+            owner = self._user_for(txn)
+            ok = owner is not None and owner == order.user_id
+        elif txn.appAccountToken:
+            ok = apple_token_matches(txn.appAccountToken, order.user_id, self._namespace)
+        else:
+            ok = not self._require_account
+        if not ok:
+            why = "no appAccountToken" if not txn.appAccountToken else "another appAccountToken"
+            raise PurchaseNotOwned(
+                f"App Store transaction {txn.transactionId} carries {why}: it is not a "
+                f"purchase of order {order.id}'s buyer",
+                platform=SOURCE,
+                transaction_id=str(txn.transactionId),
+                order_id=order.id,
+                user_id=order.user_id,
+            )
+
     def amount_of(self, txn: JWSTransactionDecodedPayload) -> Money | None:
-        """What the buyer paid, if Apple says (price and currency); else None."""
+        """What the buyer paid, if Apple says (price and currency); else None. A
+        family-shared transaction is access, not revenue: zero."""
+        if txn.inAppOwnershipType is InAppOwnershipType.FAMILY_SHARED:
+            return Money(0, txn.currency or "USD")  # the family organiser's purchase paid
         if txn.price is None or not txn.currency:
             return None
         return minor_units(txn.price, txn.currency)
+
+    def look_up(self, transaction_id: str) -> JWSTransactionDecodedPayload:
+        """Get Transaction Info, verified. Raises APIException (Apple answered an error),
+        NotificationRejected (it did not verify), PlatformUnavailable (no answer)."""
+        if self._api is None:
+            raise PlatformUnavailable("no App Store API client", platform=SOURCE)
+        try:
+            info = self._api.get_transaction_info(transaction_id)
+        except requests.RequestException as exc:
+            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
+        return self.verify_transaction(info.signedTransactionInfo or "")
+
+    @property
+    def can_look_up(self) -> bool:
+        return self._api is not None
 
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
@@ -193,18 +255,15 @@ class AppStorePlatform:
         if self._api is None:
             return self._failed(PaymentKind.CHARGE, order.amount, "no App Store API client")
         try:
-            info = self._api.get_transaction_info(token)
+            txn = self.look_up(token)
         except APIException as exc:
             return self._api_failed(PaymentKind.CHARGE, order.amount, exc)
-        except requests.RequestException as exc:
-            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
-        try:
-            txn = self.verify_transaction(info.signedTransactionInfo or "")
         except NotificationRejected as exc:
             return self._failed(PaymentKind.CHARGE, order.amount, str(exc))
         if self.sku_for(txn.productId or "") != order.sku or txn.revocationDate is not None:
             why = f"transaction {token} is not a live purchase of {order.sku}"
             return self._failed(PaymentKind.CHARGE, order.amount, why)
+        self.check_owner(txn, order)
         return PaymentResult(
             True, PaymentKind.CHARGE, order.amount, platform_transaction_id=txn.transactionId
         )
@@ -237,16 +296,24 @@ class AppStorePlatform:
             return self._failed(kind, amount, "no App Store API client to answer Apple with")
         if order.platform_transaction_id is None:
             return self._failed(kind, amount, f"order {order.id} has no App Store transaction")
+        now, due = self._clock.now(), refund.review_due_at
+        if due is not None and now > due:
+            why = f"Apple's window closed at {due.isoformat()}: the answer was not sent"
+            return self._failed(kind, amount, why)
         approve = refund.status is RefundStatus.APPROVED
+        delivery = self._delivery(order) if self._delivery is not None else None
+        if delivery is None:
+            delivered = order.status in _DELIVERED
+            delivery = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.UNDELIVERED_OTHER
+        consumed = self._consumption(order)
+        problem = _consumption_problem(consumed, delivery)
+        if problem is not None:
+            return self._failed(kind, amount, f"not sent to Apple: {problem}")
         body = ConsumptionRequest(
             customerConsented=True,
             sampleContentProvided=self._sample,
-            deliveryStatus=(
-                DeliveryStatus.DELIVERED
-                if order.status in _DELIVERED
-                else DeliveryStatus.UNDELIVERED_OTHER
-            ),
-            consumptionPercentage=self._consumption(order),
+            deliveryStatus=delivery,
+            consumptionPercentage=consumed,
             refundPreference=RefundPreference.GRANT_FULL if approve else RefundPreference.DECLINE,
         )
         try:
@@ -275,3 +342,27 @@ class AppStorePlatform:
         return PaymentResult(
             False, kind, amount, error=error, retryable=status >= 500 or status == 429
         )
+
+
+def _consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | None:
+    """Why Apple would refuse this consumption share, if it would."""
+    if consumed is None:
+        return None
+    if isinstance(consumed, bool) or not isinstance(consumed, int):
+        return f"consumption share {consumed!r} is not an integer of milliunits"
+    if not 0 <= consumed <= 100_000:
+        return f"consumption share {consumed} is outside 0-100000 milliunits"
+    if consumed and delivery is not DeliveryStatus.DELIVERED:
+        return "an undelivered purchase has no consumption share"
+    return None
+
+
+def _refused(what: str, exc: VerificationException) -> Exception:
+    """A verification failure as the error to raise: retryable (an OCSP responder out of
+    reach) or a refusal."""
+    if exc.status == VerificationStatus.RETRYABLE_VERIFICATION_FAILURE:
+        return PlatformUnavailable(
+            f"App Store {what} could not be verified now ({exc}): try again later",
+            platform=SOURCE,
+        )
+    return rejected(SOURCE, exc.status.name.lower(), f"{what} refused: {exc}")

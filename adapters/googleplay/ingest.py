@@ -1,18 +1,26 @@
 """Real-time developer notifications (Pub/Sub push) and voided purchases -> core commands.
 
-A push is ``{"message": {"data": <base64 JSON>, "messageId": ...}, "subscription": ...}``;
-the JSON is a DeveloperNotification for this package, carrying one of:
+A push is ``{"message": {"data": <base64 JSON>, "messageId": ...}, "subscription": ...}``
+with Pub/Sub's OIDC token in ``Authorization``; nothing is read before that token verifies
+(:class:`~iap_flow.adapters.googleplay.push_auth.PubSubPushAuth`). With no push
+authentication configured every push is refused. The JSON is a DeveloperNotification for
+this package, carrying one of:
 
 - ``oneTimeProductNotification`` PURCHASED, ``subscriptionNotification`` PURCHASED /
-  RENEWED / RECOVERED: the purchase is looked up with androidpublisher and recorded paid (a
-  renewal is a new order linked to the subscription's first order);
-- ``voidedPurchaseNotification`` (a full refund or chargeback): the order is recorded refunded;
+  RENEWED / RECOVERED: the purchase is looked up with androidpublisher and recorded paid if
+  Google says it is (``purchaseState`` 0); a subscription's orders the flow has not recorded
+  yet (a renewal whose push came late or never) are confirmed with ``orders.batchget`` and
+  recorded, each by its own order id;
+- ``voidedPurchaseNotification`` and ``subscriptionNotification`` REVOKED (a refund or
+  chargeback): recorded refunded only once ``orders.get`` confirms the order is refunded;
 - ``pendingRefundReviewNotification`` (a chargeback Google lets you review): a refund review
   opens with Google's deadline; staff's decision is answered with ``orders.reviewrefund``;
-- anything else is acknowledged and ignored.
+- anything else, including kinds this version does not know, is acknowledged, logged and
+  ignored (refused, Pub/Sub would redeliver it for its whole retention).
 
-``messageId`` keys every command, so a redelivered push changes nothing. Pub/Sub push can be
-authenticated with a shared ``token`` query parameter on the push endpoint URL.
+``messageId`` keys every command, and a redelivered push is recognised before any call to
+Google. A shared ``token`` query parameter can be required as well (``push_token``), never
+instead.
 """
 
 from __future__ import annotations
@@ -27,17 +35,20 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import attrs
-
-from iap_flow import SYSTEM, Actor, Flow, Order, OrderStatus
-from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError
+from iap_flow import SYSTEM, Actor, Flow, Order, PlatformUnavailable
+from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
 from iap_flow.adapters.googleplay.platform import (
-    PENDING,
+    CHARGED_STATES,
+    PURCHASED,
     GooglePlayPlatform,
+    about,
     first_order_id,
     latest_order,
     product_of,
+    renewal_number,
 )
+from iap_flow.adapters.googleplay.push_auth import PubSubPushAuth, Unauthenticated
+from iap_flow.adapters.googleplay.voided import Reconciled, reconcile_voided
 from iap_flow.adapters.webhooks import (
     Applied,
     IngestResult,
@@ -57,22 +68,15 @@ SUBSCRIPTION_TYPES = {
     20: "PENDING_PURCHASE_CANCELED",
 }  # fmt: skip
 _CHARGED = frozenset({1, 2, 4})  # a new order was paid
+REVOKED = 12
 ONE_TIME_PURCHASED, FULL_REFUND = 1, 1
-VOIDED_REASONS = (
-    "other", "remorse", "not received", "defective", "accidental purchase", "fraud",
-    "friendly fraud", "chargeback",
-)  # fmt: skip
-
-
-@attrs.frozen
-class Reconciled:
-    """What one ``voidedpurchases.list`` reconciliation found."""
-
-    seen: int = 0
-    refunded: int = 0
-    already: int = 0
-    unknown: int = 0
-    partial: int = 0
+_BODIES = (
+    "oneTimeProductNotification",
+    "subscriptionNotification",
+    "voidedPurchaseNotification",
+    "pendingRefundReviewNotification",
+    "testNotification",
+)
 
 
 class GooglePlayNotifications:
@@ -83,25 +87,72 @@ class GooglePlayNotifications:
         flow: Flow,
         platform: GooglePlayPlatform,
         *,
+        push_auth: PubSubPushAuth | None = None,
         push_token: str | None = None,
         subscription: str | None = None,
         actor: Actor = SYSTEM,
     ) -> None:
         self._flow = flow
         self._platform = platform
+        self._auth = push_auth
         self._token = push_token
         self._subscription = subscription
         self._actor = actor
 
     # -- ingest -------------------------------------------------------------------------------
-    def ingest_push(self, envelope: Mapping[str, Any], *, token: str | None = None) -> IngestResult:
-        """Apply one Pub/Sub push once. ``token`` is the push URL's ``token`` parameter.
+    def ingest_push(
+        self,
+        envelope: Mapping[str, Any],
+        *,
+        authorization: str | None = None,
+        token: str | None = None,
+    ) -> IngestResult:
+        """Apply one Pub/Sub push once. ``authorization`` is the request's ``Authorization``
+        header (Pub/Sub's OIDC token); ``token`` the push URL's ``token`` parameter, checked
+        too when ``push_token`` is configured.
 
         Raises :class:`~iap_flow.adapters.webhooks.NotificationRejected` (changing nothing)
-        for a push that is unauthenticated, for another subscription or app, or malformed.
+        for a push that is unauthenticated, for another subscription or app, or malformed;
+        PlatformUnavailable when Google could not be asked (retry later).
         """
+        self._authenticate(authorization, token)
+        return self._envelope(envelope)
+
+    def ingest_body(self, body: bytes, environ: Mapping[str, Any] | None = None) -> IngestResult:
+        """Ingest the JSON body Pub/Sub POSTs (``Authorization`` and the URL's ``token``
+        read from the WSGI environ); the body is not read before the push authenticates."""
+        environ = environ or {}
+        query = parse_qs(str(environ.get("QUERY_STRING", "")))
+        token = query["token"][0] if query.get("token") else None
+        self._authenticate(environ.get("HTTP_AUTHORIZATION"), token)
+        try:
+            envelope = json.loads(body)
+        except ValueError as exc:
+            raise rejected(SOURCE, "malformed", "push body is not JSON") from exc
+        if not isinstance(envelope, Mapping):
+            raise rejected(SOURCE, "malformed", "push body is not a JSON object")
+        return self._envelope(envelope)
+
+    def wsgi_app(self) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+        """A WSGI endpoint for a Pub/Sub push subscription on your RTDN topic."""
+        return wsgi_app(self.ingest_body)
+
+    def _authenticate(self, authorization: str | None, token: str | None) -> None:
+        if self._auth is None:
+            raise rejected(
+                SOURCE,
+                "unauthenticated",
+                "no push authentication configured (push_auth=PubSubPushAuth(...)): "
+                "every push is refused",
+            )
+        try:
+            self._auth.verify(authorization)
+        except Unauthenticated as exc:
+            raise rejected(SOURCE, "unauthenticated", f"push token refused: {exc}") from exc
         if self._token is not None and not hmac.compare_digest(token or "", self._token):
-            raise rejected(SOURCE, "unauthenticated", "push token missing or wrong")
+            raise rejected(SOURCE, "unauthenticated", "push URL token missing or wrong")
+
+    def _envelope(self, envelope: Mapping[str, Any]) -> IngestResult:
         if self._subscription is not None and envelope.get("subscription") != self._subscription:
             raise rejected(SOURCE, "wrong_subscription", "push from another subscription")
         message = envelope.get("message")
@@ -118,43 +169,24 @@ class GooglePlayNotifications:
             self._flow, SOURCE, message_id, kind, lambda: self._apply(kind, body, note, message_id)
         )
 
-    def ingest_body(self, body: bytes, environ: Mapping[str, Any] | None = None) -> IngestResult:
-        """Ingest the JSON body Pub/Sub POSTs (the token read from the query string)."""
-        query = parse_qs(str((environ or {}).get("QUERY_STRING", "")))
-        token = query["token"][0] if query.get("token") else None
-        try:
-            envelope = json.loads(body)
-        except ValueError as exc:
-            raise rejected(SOURCE, "malformed", "push body is not JSON") from exc
-        if not isinstance(envelope, Mapping):
-            raise rejected(SOURCE, "malformed", "push body is not a JSON object")
-        return self.ingest_push(envelope, token=token)
-
-    def wsgi_app(self) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-        """A WSGI endpoint for a Pub/Sub push subscription on your RTDN topic."""
-        return wsgi_app(self.ingest_body)
-
     # -- mapping ------------------------------------------------------------------------------
     def _apply(
         self, kind: str, body: Mapping[str, Any], note: Mapping[str, Any], mid: str
     ) -> Applied:
         key = f"{SOURCE}:{mid}"
+        number = body.get("notificationType")
         if kind == "ONE_TIME_PRODUCT_PURCHASED":
             order = self._one_time(str(body["purchaseToken"]), str(body["sku"]), key)
             return ("paid", order.id, None) if order else ("ignored", None, None)
-        if kind.startswith("SUBSCRIPTION_") and body.get("notificationType") in _CHARGED:
-            order = self._subscription_paid(str(body["purchaseToken"]), key)
+        if kind.startswith("SUBSCRIPTION_") and number in _CHARGED:
+            order = self._subscription_paid(str(body["purchaseToken"]), note)
             return ("paid", order.id, None) if order else ("ignored", None, None)
-        events = self._flow.platform_events
         if kind == "VOIDED_PURCHASE":
-            found = self._order(body.get("orderId"))
-            if found is None or body.get("refundType", FULL_REFUND) != FULL_REFUND:
-                log.warning("voided purchase %s not applied: unknown or partial", body)
-                return "ignored", None if found is None else found.id, None
-            refund = events.refunded(
-                self._actor, found.id, reason="voided in Google Play", idempotency_key=key
-            )
-            return "refunded", found.id, refund.id
+            return self._voided(body, key)
+        if kind == "SUBSCRIPTION_REVOKED":
+            sub = _looked_up(lambda: self._platform.client.subscription(str(body["purchaseToken"])))
+            latest = latest_order(sub)
+            return self._confirmed_refund(latest, "revoked in Google Play", key)
         if kind == "PENDING_REFUND_REVIEW":
             found = self._order(body.get("orderId"))
             if found is None or not body.get("pendingRefundToken"):
@@ -170,7 +202,38 @@ class GooglePlayNotifications:
                 idempotency_key=key,
             )
             return "review_opened", found.id, refund.id
+        log.info("ignored Google Play notification %s (%s): nothing to record", kind, mid)
         return "ignored", None, None
+
+    def _voided(self, body: Mapping[str, Any], key: str) -> Applied:
+        if body.get("refundType", FULL_REFUND) != FULL_REFUND:
+            log.warning("partial void of %s not applied (quantity-based)", body.get("orderId"))
+            found = self._order(body.get("orderId"))
+            return "ignored", None if found is None else found.id, None
+        return self._confirmed_refund(body.get("orderId"), "voided in Google Play", key)
+
+    def _confirmed_refund(self, order_id: object, why: str, key: str) -> Applied:
+        """Record a refund the push reports once ``orders.get`` confirms it."""
+        found = self._order(order_id)
+        if found is None:
+            log.warning("%s: order %r is not in this flow", why, order_id)
+            return "ignored", None, None
+        state = self._order_state(str(order_id))
+        if state != "REFUNDED":
+            log.warning("%s not applied: Google says order %s is %s", why, order_id, state)
+            return "unconfirmed", found.id, None
+        refund = self._flow.platform_events.refunded(
+            self._actor, found.id, reason=why, idempotency_key=key
+        )
+        return "refunded", found.id, refund.id
+
+    def _order_state(self, order_id: str) -> str:
+        try:
+            return str(self._platform.client.order(order_id).get("state") or "UNKNOWN")
+        except PlayApiError as exc:
+            if exc.retryable:
+                raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
+            return f"unknown to Google ({exc.status})"
 
     def _order(self, order_id: object) -> Order | None:
         if not isinstance(order_id, str) or not order_id:
@@ -182,16 +245,39 @@ class GooglePlayNotifications:
     def _one_time(self, token: str, product_id: str, key: str) -> Order | None:
         client = self._platform.client
         purchase = _looked_up(lambda: client.product_purchase(product_id, token))
-        if purchase.get("purchaseState") == PENDING or not purchase.get("orderId"):
-            return None  # paid later: Google notifies again then
-        return self._record(purchase, str(purchase["orderId"]), product_id, None, key)
-
-    def _subscription_paid(self, token: str, key: str) -> Order | None:
-        sub = _looked_up(lambda: self._platform.client.subscription(token))
-        order_id, product_id = latest_order(sub), product_of(sub)
-        if order_id is None or product_id is None:
+        state = purchase.get("purchaseState", PURCHASED)
+        if state != PURCHASED or not purchase.get("orderId"):
+            # 1 canceled: never paid; 2 pending: Google notifies again once paid.
+            log.info("purchase %s not recorded: purchaseState %s", purchase.get("orderId"), state)
             return None
-        return self._record(sub, order_id, product_id, first_order_id(order_id), key)
+        return self._record(purchase, str(purchase["orderId"]), product_id, None)
+
+    def _subscription_paid(self, token: str, note: Mapping[str, Any]) -> Order | None:
+        """Record every paid order of the subscription the flow lacks, each by its own id
+        (confirmed with ``orders.batchget``); the order this push is about is the one Google
+        made last before the push's event time."""
+        sub = _looked_up(lambda: self._platform.client.subscription(token))
+        latest, product_id = latest_order(sub), product_of(sub)
+        if latest is None or product_id is None:
+            return None
+        first = first_order_id(latest)
+        ids = [first] + [f"{first}..{n}" for n in range(renewal_number(latest) + 1)]
+        recorded = {i: self._order(i) for i in ids}
+        missing = [i for i, order in recorded.items() if order is None]
+        # Which order the push is about: asked of Google when the flow lacks orders, or has
+        # several (a late push about an older renewal).
+        asked = missing or (ids[-12:] if len(ids) > 1 else [])
+        known = _google_orders(self._platform.client, asked) if asked else {}
+        for order_id in missing:
+            google = known.get(order_id)
+            if google is None or google.get("state") not in CHARGED_STATES:
+                continue
+            original = None if order_id == first else first
+            recorded[order_id] = self._record(sub, order_id, product_id, original)
+        made = {i: str(known[i].get("createTime") or "") for i in ids if i in known}
+        made = {i: at for i, at in made.items() if recorded.get(i) is not None}
+        this = about(made, note) if made else latest
+        return recorded.get(this) or recorded.get(latest)
 
     def _record(
         self,
@@ -199,7 +285,6 @@ class GooglePlayNotifications:
         order_id: str,
         product_id: str,
         first_order: str | None,
-        key: str,
     ) -> Order:
         platform = self._platform
         return self._flow.platform_events.purchased(
@@ -209,46 +294,33 @@ class GooglePlayNotifications:
             sku=platform.sku_for(product_id),
             user_id=platform.user_for(purchase, order_id),
             original_transaction_id=first_order,
-            idempotency_key=key,
+            idempotency_key=f"{SOURCE}:order:{order_id}",
         )
 
     # -- reconciliation -----------------------------------------------------------------------
     def reconcile_voided(self, since: datetime) -> Reconciled:
-        """Record refunds made outside the flow (Play Console, chargebacks) since ``since``.
+        """Record refunds made outside the flow (Play Console, chargebacks) since ``since``
+        (at most 30 days back: all ``voidedpurchases.list`` answers); see
+        :func:`~iap_flow.adapters.googleplay.voided.reconcile_voided`."""
+        return reconcile_voided(self._flow, self._platform, since, actor=self._actor)
 
-        Pages through ``voidedpurchases.list``; safe to run as often as you like: orders
-        already refunded are left alone. Run it daily, with ``since`` a few days back.
-        """
-        client, counts = self._platform.client, dict.fromkeys(attrs.fields_dict(Reconciled), 0)
-        page: str | None = None
-        while True:
-            answer = client.voided_purchases(
-                start_ms=int(since.timestamp() * 1000), page_token=page
-            )
-            for voided in answer.get("voidedPurchases") or []:
-                counts["seen"] += 1
-                counts[self._reconcile(voided)] += 1
-            page = (answer.get("tokenPagination") or {}).get("nextPageToken")
-            if not page:
-                return Reconciled(**counts)
 
-    def _reconcile(self, voided: Mapping[str, Any]) -> str:
-        if voided.get("voidedQuantity"):
-            return "partial"  # a quantity-based partial refund: the order stands
-        found = self._order(voided.get("orderId"))
-        if found is None:
-            return "unknown"
-        if found.status is OrderStatus.REFUNDED:
-            return "already"
-        reason = int(voided.get("voidedReason") or 0)
-        why = VOIDED_REASONS[reason] if 0 <= reason < len(VOIDED_REASONS) else str(reason)
-        self._flow.platform_events.refunded(
-            self._actor,
-            found.id,
-            reason=f"voided in Google Play ({why})",
-            idempotency_key=f"{SOURCE}:voided:{found.platform_transaction_id}",
-        )
-        return "refunded"
+def _google_orders(client: PlayClient, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The orders Google knows among ``ids``: one ``orders.batchget``, or (as one unknown id
+    fails a whole batch) ``orders.get`` each."""
+    try:
+        return client.orders(ids)
+    except PlayApiError as exc:
+        if exc.retryable:
+            raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
+    found: dict[str, dict[str, Any]] = {}
+    for order_id in ids:
+        try:
+            found[order_id] = client.order(order_id)
+        except PlayApiError as exc:
+            if exc.retryable:
+                raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
+    return found
 
 
 def _looked_up(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -257,7 +329,7 @@ def _looked_up(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return call()
     except PlayApiError as exc:
         if exc.retryable:
-            raise
+            raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
         raise rejected(
             SOURCE, "unverified", f"Google does not confirm the purchase: {exc}"
         ) from exc
@@ -276,20 +348,14 @@ def _decode(data: object) -> dict[str, Any]:
 
 
 def _kind(note: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """The notification's type name and body; exactly one body must be present."""
-    bodies = {
-        name: note[name]
-        for name in (
-            "oneTimeProductNotification",
-            "subscriptionNotification",
-            "voidedPurchaseNotification",
-            "pendingRefundReviewNotification",
-            "testNotification",
-        )
-        if isinstance(note.get(name), Mapping)
-    }
-    if len(bodies) != 1:
+    """The notification's type name and body. A body of a kind this version does not know is
+    ``UNKNOWN:<field>`` (acknowledged and ignored); two known bodies are malformed."""
+    bodies = {name: note[name] for name in _BODIES if isinstance(note.get(name), Mapping)}
+    if len(bodies) > 1:
         raise rejected(SOURCE, "malformed", "a notification carries exactly one body")
+    if not bodies:
+        other = sorted(k for k in note if k.endswith("Notification"))
+        return f"UNKNOWN:{','.join(other) or 'no body'}", {}
     ((name, body),) = bodies.items()
     if name == "oneTimeProductNotification":
         purchased = body.get("notificationType") == ONE_TIME_PURCHASED
@@ -298,7 +364,8 @@ def _kind(note: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
         return ("ONE_TIME_PRODUCT_PURCHASED" if purchased else "ONE_TIME_PRODUCT_CANCELED"), body
     if name == "subscriptionNotification":
         number = body.get("notificationType")
-        if number in _CHARGED and not body.get("purchaseToken"):
+        needs_token = number in _CHARGED or number == REVOKED
+        if needs_token and not body.get("purchaseToken"):
             raise rejected(SOURCE, "malformed", "subscription notification without token")
         return "SUBSCRIPTION_" + SUBSCRIPTION_TYPES.get(number, str(number)), body
     names = {

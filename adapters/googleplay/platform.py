@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from iap_flow.adapters.accounts import google_account_matches
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
-from iap_flow.domain.errors import PlatformUnavailable
+from iap_flow.domain.clock import SystemClock
+from iap_flow.domain.errors import PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
-from iap_flow.ports import PaymentKind, PaymentResult
+from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
+CHARGED_STATES = ("PROCESSED", "PENDING_REFUND", "PARTIALLY_REFUNDED", "REFUNDED")
+"""Order states (orders.get / batchget) of an order the buyer was charged for."""
 REVIEW_WINDOW = timedelta(hours=24)
 """How long Google waits for an answer to a pending refund review (a chargeback)."""
 PURCHASED, PENDING = 0, 2  # ProductPurchase.purchaseState
@@ -46,6 +50,17 @@ class GooglePlayPlatform:
     makes refunds also take the item away. ``skus`` maps Play product ids to catalogue SKUs
     when they differ; ``user_for(purchase)`` names the buyer of a purchase resource (default:
     ``obfuscatedExternalAccountId``, the id your app passed to the billing flow).
+
+    A purchase token the app sends to pay an order must carry the order's buyer as its
+    ``obfuscatedExternalAccountId`` (the user id or
+    :func:`~iap_flow.adapters.accounts.obfuscated_account_id` of it; with ``user_for``
+    given, ``user_for(purchase)`` must name the buyer), else
+    :class:`~iap_flow.domain.errors.PurchaseNotOwned`; ``require_account_id=False`` also
+    accepts purchases that carry none (never one naming someone else).
+
+    A chargeback review's answer is checked before it is sent (``consumption(order)`` in
+    0-100000 milliunits) and never sent after the review's deadline (``clock`` tells the
+    time): Google keeps only the first answer, within 24 hours.
     """
 
     decides_refunds = False
@@ -60,8 +75,12 @@ class GooglePlayPlatform:
         sample_content_provided: bool = False,
         consumption: Callable[[Order], int | None] = _no_consumption,
         review_window: timedelta = REVIEW_WINDOW,
+        require_account_id: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.client = client
+        self._clock: Clock = clock or SystemClock()
+        self._require_account = require_account_id
         self.review_window = review_window
         self._revoke = revoke
         self._skus = dict(skus or {})
@@ -93,6 +112,30 @@ class GooglePlayPlatform:
             user = ids.get("obfuscatedExternalAccountId")
         return str(user) if user else f"{SOURCE}:{first_order_id(order_id)}"
 
+    def check_owner(self, purchase: Mapping[str, Any], order: Order, order_id: str) -> None:
+        """Refuse (PurchaseNotOwned) a purchase not bound to the order's buyer."""
+        if self._user_for is not None:
+            owner = self._user_for(purchase)
+            ok = owner is not None and str(owner) == order.user_id
+            account = owner
+        else:
+            ids = purchase.get("externalAccountIdentifiers") or purchase
+            account = ids.get("obfuscatedExternalAccountId")
+            if account:
+                ok = google_account_matches(str(account), order.user_id)
+            else:
+                ok = not self._require_account
+        if not ok:
+            why = "no obfuscatedExternalAccountId" if not account else "another account id"
+            raise PurchaseNotOwned(
+                f"Google Play order {order_id} carries {why}: it is not a purchase of order "
+                f"{order.id}'s buyer",
+                platform=SOURCE,
+                transaction_id=order_id,
+                order_id=order.id,
+                user_id=order.user_id,
+            )
+
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         """Confirm a purchase the app made with Play Billing: ``token`` is its purchase token.
@@ -102,9 +145,10 @@ class GooglePlayPlatform:
         """
         try:
             if order.kind is ProductKind.SUBSCRIPTION:
-                sub = self.client.subscription(token)
-                live = sub.get("subscriptionState") in _LIVE
-                order_id = latest_order(sub)
+                purchase = self.client.subscription(token)
+                live = purchase.get("subscriptionState") in _LIVE
+                live = live and product_of(purchase) == self.product_id_for(order.sku)
+                order_id = latest_order(purchase)
             else:
                 purchase = self.client.product_purchase(self.product_id_for(order.sku), token)
                 if purchase.get("purchaseState") == PENDING:
@@ -120,6 +164,7 @@ class GooglePlayPlatform:
         if not live or not order_id:
             error = f"purchase token is not a paid purchase of {order.sku}"
             return PaymentResult(False, PaymentKind.CHARGE, order.amount, error=error)
+        self.check_owner(purchase, order, str(order_id))
         return PaymentResult(
             True, PaymentKind.CHARGE, order.amount, platform_transaction_id=str(order_id)
         )
@@ -162,13 +207,24 @@ class GooglePlayPlatform:
         if token is None or txn is None:
             error = "Google did not ask for this review (no pending refund token)"
             return PaymentResult(False, kind, amount, error=error)
+        due = refund.review_due_at
+        if due is not None and self._clock.now() > due:
+            error = f"Google's 24-hour window closed at {due.isoformat()}: the answer was not sent"
+            return PaymentResult(False, kind, amount, error=error)
+        consumed = self._consumption(order)
+        if consumed is not None and (
+            isinstance(consumed, bool)
+            or not isinstance(consumed, int)
+            or not 0 <= consumed <= 100_000
+        ):
+            error = f"not sent to Google: consumption share {consumed!r} is not 0-100000 milliunits"
+            return PaymentResult(False, kind, amount, error=error)
         preference = "APPROVE" if refund.status is RefundStatus.APPROVED else "DECLINE"
         body: dict[str, Any] = {
             "pendingRefundToken": token,
             "sampleContentProvided": self._sample,
             "refundPreference": preference,
         }
-        consumed = self._consumption(order)
         if consumed is not None:
             body["consumptionPercentageMilliunits"] = consumed
         try:
@@ -194,3 +250,24 @@ def product_of(sub: Mapping[str, Any]) -> str | None:
         if item.get("productId"):
             return str(item["productId"])
     return None
+
+
+def renewal_number(order_id: str) -> int:
+    """``-1`` for a subscription's first order, ``n`` for ``<first>..n``."""
+    _, _, tail = order_id.partition("..")
+    return int(tail) if tail.isdigit() else -1
+
+
+def about(made: Mapping[str, str], note: Mapping[str, Any]) -> str:
+    """Of a subscription's orders (id -> Google's ``createTime``, oldest first), the one made
+    last at or before the push's event time; the newest if none says when it was made."""
+    event = datetime.fromtimestamp(int(note.get("eventTimeMillis") or 0) / 1000, UTC)
+    best, best_at = list(made)[-1], None
+    for order_id, created in made.items():
+        try:
+            at = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at <= event + timedelta(minutes=5) and (best_at is None or at > best_at):
+            best, best_at = order_id, at
+    return best

@@ -211,3 +211,18 @@ class CommitOutcomeUnknown(StoreFault):
     returns the first result if the change did commit, and makes it if it did not."""
 
     retryable = True
+
+
+class PurchaseNotOwned(IapFlowError, PermissionError):
+    """A store purchase is bound to another account than the order's buyer (Apple's
+    ``appAccountToken``, Google's ``obfuscatedExternalAccountId``), or to none when binding
+    is required; nothing was written."""
+
+    def __init__(
+        self, message: str, *, platform: str, transaction_id: str, order_id: str, user_id: str
+    ) -> None:
+        super().__init__(message)
+        self.platform = platform
+        self.transaction_id = transaction_id
+        self.order_id = order_id
+        self.user_id = user_id

@@ -44,6 +44,9 @@ def _cert(
     *,
     ca: bool,
     marker: x509.ObjectIdentifier | None,
+    valid: tuple[datetime, datetime] = (NOT_BEFORE, NOT_AFTER),
+    ocsp: str | None = None,
+    identifiers: bool = True,
 ) -> x509.Certificate:
     public = key.public_key()
     builder = (
@@ -52,8 +55,8 @@ def _cert(
         .issuer_name(issuer.subject if issuer is not None else _name(subject))
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOT_BEFORE)
-        .not_valid_after(NOT_AFTER)
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
         .add_extension(
             x509.BasicConstraints(
                 ca=ca, path_length=(None if issuer is None else 0) if ca else None
@@ -74,12 +77,19 @@ def _cert(
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
+    )
+    if identifiers:  # Apple's own test certificates have none: strict checks refuse them
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public), critical=False
+        ).add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
-    )
+    if ocsp is not None:  # where to ask whether the certificate was revoked
+        access = x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
     if marker is not None:  # Apple's marker extensions carry an ASN.1 NULL
         builder = builder.add_extension(
             x509.UnrecognizedExtension(marker, b"\x05\x00"), critical=False
@@ -98,10 +108,38 @@ class Chain:
     root_key: ec.EllipticCurvePrivateKey
 
     @classmethod
-    def generate(cls, name: str = "Test Apple") -> Chain:
+    def generate(
+        cls,
+        name: str = "Test Apple",
+        *,
+        leaf_valid: tuple[datetime, datetime] = (NOT_BEFORE, NOT_AFTER),
+        ocsp: str | None = None,
+        identifiers: bool = True,
+    ) -> Chain:
+        """A new root and the chain below it. ``leaf_valid`` sets the leaf's validity (an
+        expired leaf); ``ocsp`` names an OCSP responder in the intermediate and the leaf;
+        ``identifiers=False`` leaves out the key identifiers, as Apple's test certificates
+        do."""
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root = _cert(f"{name} Root CA", root_key, None, root_key, ca=True, marker=None)
-        return cls.below(root, root_key, name, INTERMEDIATE_MARKER, LEAF_MARKER)
+        root = _cert(
+            f"{name} Root CA",
+            root_key,
+            None,
+            root_key,
+            ca=True,
+            marker=None,
+            identifiers=identifiers,
+        )
+        return cls.below(
+            root,
+            root_key,
+            name,
+            INTERMEDIATE_MARKER,
+            LEAF_MARKER,
+            leaf_valid=leaf_valid,
+            ocsp=ocsp,
+            identifiers=identifiers,
+        )
 
     @classmethod
     def below(
@@ -111,12 +149,35 @@ class Chain:
         name: str,
         mid_marker: x509.ObjectIdentifier | None,
         leaf_marker: x509.ObjectIdentifier | None,
+        *,
+        leaf_valid: tuple[datetime, datetime] = (NOT_BEFORE, NOT_AFTER),
+        ocsp: str | None = None,
+        identifiers: bool = True,
     ) -> Chain:
         """A fresh intermediate and leaf under ``root``, with the markers given."""
         mid_key = ec.generate_private_key(ec.SECP256R1())
         leaf_key = ec.generate_private_key(ec.SECP256R1())
-        mid = _cert(f"{name} WWDR CA", mid_key, root, root_key, ca=True, marker=mid_marker)
-        leaf = _cert(f"{name} Store Signer", leaf_key, mid, mid_key, ca=False, marker=leaf_marker)
+        mid = _cert(
+            f"{name} WWDR CA",
+            mid_key,
+            root,
+            root_key,
+            ca=True,
+            marker=mid_marker,
+            ocsp=ocsp,
+            identifiers=identifiers,
+        )
+        leaf = _cert(
+            f"{name} Store Signer",
+            leaf_key,
+            mid,
+            mid_key,
+            ca=False,
+            marker=leaf_marker,
+            valid=leaf_valid,
+            ocsp=ocsp,
+            identifiers=identifiers,
+        )
         return cls(root, mid, leaf, leaf_key, root_key)
 
     def without_marker(self, which: str) -> Chain:
@@ -166,6 +227,8 @@ class Apple:
         price: int = 1990,
         currency: str = "USD",
         revoked_at: datetime | None = None,
+        signed_at: datetime | None = None,
+        ownership: str = "PURCHASED",
     ) -> str:
         txn = transaction_id or self.next_id()
         payload: dict[str, Any] = {
@@ -177,8 +240,8 @@ class Apple:
             "originalPurchaseDate": ms(at),
             "quantity": 1,
             "type": "Consumable",
-            "inAppOwnershipType": "PURCHASED",
-            "signedDate": ms(at),
+            "inAppOwnershipType": ownership,
+            "signedDate": ms(signed_at or at),
             "environment": self.environment,
             "transactionReason": "PURCHASE",
             "storefront": "USA",

@@ -7,129 +7,32 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from wsgiref.simple_server import make_server
 
 import pytest
+from apple_env import AGENT, BUYER, LEAD, START, Env, bought
 from apple_fakes import (
-    APP_APPLE_ID,
-    BUNDLE_ID,
     Apple,
     Chain,
     FakeAppStoreAPI,
-    api_signing_key,
     tamper,
 )
-from appstoreserverlibrary.models.Environment import Environment
 from hypothesis import given
 from hypothesis import strategies as st
-from platform_env import PlatformEnv, QuietHandler, post_json
+from platform_env import QuietHandler, post_json
 
 from iap_flow import (
     SYSTEM,
-    Actor,
     DeadlineKind,
-    ManualClock,
     Money,
-    Order,
     OrderStatus,
     RefundStatus,
-    open_flow,
 )
 from iap_flow.adapters.appstore import (
-    AppStoreNotifications,
-    AppStorePlatform,
     NotificationRejected,
-    api_client,
 )
 from iap_flow.adapters.appstore.platform import minor_units
-from iap_flow.adapters.notifiers import MemoryNotifier
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-BUYER = Actor.buyer("u1")
-AGENT = Actor.agent("agent_1")
-LEAD = Actor.lead("lead_1")
-
-
-@pytest.fixture(scope="module")
-def chain() -> Chain:
-    return Chain.generate()
-
-
-@pytest.fixture(scope="module")
-def key_pem() -> bytes:
-    return api_signing_key()
-
-
-@pytest.fixture
-def api(chain: Chain, key_pem: bytes) -> Iterator[FakeAppStoreAPI]:
-    with FakeAppStoreAPI(chain, key_pem) as fake:
-        yield fake
-
-
-class Env(PlatformEnv):
-    """A flow on the App Store, the fake Apple around it, and what a test looks at."""
-
-    def __init__(self, chain: Chain, api: FakeAppStoreAPI, key_pem: bytes, **options: Any):
-        self.apple = Apple(chain)
-        self.api = api
-        self.clock = ManualClock(START)
-        self.notifier = MemoryNotifier()
-        client = api_client(
-            signing_key=key_pem,
-            key_id="KEY123",
-            issuer_id="issuer-1",
-            bundle_id=BUNDLE_ID,
-            environment=Environment.SANDBOX,
-            base_url=api.url,
-        )
-        settings: dict[str, Any] = {"consent": lambda order: True, **options}
-        self.platform = AppStorePlatform(
-            bundle_id=BUNDLE_ID,
-            app_apple_id=APP_APPLE_ID,
-            environment=Environment.SANDBOX,
-            root_certificates=[chain.root_der],
-            enable_online_checks=False,  # no OCSP without internet; chain checks stay strict
-            api=client,
-            **settings,
-        )
-        self.flow = open_flow(
-            "sqlite://",
-            platforms=[self.platform],
-            clock=self.clock,
-            notifier=self.notifier,
-            seed=5,
-        )
-        pm = Actor("pm", "product_manager")
-        add = self.flow.catalogue.add
-        add(
-            pm,
-            sku="gems",
-            title="Gems",
-            description="d",
-            price=Money(199, "USD"),
-            kind="consumable",
-        )
-        add(pm, sku="pro", title="Pro", description="d", price=Money(499, "USD"), kind="subscription", period="month")  # fmt: skip
-        self.notes = AppStoreNotifications(self.flow, self.platform)
-
-
-@pytest.fixture
-def env(chain: Chain, api: FakeAppStoreAPI, key_pem: bytes) -> Iterator[Env]:
-    e = Env(chain, api, key_pem)
-    yield e
-    e.flow.close()
-
-
-def bought(env: Env, account: str = "u1") -> tuple[str, str, Order]:
-    """A gems purchase Apple notified: (transaction id, signed transaction, order)."""
-    tid = env.apple.next_id()
-    txn = env.apple.transaction("gems", env.clock.now(), transaction_id=tid, account=account)
-    result = env.notes.ingest(env.apple.notification("ONE_TIME_CHARGE", txn, env.clock.now()))
-    assert result.order_id is not None
-    return tid, txn, env.order(result.order_id)
 
 
 def test_purchase_review_answer_and_apple_refund_each_applied_once(env: Env) -> None:

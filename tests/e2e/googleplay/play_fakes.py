@@ -1,20 +1,70 @@
 """Google Play, played locally: androidpublisher v3 answered by a real HTTP server on
-127.0.0.1, and Pub/Sub push envelopes carrying real-time developer notifications."""
+127.0.0.1, Google's OIDC signing certificates served by it (``/oauth2/v1/certs``), and
+Pub/Sub push envelopes carrying real-time developer notifications with OIDC tokens signed
+the way Pub/Sub signs them (RS256, ``kid`` naming one of the served certificates)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 PACKAGE = "com.example.gems"
 PREFIX = f"/androidpublisher/v3/applications/{PACKAGE}/"
 SUBSCRIPTION = "projects/example/subscriptions/play-rtdn-push"
+PUSHER = "rtdn-push@example.iam.gserviceaccount.com"
+AUDIENCE = "https://backend.example.com/play/rtdn"
+CERTS_PATH = "/oauth2/v1/certs"
+
+
+class SigningKey:
+    """An RSA key Google signs OIDC tokens with, and its certificate as Google serves it."""
+
+    def __init__(self) -> None:
+        self.kid = uuid.uuid4().hex
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.kid)])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=2))
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def token(self, **claims: Any) -> str:
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "aud": AUDIENCE,
+            "azp": "117236578945678901234",
+            "email": PUSHER,
+            "email_verified": True,
+            "exp": now + 3600,
+            "iat": now,
+            "iss": "https://accounts.google.com",
+            "sub": "117236578945678901234",
+        }
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, self.key, algorithm="RS256", headers={"kid": self.kid})
 
 
 @attrs.define
@@ -37,6 +87,9 @@ class FakePlay:
         self.refund_script: list[str] = []  # per refund call: "503", "refund_then_503"
         self.voided: list[dict[str, Any]] = []
         self.voided_page = 2
+        self.orders: dict[str, dict[str, Any]] = {}  # order id -> Order fields (state, ...)
+        self.keys = [SigningKey()]  # served at /oauth2/v1/certs
+        self.certs_fetched = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +99,7 @@ class FakePlay:
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                self.send_header("Cache-Control", "public, max-age=21600")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -69,7 +123,31 @@ class FakePlay:
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
 
+    def sign(self, **claims: Any) -> str:
+        """``Bearer <token>`` as Pub/Sub sends it, signed with the newest served key."""
+        return "Bearer " + self.keys[-1].token(**claims)
+
+    def order_state(self, order_id: str) -> dict[str, Any] | None:
+        """What orders.get says about an order: refunded ones as REFUNDED, orders a purchase
+        or subscription names as PROCESSED, ``orders`` as given; None if Google has none."""
+        if order_id in self.refunded:
+            return {"orderId": order_id, "state": "REFUNDED"}
+        if order_id in self.orders:
+            return {"orderId": order_id, **self.orders[order_id]}
+        named = {p.get("orderId") for p in self.purchases.values()} | {
+            item.get("latestSuccessfulOrderId")
+            for sub in self.subscriptions.values()
+            for item in sub.get("lineItems") or []
+        }
+        return {"orderId": order_id, "state": "PROCESSED"} if order_id in named else None
+
+    def api_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.path != CERTS_PATH]
+
     def answer(self, call: Call) -> tuple[int, dict[str, Any]]:
+        if call.path == CERTS_PATH:
+            self.certs_fetched += 1
+            return 200, {k.kid: k.cert_pem for k in self.keys}
         if not call.path.startswith(PREFIX):
             return _error(404, "no such app")
         rest = call.path[len(PREFIX) :]
@@ -106,10 +184,14 @@ class FakePlay:
             )
         if rest.startswith("orders/") and rest.endswith(":reviewrefund"):
             return 200, {}
+        if rest == "orders:batchGet" and call.method == "GET":
+            found = [self.order_state(i) for i in call.query.get("orderIds", [])]
+            if None in found:  # as Google: one unknown id fails the whole request
+                return _error(404, "Order not found.")
+            return 200, {"orders": found}
         if rest.startswith("orders/") and call.method == "GET":
-            order_id = rest[len("orders/") :]
-            state = "REFUNDED" if order_id in self.refunded else "PROCESSED"
-            return 200, {"orderId": order_id, "state": state}
+            order = self.order_state(rest[len("orders/") :])
+            return (200, order) if order is not None else _error(404, "Order not found.")
         return _error(404, "unknown endpoint")
 
     def refund_calls(self) -> list[Call]:
@@ -122,6 +204,10 @@ class FakePlay:
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/"
+
+    @property
+    def certs_url(self) -> str:
+        return self.url.rstrip("/") + CERTS_PATH
 
     def __enter__(self) -> FakePlay:
         self.thread.start()

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 from wsgiref.simple_server import make_server
 
-import httplib2  # type: ignore[import-untyped]
 import pytest
-from platform_env import PlatformEnv, QuietHandler, post_json
+from platform_env import QuietHandler, post_json
+from play_env import AGENT, BUYER, START, Env, ms
 from play_fakes import (
     PACKAGE,
-    SUBSCRIPTION,
-    FakePlay,
     one_time,
     product_purchase,
     push,
@@ -29,87 +25,13 @@ from play_fakes import (
 
 from iap_flow import (
     SYSTEM,
-    Actor,
     DeadlineKind,
-    ManualClock,
-    Money,
-    Order,
     OrderStatus,
     RefundStatus,
-    open_flow,
 )
 from iap_flow.adapters.googleplay import (
-    GooglePlayNotifications,
-    GooglePlayPlatform,
     NotificationRejected,
-    PlayClient,
-    androidpublisher,
 )
-from iap_flow.adapters.notifiers import MemoryNotifier
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-BUYER = Actor.buyer("u1")
-AGENT = Actor.agent("agent_1")
-TOKEN = "s3cret"
-
-
-def ms(when: datetime) -> int:
-    return int(when.timestamp() * 1000)
-
-
-@pytest.fixture
-def play() -> Iterator[FakePlay]:
-    with FakePlay() as fake:
-        yield fake
-
-
-class Env(PlatformEnv):
-    """A flow on Google Play, the fake Google around it, and what a test looks at."""
-
-    def __init__(self, play: FakePlay) -> None:
-        self.play = play
-        self.clock = ManualClock(START)
-        self.notifier = MemoryNotifier()
-        service = androidpublisher(http=httplib2.Http(timeout=10), api_endpoint=play.url)
-        self.platform = GooglePlayPlatform(PlayClient(service, PACKAGE))
-        self.flow = open_flow(
-            "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
-        )
-        pm = Actor("pm", "product_manager")
-        add = self.flow.catalogue.add
-        add(
-            pm,
-            sku="gems",
-            title="Gems",
-            description="d",
-            price=Money(199, "USD"),
-            kind="consumable",
-        )
-        add(pm, sku="pro", title="Pro", description="d", price=Money(499, "USD"), kind="subscription", period="month")  # fmt: skip
-        self.notes = GooglePlayNotifications(
-            self.flow, self.platform, push_token=TOKEN, subscription=SUBSCRIPTION
-        )
-        self._seq = 0
-
-    def deliver(self, notification: dict[str, Any], message_id: str | None = None) -> Any:
-        if message_id is None:
-            self._seq += 1
-            message_id = f"msg-{self._seq}"
-        return self.notes.ingest_push(push(notification, message_id), token=TOKEN)
-
-    def bought(self, n: int = 1, account: str = "u1") -> tuple[str, str, Order]:
-        """A gems purchase Google notified: (purchase token, order id, order)."""
-        token, order_id = f"tok-{n}", f"GPA.3300-0000-0000-{n:05d}"
-        self.play.purchases[token] = product_purchase(order_id, account)
-        result = self.deliver(one_time(token, "gems", ms(self.clock.now())))
-        return token, order_id, self.order(result.order_id)
-
-
-@pytest.fixture
-def env(play: FakePlay) -> Iterator[Env]:
-    e = Env(play)
-    yield e
-    e.flow.close()
 
 
 def test_purchase_staff_refund_then_voided_notice_and_reconciliation_change_nothing(
@@ -231,7 +153,11 @@ def test_a_chargeback_review_is_answered_within_googles_deadline(env: Env, decis
     assert env.play.refund_calls() == []  # a chargeback is never refunded a second time
     if decision == "approve":
         assert refund.status is RefundStatus.APPROVED
-        env.deliver(voided(token, order_id, ms(env.clock.now())))  # Google grants it
+        unconfirmed = env.deliver(voided(token, order_id, ms(env.clock.now())))
+        assert unconfirmed.outcome == "unconfirmed"  # Google does not say so: nothing changes
+        assert env.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.APPROVED
+        env.play.orders[order_id] = {"state": "REFUNDED"}  # Google grants it
+        env.deliver(voided(token, order_id, ms(env.clock.now())))
         assert env.flow.refunds.get(SYSTEM, refund.id).status is RefundStatus.REFUNDED
         assert env.order(order.id).status is OrderStatus.REFUNDED
     else:
@@ -276,15 +202,13 @@ def test_the_app_can_confirm_a_purchase_with_its_token(env: Env) -> None:
     assert env.order(pending.id).status is OrderStatus.PENDING_PAYMENT
 
 
-@pytest.mark.parametrize("forge", ["no_token", "other_package", "other_subscription", "not_base64", "two_bodies", "unknown_purchase"])  # fmt: skip
+@pytest.mark.parametrize("forge", ["other_package", "other_subscription", "not_base64", "two_bodies", "unknown_purchase"])  # fmt: skip
 def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
     env: Env, forge: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     note = one_time("tok-forged", "gems", ms(START))
-    envelope, token = push(note, "m-x"), TOKEN
-    if forge == "no_token":
-        token = "guess"
-    elif forge == "other_package":
+    envelope = push(note, "m-x")
+    if forge == "other_package":
         envelope = push(note, "m-x", package="com.evil")
     elif forge == "other_subscription":
         envelope["subscription"] = "projects/evil/subscriptions/x"
@@ -294,7 +218,7 @@ def test_a_push_failing_verification_is_refused_logged_and_changes_nothing(
         envelope = push({**note, **voided("t", "o", 1)}, "m-x")
     before = env.snapshot()
     with caplog.at_level(logging.WARNING), pytest.raises(NotificationRejected) as refused:
-        env.notes.ingest_push(envelope, token=token)
+        env.notes.ingest_push(envelope, authorization=env.play.sign())
     assert refused.value.source == "google_play"
     assert env.snapshot() == before
     assert any("refused google_play notification" in r.getMessage() for r in caplog.records)
@@ -308,12 +232,14 @@ def test_the_push_endpoint_answers_pubsub(env: Env) -> None:
     )
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/play/rtdn"
+    signed = {"Authorization": env.play.sign()}
     try:
         envelope = push(one_time("tok-w", "gems", ms(START)), "m-w")
-        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")
-        assert post_json(f"{url}?token={TOKEN}", envelope) == (200, "paid")  # redelivery
-        assert post_json(f"{url}?token=nope", envelope)[0] == 403
-        assert post_json(f"{url}?token={TOKEN}", {"message": {}})[0] == 400
+        assert post_json(url, envelope)[0] == 403  # anonymous
+        assert post_json(url, envelope, signed) == (200, "paid")
+        assert post_json(url, envelope, signed) == (200, "paid")  # redelivery
+        assert post_json(url, envelope, {"Authorization": env.play.sign(aud="x")})[0] == 403
+        assert post_json(url, {"message": {}}, signed)[0] == 400
     finally:
         server.shutdown()
         server.server_close()

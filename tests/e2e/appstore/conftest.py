@@ -1,0 +1,5 @@
+"""Fixtures of the App Store end-to-end tests (see apple_env)."""
+
+from apple_env import api, chain, env, key_pem
+
+__all__ = ["api", "chain", "env", "key_pem"]
