@@ -7,17 +7,29 @@ or mistakes for a developer or staff member.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class IapFlowError(Exception):
-    """Root of every error raised by iap-flow."""
+    """Root of every error raised by iap-flow.
+
+    ``code`` is a stable machine-readable name for the error type (the HTTP service's problem
+    ``code``); every subclass sets its own and a test keeps them unique.
+    """
+
+    code: ClassVar[str] = "iap_flow_error"
 
 
 class BuyerFacingError(IapFlowError):
     """An error whose message may be shown to a buyer as it is."""
 
+    code: ClassVar[str] = "buyer_facing_error"
+
 
 class InvalidInput(IapFlowError, ValueError):
     """A command got malformed input; nothing was written."""
+
+    code: ClassVar[str] = "invalid_input"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -26,6 +38,8 @@ class InvalidInput(IapFlowError, ValueError):
 
 class NotFound(IapFlowError, LookupError):
     """No such product, order, refund or ticket; nothing was written."""
+
+    code: ClassVar[str] = "not_found"
 
     def __init__(self, kind: str, id: str) -> None:
         super().__init__(f"{kind} {id!r} does not exist")
@@ -36,6 +50,8 @@ class NotFound(IapFlowError, LookupError):
 class PermissionDenied(IapFlowError, PermissionError):
     """The actor's role may not do this; nothing was written."""
 
+    code: ClassVar[str] = "permission_denied"
+
     def __init__(self, message: str, *, actor_id: str, role: str, action: str) -> None:
         super().__init__(message)
         self.actor_id = actor_id
@@ -45,6 +61,8 @@ class PermissionDenied(IapFlowError, PermissionError):
 
 class ApprovalLimitExceeded(PermissionDenied):
     """A support agent tried to approve a refund above their amount limit."""
+
+    code: ClassVar[str] = "approval_limit_exceeded"
 
     def __init__(
         self, *, actor_id: str, refund_id: str, amount: int, currency: str, limit: int
@@ -68,6 +86,8 @@ class ApprovalLimitExceeded(PermissionDenied):
 class TransitionNotAllowed(IapFlowError):
     """The event is not allowed in the aggregate's current state; nothing was written."""
 
+    code: ClassVar[str] = "transition_not_allowed"
+
     def __init__(self, *, kind: str, id: str, state: str, event: str) -> None:
         super().__init__(f"cannot {event} {kind} {id}: it is {state}")
         self.kind = kind
@@ -79,9 +99,13 @@ class TransitionNotAllowed(IapFlowError):
 class ConflictError(IapFlowError):
     """Another actor changed the same thing first; reload and decide again."""
 
+    code: ClassVar[str] = "conflict"
+
 
 class ConcurrentModification(ConflictError):
     """The aggregate's version moved between read and write (optimistic concurrency)."""
+
+    code: ClassVar[str] = "concurrent_modification"
 
     def __init__(self, *, kind: str, id: str, expected_version: int) -> None:
         super().__init__(
@@ -96,6 +120,8 @@ class ConcurrentModification(ConflictError):
 class AlreadyDecided(ConflictError):
     """A refund review was already decided by someone else."""
 
+    code: ClassVar[str] = "already_decided"
+
     def __init__(self, *, refund_id: str, state: str, decided_by: str | None) -> None:
         who = decided_by or "someone else"
         super().__init__(f"refund {refund_id} was already decided by {who}: it is {state}")
@@ -106,6 +132,8 @@ class AlreadyDecided(ConflictError):
 
 class IdempotencyKeyReused(ConflictError, ValueError):
     """The idempotency key was used before for a different command or arguments."""
+
+    code: ClassVar[str] = "idempotency_key_reused"
 
     def __init__(self, key: str, first_command: str) -> None:
         super().__init__(
@@ -131,6 +159,8 @@ class OperationInProgress(ConflictError):
 class RefundNotAllowed(BuyerFacingError):
     """A refund cannot be requested for this order (window passed, not paid, already open)."""
 
+    code: ClassVar[str] = "refund_not_allowed"
+
     def __init__(self, message: str, *, order_id: str) -> None:
         super().__init__(message)
         self.order_id = order_id
@@ -138,6 +168,8 @@ class RefundNotAllowed(BuyerFacingError):
 
 class ProductUnavailable(BuyerFacingError):
     """The product is not on sale."""
+
+    code: ClassVar[str] = "product_unavailable"
 
     def __init__(self, sku: str) -> None:
         super().__init__(f"product {sku} is not on sale")
@@ -147,6 +179,8 @@ class ProductUnavailable(BuyerFacingError):
 class PlatformUnavailable(IapFlowError):
     """The payment platform did not answer (timeout, outage); nothing changed, retry later."""
 
+    code: ClassVar[str] = "platform_unavailable"
+
     def __init__(self, message: str, *, platform: str) -> None:
         super().__init__(message)
         self.platform = platform
@@ -154,3 +188,5 @@ class PlatformUnavailable(IapFlowError):
 
 class StoreError(IapFlowError):
     """The store is unusable (bad URL, unknown schema version, corrupt stored value)."""
+
+    code: ClassVar[str] = "store_error"

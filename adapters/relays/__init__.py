@@ -1,0 +1,1 @@
+"""Outbox relays: notifications handed to other systems (webhooks, RabbitMQ, Redis Streams)."""

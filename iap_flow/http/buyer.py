@@ -1,0 +1,318 @@
+"""The mobile app's routes: catalogue, orders, payments, refunds and feedback of one buyer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Request, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Parameter
+
+from iap_flow.domain.errors import NotFound
+from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
+from iap_flow.domain.money import Money
+from iap_flow.http.context import BUYER_SECURITY, IdempotencyKey, Service, errors, op, owned
+from iap_flow.http.problems import NotConfigured
+from iap_flow.http.schemas import (
+    AttachPurchase,
+    Message,
+    OrderDetail,
+    OrderOut,
+    OrderPage,
+    PayOrder,
+    PlaceOrder,
+    ProductOut,
+    RefundOut,
+    RequestRefund,
+    Resolve,
+    SubmitFeedback,
+    TicketOut,
+    TrailEntry,
+)
+
+Req = Request[Any, Any, Any]
+OrderId = Annotated[str, Parameter(max_length=100, description="An order id (ord_...)")]
+RefundId = Annotated[str, Parameter(max_length=100, description="A refund id (rfd_...)")]
+TicketId = Annotated[str, Parameter(max_length=100, description="A ticket id (tkt_...)")]
+
+
+def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[HTTPRouteHandler]:
+    """The buyer's routes on ``svc``; ``threads`` runs the blocking SDK calls in a pool."""
+    flow = svc.flow
+    common: dict[str, Any] = {"sync_to_thread": threads, "security": BUYER_SECURITY}
+
+    @op(get, "/v1/products", tags=["catalogue"], responses=errors(), **common)
+    def products(request: Req) -> list[ProductOut]:
+        """The products on sale."""
+        svc.buyer(request)
+        return [ProductOut.of(p) for p in flow.catalogue.products()]
+
+    @op(
+        post,
+        "/v1/orders",
+        tags=["orders"],
+        responses=errors(
+            "not_found", "product_unavailable", "invalid_input", "idempotency_key_reused"
+        ),
+        **common,
+    )
+    def place(request: Req, data: PlaceOrder, idempotency_key: IdempotencyKey) -> OrderOut:
+        """Place an order for a product; it waits for payment."""
+        actor = svc.buyer(request)
+        order = flow.orders.place(
+            actor, data.sku, platform=data.platform, idempotency_key=idempotency_key
+        )
+        return OrderOut.of(order)
+
+    @op(
+        post,
+        "/v1/orders/{order_id:str}/pay",
+        tags=["orders"],
+        status_code=200,
+        responses=errors(
+            "not_found",
+            "transition_not_allowed",
+            "invalid_input",
+            "idempotency_key_reused",
+            "concurrent_modification",
+            "platform_unavailable",
+        ),
+        **common,
+    )
+    def pay(
+        request: Req, order_id: OrderId, data: PayOrder, idempotency_key: IdempotencyKey
+    ) -> OrderOut:
+        """Pay an order with a payment platform token; paid, or payment_failed if declined."""
+        actor = svc.buyer(request)
+        order = owned(
+            actor,
+            "order",
+            order_id,
+            lambda: flow.orders.pay(
+                actor, order_id, token=data.token, idempotency_key=idempotency_key
+            ),
+        )
+        return OrderOut.of(order)
+
+    @op(
+        post,
+        "/v1/purchases/app-store",
+        tags=["orders"],
+        status_code=200,
+        responses=errors("not_found", "invalid_input", "not_configured"),
+        **common,
+    )
+    def attach_app_store(request: Req, data: AttachPurchase) -> OrderOut:
+        """Record an App Store purchase the app made (StoreKit's signed transaction)."""
+        actor = svc.buyer(request)
+        if app_store is None:
+            raise NotConfigured("this server has no App Store configuration")
+        order = app_store.record_transaction(data.signed_transaction)
+        if order.user_id != actor.id:  # a real purchase, but another account's
+            raise NotFound("purchase", "app_store")
+        return OrderOut.of(order)
+
+    @op(get, "/v1/orders", tags=["orders"], responses=errors("invalid_input"), **common)
+    def my_orders(
+        request: Req,
+        status: Annotated[list[OrderStatus] | None, Parameter(max_items=9)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 20,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+    ) -> OrderPage:
+        """My orders, newest first, by status and creation time ``[since, until)``."""
+        actor = svc.buyer(request)
+        page = flow.orders.query(
+            actor, status=status, since=since, until=until, limit=limit, cursor=cursor
+        )
+        return OrderPage([OrderOut.of(o) for o in page.items], page.next_cursor)
+
+    @op(get, "/v1/orders/{order_id:str}", tags=["orders"], responses=errors("not_found"), **common)
+    def one_order(request: Req, order_id: OrderId) -> OrderDetail:
+        """One of my orders with its refunds, feedback tickets and trail of changes."""
+        actor = svc.buyer(request)
+        order = owned(actor, "order", order_id, lambda: flow.orders.get(actor, order_id))
+        refunds = [
+            r
+            for r in flow.refunds.queue(actor, status=list(RefundStatus), limit=1000)
+            if r.order_id == order.id
+        ]
+        tickets = [
+            t
+            for t in flow.feedback.queue(actor, status=list(TicketStatus), limit=1000)
+            if t.order_id == order.id
+        ]
+        trail = [
+            TrailEntry.of(e)
+            for subject in (order.id, *(r.id for r in refunds), *(t.id for t in tickets))
+            for e in flow.store.history(subject)
+        ]
+        trail.sort(key=lambda e: e.at)
+        return OrderDetail(
+            OrderOut.of(order),
+            [RefundOut.of(r) for r in refunds],
+            [TicketOut.of(t) for t in tickets],
+            trail,
+        )
+
+    @op(
+        post,
+        "/v1/orders/{order_id:str}/refunds",
+        tags=["refunds"],
+        responses=errors(
+            "not_found", "refund_not_allowed", "invalid_input", "idempotency_key_reused", "conflict"
+        ),
+        **common,
+    )
+    def request_refund(
+        request: Req, order_id: OrderId, data: RequestRefund, idempotency_key: IdempotencyKey
+    ) -> RefundOut:
+        """Ask for money back on a paid order; staff review it before its deadline."""
+        actor = svc.buyer(request)
+
+        def ask() -> RefundOut:
+            amount = None
+            if data.amount is not None:
+                order = flow.orders.get(actor, order_id)
+                amount = Money(data.amount, order.amount.currency)
+            refund = flow.refunds.request(
+                actor, order_id, reason=data.reason, amount=amount, idempotency_key=idempotency_key
+            )
+            return RefundOut.of(refund)
+
+        return owned(actor, "order", order_id, ask)
+
+    @op(
+        post,
+        "/v1/refunds/{refund_id:str}/withdraw",
+        tags=["refunds"],
+        status_code=200,
+        responses=errors(
+            "not_found",
+            "transition_not_allowed",
+            "idempotency_key_reused",
+            "concurrent_modification",
+        ),
+        **common,
+    )
+    def withdraw(request: Req, refund_id: RefundId, idempotency_key: IdempotencyKey) -> RefundOut:
+        """I no longer want this refund."""
+        actor = svc.buyer(request)
+        refund = owned(
+            actor,
+            "refund",
+            refund_id,
+            lambda: flow.refunds.withdraw(actor, refund_id, idempotency_key=idempotency_key),
+        )
+        return RefundOut.of(refund)
+
+    @op(
+        post,
+        "/v1/feedback",
+        tags=["feedback"],
+        responses=errors("not_found", "invalid_input", "idempotency_key_reused"),
+        **common,
+    )
+    def submit(request: Req, data: SubmitFeedback, idempotency_key: IdempotencyKey) -> TicketOut:
+        """Rate (1-5) and comment, about an order or in general."""
+        actor = svc.buyer(request)
+        ticket = owned(
+            actor,
+            "order",
+            data.order_id or "",
+            lambda: flow.feedback.submit(
+                actor,
+                rating=data.rating,
+                body=data.body,
+                order_id=data.order_id,
+                idempotency_key=idempotency_key,
+            ),
+        )
+        return TicketOut.of(ticket)
+
+    @op(
+        get,
+        "/v1/feedback/{ticket_id:str}",
+        tags=["feedback"],
+        responses=errors("not_found"),
+        **common,
+    )
+    def ticket(request: Req, ticket_id: TicketId) -> TicketOut:
+        """One of my feedback tickets with its conversation."""
+        actor = svc.buyer(request)
+        return TicketOut.of(
+            owned(actor, "ticket", ticket_id, lambda: flow.feedback.get(actor, ticket_id))
+        )
+
+    step_errors = errors(
+        "not_found",
+        "transition_not_allowed",
+        "invalid_input",
+        "idempotency_key_reused",
+        "concurrent_modification",
+    )
+
+    @op(
+        post,
+        "/v1/feedback/{ticket_id:str}/reopen",
+        tags=["feedback"],
+        status_code=200,
+        responses=step_errors,
+        **common,
+    )
+    def reopen(
+        request: Req, ticket_id: TicketId, data: Message, idempotency_key: IdempotencyKey
+    ) -> TicketOut:
+        """The answer did not solve it: staff must answer again."""
+        actor = svc.buyer(request)
+        return TicketOut.of(
+            owned(
+                actor,
+                "ticket",
+                ticket_id,
+                lambda: flow.feedback.reopen(
+                    actor, ticket_id, body=data.body, idempotency_key=idempotency_key
+                ),
+            )
+        )
+
+    @op(
+        post,
+        "/v1/feedback/{ticket_id:str}/resolve",
+        tags=["feedback"],
+        status_code=200,
+        responses=step_errors,
+        **common,
+    )
+    def resolve(
+        request: Req, ticket_id: TicketId, data: Resolve, idempotency_key: IdempotencyKey
+    ) -> TicketOut:
+        """The answer solved it: close the ticket."""
+        actor = svc.buyer(request)
+        return TicketOut.of(
+            owned(
+                actor,
+                "ticket",
+                ticket_id,
+                lambda: flow.feedback.resolve(
+                    actor, ticket_id, note=data.note, idempotency_key=idempotency_key
+                ),
+            )
+        )
+
+    return [
+        products,
+        place,
+        pay,
+        attach_app_store,
+        my_orders,
+        one_order,
+        request_refund,
+        withdraw,
+        submit,
+        ticket,
+        reopen,
+        resolve,
+    ]
