@@ -9,7 +9,7 @@ True
 
 from iap_flow.http.app import HttpService, create_app
 from iap_flow.http.auth import ApiKeys, Authenticator, Chain, JwtBearer
-from iap_flow.http.problems import Forbidden, NotConfigured, Unauthenticated
+from iap_flow.http.problems import Forbidden, Unauthenticated
 
 __all__ = [
     "ApiKeys",
@@ -18,7 +18,6 @@ __all__ = [
     "Forbidden",
     "HttpService",
     "JwtBearer",
-    "NotConfigured",
     "Unauthenticated",
     "create_app",
 ]

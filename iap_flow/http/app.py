@@ -64,6 +64,13 @@ class HttpService:
     def __init__(self, inner: Litestar, *, max_body: int) -> None:
         self.litestar = inner
         self.max_body = max_body
+        # Litestar's automatic OPTIONS answer names only one handler's methods when a path
+        # has several (GET and POST /v1/orders): ``Allow`` is written from the route table.
+        self._allow = {
+            route.path_format: ", ".join(sorted(route.methods)).encode()
+            for route in inner.routes
+            if hasattr(route, "methods")
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +88,12 @@ class HttpService:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                headers = [*message.get("headers", ()), rid_header]
+                allow = self._allow.get(scope.get("path_template", ""))
+                if allow is not None and (scope["method"] == "OPTIONS" or status == 405):
+                    headers = [(k, v) for k, v in headers if k.lower() != b"allow"]
+                    headers.append((b"allow", allow))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -148,7 +160,9 @@ def _respond(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]
         log.exception("request %s failed", rid, exc_info=exc)
         p = problem("internal_error", "Something went wrong on our side", path=path, request_id=rid)
     ERRORS.labels(p.code).inc()
-    headers = {"Retry-After": "5"} if p.status == 503 else None
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    if p.status == 503:
+        headers["Retry-After"] = "5"
     return Response(encode(p), status_code=p.status, media_type=MEDIA_TYPE, headers=headers)
 
 

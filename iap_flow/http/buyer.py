@@ -9,11 +9,10 @@ from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
-from iap_flow.domain.errors import NotFound
+from iap_flow.domain.errors import InvalidInput, NotFound
 from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
-from iap_flow.http.context import BUYER_SECURITY, IdempotencyKey, Service, errors, op, owned
-from iap_flow.http.problems import NotConfigured
+from iap_flow.http.context import BUYER_SECURITY, IdempotencyKey, Service, errors, op, owned, scoped
 from iap_flow.http.schemas import (
     AttachPurchase,
     Message,
@@ -32,9 +31,30 @@ from iap_flow.http.schemas import (
 )
 
 Req = Request[Any, Any, Any]
-OrderId = Annotated[str, Parameter(max_length=100, description="An order id (ord_...)")]
-RefundId = Annotated[str, Parameter(max_length=100, description="A refund id (rfd_...)")]
-TicketId = Annotated[str, Parameter(max_length=100, description="A ticket id (tkt_...)")]
+OrderId = Annotated[
+    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="An order id")
+]
+RefundId = Annotated[
+    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="A refund id")
+]
+TicketId = Annotated[
+    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="A ticket id")
+]
+
+
+def _when(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 date-time with its offset; a bare number is not a time."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field} must be an ISO 8601 date-time, got {value!r}", field=field
+        ) from None
+    if when.tzinfo is None:
+        raise InvalidInput(f"{field} needs a UTC offset (2026-12-01T00:00:00Z)", field=field)
+    return when
 
 
 def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[HTTPRouteHandler]:
@@ -61,7 +81,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         """Place an order for a product; it waits for payment."""
         actor = svc.buyer(request)
         order = flow.orders.place(
-            actor, data.sku, platform=data.platform, idempotency_key=idempotency_key
+            actor, data.sku, platform=data.platform, idempotency_key=scoped(actor, idempotency_key)
         )
         return OrderOut.of(order)
 
@@ -90,7 +110,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
             "order",
             order_id,
             lambda: flow.orders.pay(
-                actor, order_id, token=data.token, idempotency_key=idempotency_key
+                actor, order_id, token=data.token, idempotency_key=scoped(actor, idempotency_key)
             ),
         )
         return OrderOut.of(order)
@@ -100,14 +120,12 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         "/v1/purchases/app-store",
         tags=["orders"],
         status_code=200,
-        responses=errors("not_found", "invalid_input", "not_configured"),
+        responses=errors("not_found", "invalid_input"),
         **common,
     )
     def attach_app_store(request: Req, data: AttachPurchase) -> OrderOut:
         """Record an App Store purchase the app made (StoreKit's signed transaction)."""
         actor = svc.buyer(request)
-        if app_store is None:
-            raise NotConfigured("this server has no App Store configuration")
         order = app_store.record_transaction(data.signed_transaction)
         if order.user_id != actor.id:  # a real purchase, but another account's
             raise NotFound("purchase", "app_store")
@@ -117,15 +135,26 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
     def my_orders(
         request: Req,
         status: Annotated[list[OrderStatus] | None, Parameter(max_items=9)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Annotated[
+            str | None, Parameter(max_length=64, schema_extra={"format": "date-time"})
+        ] = None,
+        until: Annotated[
+            str | None, Parameter(max_length=64, schema_extra={"format": "date-time"})
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 20,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        cursor: Annotated[
+            str | None, Parameter(min_length=1, max_length=128, pattern=r"\S")
+        ] = None,
     ) -> OrderPage:
         """My orders, newest first, by status and creation time ``[since, until)``."""
         actor = svc.buyer(request)
         page = flow.orders.query(
-            actor, status=status, since=since, until=until, limit=limit, cursor=cursor
+            actor,
+            status=status,
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            limit=limit,
+            cursor=cursor,
         )
         return OrderPage([OrderOut.of(o) for o in page.items], page.next_cursor)
 
@@ -178,7 +207,11 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
                 order = flow.orders.get(actor, order_id)
                 amount = Money(data.amount, order.amount.currency)
             refund = flow.refunds.request(
-                actor, order_id, reason=data.reason, amount=amount, idempotency_key=idempotency_key
+                actor,
+                order_id,
+                reason=data.reason,
+                amount=amount,
+                idempotency_key=scoped(actor, idempotency_key),
             )
             return RefundOut.of(refund)
 
@@ -204,7 +237,9 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
             actor,
             "refund",
             refund_id,
-            lambda: flow.refunds.withdraw(actor, refund_id, idempotency_key=idempotency_key),
+            lambda: flow.refunds.withdraw(
+                actor, refund_id, idempotency_key=scoped(actor, idempotency_key)
+            ),
         )
         return RefundOut.of(refund)
 
@@ -227,7 +262,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
                 rating=data.rating,
                 body=data.body,
                 order_id=data.order_id,
-                idempotency_key=idempotency_key,
+                idempotency_key=scoped(actor, idempotency_key),
             ),
         )
         return TicketOut.of(ticket)
@@ -273,7 +308,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
                 "ticket",
                 ticket_id,
                 lambda: flow.feedback.reopen(
-                    actor, ticket_id, body=data.body, idempotency_key=idempotency_key
+                    actor, ticket_id, body=data.body, idempotency_key=scoped(actor, idempotency_key)
                 ),
             )
         )
@@ -297,7 +332,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
                 "ticket",
                 ticket_id,
                 lambda: flow.feedback.resolve(
-                    actor, ticket_id, note=data.note, idempotency_key=idempotency_key
+                    actor, ticket_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
                 ),
             )
         )
@@ -306,7 +341,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         products,
         place,
         pay,
-        attach_app_store,
+        *([attach_app_store] if app_store is not None else []),
         my_orders,
         one_order,
         request_refund,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, cast
 
@@ -26,6 +27,7 @@ IdempotencyKey = Annotated[
         required=False,
         max_length=200,
         min_length=1,
+        pattern=r"\S",
         description="Repeat a request with the same key to get the first result back.",
     ),
 ]
@@ -61,6 +63,14 @@ class Service:
             raise Unauthenticated(f"this route needs {what}")
         request.scope["iap_actor"] = actor  # type: ignore[typeddict-unknown-key]
         return actor
+
+
+def scoped(actor: Actor, key: str | None) -> str | None:
+    """The caller's ``Idempotency-Key`` as the SDK's key: scoped to the caller, so two buyers
+    who pick the same key neither collide nor learn of each other's requests."""
+    if key is None:
+        return None
+    return "http:" + hashlib.sha256(f"{actor.role}\0{actor.id}\0{key}".encode()).hexdigest()
 
 
 def owned(actor: Actor, kind: str, id: str, call: Callable[[], T]) -> T:

@@ -43,12 +43,6 @@ class Forbidden(IapFlowError):
     code = "forbidden"
 
 
-class NotConfigured(IapFlowError):
-    """The service was started without what this route needs (a store adapter)."""
-
-    code = "not_configured"
-
-
 STATUS: Mapping[str, int] = {
     "malformed_request": 400,
     "unauthenticated": 401,
@@ -68,7 +62,6 @@ STATUS: Mapping[str, int] = {
     "unsupported_media_type": 415,
     "invalid_input": 422,
     "idempotency_key_reused": 422,
-    "not_configured": 501,
     "internal_error": 500,
     "platform_unavailable": 503,
     "store_error": 503,
@@ -94,7 +87,6 @@ TITLES: Mapping[str, str] = {
     "unsupported_media_type": "Send JSON",
     "invalid_input": "Some of the input is not valid",
     "idempotency_key_reused": "This Idempotency-Key was used for another request",
-    "not_configured": "Not available on this server",
     "internal_error": "Something went wrong on our side",
     "platform_unavailable": "The payment platform did not answer; try again shortly",
     "store_error": "The service is unavailable; try again shortly",

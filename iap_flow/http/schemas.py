@@ -8,8 +8,11 @@ generated from these classes, so what is documented is what is sent.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import attrs
+from litestar.params import KwargDefinition
+from msgspec import Meta
 
 from iap_flow.domain.models import (
     AuditEvent,
@@ -256,17 +259,47 @@ class Problem:
 
 
 # -- requests -------------------------------------------------------------------------------
+# The constraints the SDK checks, stated twice: msgspec's Meta enforces them when the body is
+# decoded and Litestar's KwargDefinition puts them in the OpenAPI document (its attrs plugin
+# does not read Meta). The SDK still checks everything itself: text has a non-space character
+# (the SDK strips it) and a maximum length; ids are at most 128 characters.
+
+Text = Annotated[
+    str,
+    Meta(min_length=1, max_length=5000, pattern=r"\S"),
+    KwargDefinition(min_length=1, max_length=5000, pattern=r"\S"),
+]
+Id = Annotated[
+    str,
+    Meta(min_length=1, max_length=128, pattern=r"\S"),
+    KwargDefinition(min_length=1, max_length=128, pattern=r"\S"),
+]
+Token = Annotated[
+    str,
+    Meta(min_length=1, max_length=500, pattern=r"\S"),
+    KwargDefinition(min_length=1, max_length=500, pattern=r"\S"),
+]
+Reason = Annotated[
+    str,
+    Meta(min_length=5, max_length=2000, pattern=r"\S[\s\S]{3,}\S"),
+    KwargDefinition(min_length=5, max_length=2000, pattern=r"\S[\s\S]{3,}\S"),
+]
+Sku = Annotated[
+    str,
+    Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+    KwargDefinition(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+]
 
 
 @attrs.frozen
 class PlaceOrder:
-    sku: str
+    sku: Id
     platform: Platform | None = None
 
 
 @attrs.frozen
 class PayOrder:
-    token: str
+    token: Token
     """The payment platform's token for this charge (the sandbox: ``tok_approve``)."""
 
 
@@ -274,50 +307,60 @@ class PayOrder:
 class AttachPurchase:
     """A store purchase made in the app: an App Store signed transaction (JWS)."""
 
-    signed_transaction: str
+    signed_transaction: Annotated[
+        str, Meta(min_length=1, max_length=20_000), KwargDefinition(min_length=1, max_length=20_000)
+    ]
 
 
 @attrs.frozen
 class RequestRefund:
-    reason: str
-    amount: int | None = None
+    reason: Text
+    amount: Annotated[int, Meta(ge=1), KwargDefinition(ge=1)] | None = None
     """Minor units in the order's currency; the whole order when omitted."""
 
 
 @attrs.frozen
 class SubmitFeedback:
-    rating: int
-    body: str
-    order_id: str | None = None
+    rating: Annotated[int, Meta(ge=1, le=5), KwargDefinition(ge=1, le=5)]
+    body: Text
+    order_id: Id | None = None
 
 
 @attrs.frozen
 class Message:
-    body: str
+    body: Text
 
 
 @attrs.frozen
 class Resolve:
-    note: str | None = None
+    note: Text | None = None
 
 
 @attrs.frozen
 class Decision:
-    note: str | None = None
+    note: Text | None = None
 
 
 @attrs.frozen
 class Rejection:
-    reason: str
+    reason: Reason
 
 
 @attrs.frozen
 class NewProduct:
-    sku: str
-    title: str
-    description: str
-    price: int
+    sku: Sku
+    title: Annotated[
+        str,
+        Meta(min_length=1, max_length=200, pattern=r"\S"),
+        KwargDefinition(min_length=1, max_length=200, pattern=r"\S"),
+    ]
+    description: Annotated[
+        str,
+        Meta(min_length=1, max_length=2000, pattern=r"\S"),
+        KwargDefinition(min_length=1, max_length=2000, pattern=r"\S"),
+    ]
+    price: Annotated[int, Meta(ge=1), KwargDefinition(ge=1)]
     """Minor units of ``currency``."""
-    currency: str
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$"), KwargDefinition(pattern=r"^[A-Z]{3}$")]
     kind: ProductKind
     period: Period | None = None

@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from iap_flow.domain.models import AuditEvent, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
-from iap_flow.http.context import STAFF_SECURITY, IdempotencyKey, Service, errors, op
+from iap_flow.http.context import STAFF_SECURITY, IdempotencyKey, Service, errors, op, scoped
 from iap_flow.http.schemas import (
     Decision,
     Message,
@@ -26,7 +26,7 @@ from iap_flow.http.schemas import (
 )
 
 Req = Request[Any, Any, Any]
-Id = Annotated[str, Parameter(max_length=100)]
+Id = Annotated[str, Parameter(min_length=1, max_length=128, pattern=r"\S")]
 DECIDE = (
     "not_found",
     "permission_denied",
@@ -75,7 +75,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         """Approve a refund (paid out through the platform, or answered to it)."""
         actor = svc.staff_member(request)
         refund = flow.refunds.approve(
-            actor, refund_id, note=data.note, idempotency_key=idempotency_key
+            actor, refund_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
         )
         return StaffRefundOut.of(refund)
 
@@ -93,7 +93,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         """Reject a refund with a reason the buyer will read."""
         actor = svc.staff_member(request)
         refund = flow.refunds.reject(
-            actor, refund_id, reason=data.reason, idempotency_key=idempotency_key
+            actor, refund_id, reason=data.reason, idempotency_key=scoped(actor, idempotency_key)
         )
         return StaffRefundOut.of(refund)
 
@@ -138,7 +138,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         """Answer the buyer; the answer reaches them through the outbox."""
         actor = svc.staff_member(request)
         ticket = flow.feedback.answer(
-            actor, ticket_id, body=data.body, idempotency_key=idempotency_key
+            actor, ticket_id, body=data.body, idempotency_key=scoped(actor, idempotency_key)
         )
         return TicketOut.of(ticket)
 
@@ -156,7 +156,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         """Close a ticket for the buyer."""
         actor = svc.staff_member(request)
         ticket = flow.feedback.resolve(
-            actor, ticket_id, note=data.note, idempotency_key=idempotency_key
+            actor, ticket_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
         )
         return TicketOut.of(ticket)
 
@@ -200,7 +200,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
             price=Money(data.price, data.currency),
             kind=data.kind,
             period=data.period,
-            idempotency_key=idempotency_key,
+            idempotency_key=scoped(actor, idempotency_key),
         )
         return ProductOut.of(product)
 

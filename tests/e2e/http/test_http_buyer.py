@@ -58,6 +58,15 @@ def test_idempotency_key_returns_the_first_result(api: Api) -> None:
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
+def test_idempotency_keys_are_per_buyer(api: Api) -> None:
+    key = {"Idempotency-Key": "same-key-" + uuid.uuid4().hex}
+    first = api.post("/v1/orders", {**api.buyer(user()), **key}, {"sku": "gems_100"})
+    second = api.post("/v1/orders", {**api.buyer(user()), **key}, {"sku": "gems_big"})
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+    assert second.json()["sku"] == "gems_big"
+
+
 def test_pay_twice_with_one_key_charges_once(api: Api) -> None:
     who = api.buyer(user())
     order = api.post("/v1/orders", who, {"sku": "gems_100"}).json()
@@ -90,6 +99,9 @@ def test_my_orders_filters_by_status_and_time_and_pages_with_a_cursor(api: Api) 
     assert [o["id"] for o in since["items"]] == [pending]
     until = api.get("/v1/orders", who, params={"until": created}).json()
     assert {o["id"] for o in until["items"]} == set(paid)
+    for when in ("0.5", "2026-12-01T00:00:00", "yesterday"):
+        r = api.get("/v1/orders", who, params={"since": when})
+        assert r.status_code == 422 and r.json()["field"] == "since", when
     bad = api.get("/v1/orders", who, params={"status": "lost"})
     assert bad.status_code == 400 and bad.json()["code"] == "malformed_request"
     reversed_window = api.get("/v1/orders", who, params={"since": created, "until": created})
@@ -162,7 +174,9 @@ def test_feedback_submit_reopen_resolve(api: Api) -> None:
         ("buyer", "all good"),
     ]
     bad = api.post("/v1/feedback", who, {"rating": 9, "body": "x"})
-    assert bad.status_code == 422 and bad.json()["field"] == "rating"
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("rating:")
+    blank = api.post("/v1/feedback", who, {"rating": 3, "body": "   "})
+    assert blank.status_code == 400 and blank.json()["detail"].startswith("body:")
 
 
 def test_another_buyers_records_are_not_found(api: Api) -> None:
@@ -199,6 +213,6 @@ def test_unknown_product_and_inactive_platform(api: Api) -> None:
     assert r.status_code == 422 and r.json()["field"] == "platform"
 
 
-def test_app_store_purchase_needs_configuration(api: Api) -> None:
+def test_app_store_purchases_are_served_only_when_configured(api: Api) -> None:
     r = api.post("/v1/purchases/app-store", api.buyer(user()), {"signed_transaction": "x.y.z"})
-    assert r.status_code == 501 and r.json()["code"] == "not_configured"
+    assert r.status_code == 404 and r.json()["code"] == "route_not_found"
