@@ -14,6 +14,7 @@ from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
 from iap_flow.http.context import BUYER_SECURITY, IdempotencyKey, Service, errors, op, owned, scoped
 from iap_flow.http.schemas import (
+    NOT_SPACE,
     AttachPurchase,
     Message,
     OrderDetail,
@@ -32,13 +33,13 @@ from iap_flow.http.schemas import (
 
 Req = Request[Any, Any, Any]
 OrderId = Annotated[
-    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="An order id")
+    str, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE, description="An order id")
 ]
 RefundId = Annotated[
-    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="A refund id")
+    str, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE, description="A refund id")
 ]
 TicketId = Annotated[
-    str, Parameter(min_length=1, max_length=128, pattern=r"\S", description="A ticket id")
+    str, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE, description="A ticket id")
 ]
 
 
@@ -143,7 +144,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         ] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 20,
         cursor: Annotated[
-            str | None, Parameter(min_length=1, max_length=128, pattern=r"\S")
+            str | None, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE)
         ] = None,
     ) -> OrderPage:
         """My orders, newest first, by status and creation time ``[since, until)``."""

@@ -16,7 +16,7 @@ from iap_flow.domain.roles import Actor, Role
 from iap_flow.flow import Flow
 from iap_flow.http.auth import Authenticator, Headers
 from iap_flow.http.problems import MEDIA_TYPE, STATUS, TITLES, Forbidden, Unauthenticated
-from iap_flow.http.schemas import Problem
+from iap_flow.http.schemas import NOT_SPACE, Problem
 
 T = TypeVar("T")
 
@@ -27,7 +27,7 @@ IdempotencyKey = Annotated[
         required=False,
         max_length=200,
         min_length=1,
-        pattern=r"\S",
+        pattern=NOT_SPACE,
         description="Repeat a request with the same key to get the first result back.",
     ),
 ]

@@ -263,26 +263,29 @@ class Problem:
 # decoded and Litestar's KwargDefinition puts them in the OpenAPI document (its attrs plugin
 # does not read Meta). The SDK still checks everything itself: text has a non-space character
 # (the SDK strips it) and a maximum length; ids are at most 128 characters.
+# "Not a space" is spelled out: Python's str.strip() and ECMA's \S disagree on a few
+# characters (\x1c-\x1f, \x85, \ufeff), and a value must pass both.
+NOT_SPACE = r"[^\s\x1c-\x1f\x85\ufeff]"
 
 Text = Annotated[
     str,
-    Meta(min_length=1, max_length=5000, pattern=r"\S"),
-    KwargDefinition(min_length=1, max_length=5000, pattern=r"\S"),
+    Meta(min_length=1, max_length=5000, pattern=NOT_SPACE),
+    KwargDefinition(min_length=1, max_length=5000, pattern=NOT_SPACE),
 ]
 Id = Annotated[
     str,
-    Meta(min_length=1, max_length=128, pattern=r"\S"),
-    KwargDefinition(min_length=1, max_length=128, pattern=r"\S"),
+    Meta(min_length=1, max_length=128, pattern=NOT_SPACE),
+    KwargDefinition(min_length=1, max_length=128, pattern=NOT_SPACE),
 ]
 Token = Annotated[
     str,
-    Meta(min_length=1, max_length=500, pattern=r"\S"),
-    KwargDefinition(min_length=1, max_length=500, pattern=r"\S"),
+    Meta(min_length=1, max_length=500, pattern=NOT_SPACE),
+    KwargDefinition(min_length=1, max_length=500, pattern=NOT_SPACE),
 ]
 Reason = Annotated[
     str,
-    Meta(min_length=5, max_length=2000, pattern=r"\S[\s\S]{3,}\S"),
-    KwargDefinition(min_length=5, max_length=2000, pattern=r"\S[\s\S]{3,}\S"),
+    Meta(min_length=5, max_length=2000, pattern=NOT_SPACE + r"[\s\S]{3,}" + NOT_SPACE),
+    KwargDefinition(min_length=5, max_length=2000, pattern=NOT_SPACE + r"[\s\S]{3,}" + NOT_SPACE),
 ]
 Sku = Annotated[
     str,
@@ -351,13 +354,13 @@ class NewProduct:
     sku: Sku
     title: Annotated[
         str,
-        Meta(min_length=1, max_length=200, pattern=r"\S"),
-        KwargDefinition(min_length=1, max_length=200, pattern=r"\S"),
+        Meta(min_length=1, max_length=200, pattern=NOT_SPACE),
+        KwargDefinition(min_length=1, max_length=200, pattern=NOT_SPACE),
     ]
     description: Annotated[
         str,
-        Meta(min_length=1, max_length=2000, pattern=r"\S"),
-        KwargDefinition(min_length=1, max_length=2000, pattern=r"\S"),
+        Meta(min_length=1, max_length=2000, pattern=NOT_SPACE),
+        KwargDefinition(min_length=1, max_length=2000, pattern=NOT_SPACE),
     ]
     price: Annotated[int, Meta(ge=1), KwargDefinition(ge=1)]
     """Minor units of ``currency``."""

@@ -13,6 +13,7 @@ from iap_flow.domain.models import AuditEvent, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
 from iap_flow.http.context import STAFF_SECURITY, IdempotencyKey, Service, errors, op, scoped
 from iap_flow.http.schemas import (
+    NOT_SPACE,
     Decision,
     Message,
     NewProduct,
@@ -26,7 +27,7 @@ from iap_flow.http.schemas import (
 )
 
 Req = Request[Any, Any, Any]
-Id = Annotated[str, Parameter(min_length=1, max_length=128, pattern=r"\S")]
+Id = Annotated[str, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE)]
 DECIDE = (
     "not_found",
     "permission_denied",
