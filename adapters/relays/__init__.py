@@ -15,6 +15,12 @@ Every message carries the outbox id: receivers keep the ids they processed and d
 every envelope; messages for one subject leave in outbox order.
 """
 
-from iap_flow.adapters.relays.envelope import Envelope, HeldBack, SubjectOrder, envelope
+from iap_flow.adapters.relays.envelope import (
+    Envelope,
+    HeldBack,
+    RelayUnavailable,
+    SubjectOrder,
+    envelope,
+)
 
-__all__ = ["Envelope", "HeldBack", "SubjectOrder", "envelope"]
+__all__ = ["Envelope", "HeldBack", "RelayUnavailable", "SubjectOrder", "envelope"]

@@ -61,6 +61,12 @@ class HeldBack(IapFlowError):
     code = "relay_held_back"
 
 
+class RelayUnavailable(IapFlowError):
+    """The broker did not take the message; the outbox will send it again."""
+
+    code = "relay_unavailable"
+
+
 class SubjectOrder:
     """Keeps messages about one subject in outbox order within a process.
 
