@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class JwtBearer:
         secret: str | None = None,
         algorithms: Sequence[str] = ("RS256", "ES256", "EdDSA"),
         leeway: float = 30.0,
+        cache_seconds: float = 60.0,
+        cache_size: int = 10_000,
     ) -> None:
         if sum(x is not None for x in (jwks_url, jwks_file, secret)) != 1:
             raise InvalidInput("give one of jwks_url, jwks_file or secret", field="jwt")
@@ -68,6 +71,9 @@ class JwtBearer:
         self._client = None if jwks_url is None else jwt.PyJWKClient(jwks_url, cache_keys=True)
         self._keys: dict[str, Any] = {}
         self._secret = secret
+        self._cache: dict[str, tuple[float, Actor]] = {}
+        self._cache_seconds = cache_seconds
+        self._cache_size = cache_size
         self._algorithms = ["HS256"] if secret is not None else list(algorithms)
         if jwks_file is not None:
             keyset = jwt.PyJWKSet.from_json(Path(jwks_file).read_text(encoding="utf-8"))
@@ -89,6 +95,10 @@ class JwtBearer:
         token = _bearer(headers)
         if token is None:
             return None
+        now = time.time()
+        hit = self._cache.get(token)
+        if hit is not None and now < hit[0]:
+            return hit[1]
         try:
             claims = jwt.decode(
                 token,
@@ -104,7 +114,12 @@ class JwtBearer:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip() or len(sub) > 200:
             raise Unauthenticated("bearer token has no usable sub claim")
-        return Actor.buyer(sub)
+        actor = Actor.buyer(sub)
+        if self._cache_seconds > 0:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[token] = (min(now + self._cache_seconds, float(claims["exp"])), actor)
+        return actor
 
 
 class ApiKeys:
