@@ -121,7 +121,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         "/v1/purchases/app-store",
         tags=["orders"],
         status_code=200,
-        responses=errors("not_found", "invalid_input"),
+        responses=errors("not_found", "invalid_input", "notification_rejected"),
         **common,
     )
     def attach_app_store(request: Req, data: AttachPurchase) -> OrderOut:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar, cast
 import attrs
 from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from iap_flow.domain.errors import NotFound, PermissionDenied
 from iap_flow.domain.roles import Actor, Role
@@ -22,8 +22,8 @@ T = TypeVar("T")
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         max_length=200,
         min_length=1,

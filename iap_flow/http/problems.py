@@ -61,8 +61,10 @@ STATUS: Mapping[str, int] = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "invalid_input": 422,
+    "notification_rejected": 422,
     "idempotency_key_reused": 422,
     "internal_error": 500,
+    "play_api_error": 502,
     "platform_unavailable": 503,
     "store_error": 503,
 }
@@ -86,8 +88,10 @@ TITLES: Mapping[str, str] = {
     "payload_too_large": "The request is too large",
     "unsupported_media_type": "Send JSON",
     "invalid_input": "Some of the input is not valid",
+    "notification_rejected": "The store purchase could not be verified",
     "idempotency_key_reused": "This Idempotency-Key was used for another request",
     "internal_error": "Something went wrong on our side",
+    "play_api_error": "Google Play did not answer as expected; try again shortly",
     "platform_unavailable": "The payment platform did not answer; try again shortly",
     "store_error": "The service is unavailable; try again shortly",
 }

@@ -40,6 +40,13 @@ from iap_flow.domain.errors import IapFlowError
     type=click.Path(dir_okay=False, path_type=Path),
     help="JSON-lines file for notifications (default: next to the database).",
 )
+@click.option(
+    "--threads/--no-threads",
+    default=True,
+    show_default=True,
+    help="Run the SDK's blocking calls in a thread pool. --no-threads runs them on the event "
+    "loop: faster on SQLite (one connection, one lock), wrong for PostgreSQL or real platforms.",
+)
 @click.option("--log-level", default="INFO", show_default=True, envvar="IAP_FLOW_LOG_LEVEL")
 @click.pass_context
 def command(
@@ -53,6 +60,7 @@ def command(
     jwt_issuer: str,
     jwt_audience: str,
     notifications: Path | None,
+    threads: bool,
     log_level: str,
 ) -> None:
     """Serve the HTTP API (buyers, staff, /healthz, /readyz, /metrics, /openapi.json)."""
@@ -82,7 +90,7 @@ def command(
         click.echo("warning: no --jwks-url/--jwks-file/--jwt-secret: buyer routes answer 401")
     if staff is None:
         click.echo("warning: no --api-keys: staff routes answer 401")
-    app = create_app(flow, buyers=buyers, staff=staff)
+    app = create_app(flow, buyers=buyers, staff=staff, threads=threads)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
     finally:
