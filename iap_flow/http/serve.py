@@ -44,8 +44,8 @@ from iap_flow.domain.errors import IapFlowError
     "--threads/--no-threads",
     default=True,
     show_default=True,
-    help="Run the SDK's blocking calls in a thread pool. --no-threads runs them on the event "
-    "loop: faster on SQLite (one connection, one lock), wrong for PostgreSQL or real platforms.",
+    help="Run the SDK's blocking calls in a thread pool (the default). --no-threads runs "
+    "them on the event loop, one request at a time: for measuring, not for production.",
 )
 @click.option("--log-level", default="INFO", show_default=True, envvar="IAP_FLOW_LOG_LEVEL")
 @click.pass_context
