@@ -148,6 +148,8 @@ class OperationInProgress(ConflictError):
     """Another call with the same idempotency key is still under way; retry with the same key
     (the retry returns the first call's result once it is done)."""
 
+    code: ClassVar[str] = "operation_in_progress"
+
     def __init__(self, key: str) -> None:
         super().__init__(
             f"a request with idempotency key {key!r} is still in progress; "

@@ -10,7 +10,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
 from iap_flow.domain.errors import InvalidInput, NotFound
-from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
+from iap_flow.domain.models import OrderStatus, RefundRequest, RefundStatus, Ticket, TicketStatus
 from iap_flow.domain.money import Money
 from iap_flow.http.context import BUYER_SECURITY, IdempotencyKey, Service, errors, op, owned, scoped
 from iap_flow.http.schemas import (
@@ -203,10 +203,8 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         actor = svc.buyer(request)
 
         def ask() -> RefundOut:
-            amount = None
-            if data.amount is not None:
-                order = flow.orders.get(actor, order_id)
-                amount = Money(data.amount, order.amount.currency)
+            order = flow.orders.get(actor, order_id)  # whose it is comes first
+            amount = None if data.amount is None else Money(data.amount, order.amount.currency)
             refund = flow.refunds.request(
                 actor,
                 order_id,
@@ -234,14 +232,13 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
     def withdraw(request: Req, refund_id: RefundId, idempotency_key: IdempotencyKey) -> RefundOut:
         """I no longer want this refund."""
         actor = svc.buyer(request)
-        refund = owned(
-            actor,
-            "refund",
-            refund_id,
-            lambda: flow.refunds.withdraw(
-                actor, refund_id, idempotency_key=scoped(actor, idempotency_key)
-            ),
-        )
+        key = scoped(actor, idempotency_key)
+
+        def withdraw_it() -> RefundRequest:
+            flow.refunds.get(actor, refund_id)  # whose it is comes before what state it is in
+            return flow.refunds.withdraw(actor, refund_id, idempotency_key=key)
+
+        refund = owned(actor, "refund", refund_id, withdraw_it)
         return RefundOut.of(refund)
 
     @op(
@@ -254,18 +251,20 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
     def submit(request: Req, data: SubmitFeedback, idempotency_key: IdempotencyKey) -> TicketOut:
         """Rate (1-5) and comment, about an order or in general."""
         actor = svc.buyer(request)
-        ticket = owned(
-            actor,
-            "order",
-            data.order_id or "",
-            lambda: flow.feedback.submit(
+        key = scoped(actor, idempotency_key)
+
+        def submit_it() -> Ticket:
+            if data.order_id is not None:
+                flow.orders.get(actor, data.order_id)  # whose order it is comes first
+            return flow.feedback.submit(
                 actor,
                 rating=data.rating,
                 body=data.body,
                 order_id=data.order_id,
-                idempotency_key=scoped(actor, idempotency_key),
-            ),
-        )
+                idempotency_key=key,
+            )
+
+        ticket = owned(actor, "order", data.order_id or "", submit_it)
         return TicketOut.of(ticket)
 
     @op(
@@ -303,16 +302,13 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
     ) -> TicketOut:
         """The answer did not solve it: staff must answer again."""
         actor = svc.buyer(request)
-        return TicketOut.of(
-            owned(
-                actor,
-                "ticket",
-                ticket_id,
-                lambda: flow.feedback.reopen(
-                    actor, ticket_id, body=data.body, idempotency_key=scoped(actor, idempotency_key)
-                ),
-            )
-        )
+        key = scoped(actor, idempotency_key)
+
+        def step() -> Ticket:
+            flow.feedback.get(actor, ticket_id)  # whose it is comes before what state it is in
+            return flow.feedback.reopen(actor, ticket_id, body=data.body, idempotency_key=key)
+
+        return TicketOut.of(owned(actor, "ticket", ticket_id, step))
 
     @op(
         post,
@@ -327,16 +323,13 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
     ) -> TicketOut:
         """The answer solved it: close the ticket."""
         actor = svc.buyer(request)
-        return TicketOut.of(
-            owned(
-                actor,
-                "ticket",
-                ticket_id,
-                lambda: flow.feedback.resolve(
-                    actor, ticket_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
-                ),
-            )
-        )
+        key = scoped(actor, idempotency_key)
+
+        def step() -> Ticket:
+            flow.feedback.get(actor, ticket_id)  # whose it is comes before what state it is in
+            return flow.feedback.resolve(actor, ticket_id, note=data.note, idempotency_key=key)
+
+        return TicketOut.of(owned(actor, "ticket", ticket_id, step))
 
     return [
         products,

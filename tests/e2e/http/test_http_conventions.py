@@ -78,9 +78,9 @@ def test_request_id_is_echoed_or_made(api: Api) -> None:
     assert mine.headers["x-request-id"] == "req-abc.123"
     made = api.get("/healthz", {})
     assert len(made.headers["x-request-id"]) == 32
-    hostile = api.get("/healthz", {"X-Request-Id": "bad id\x7f" + "x" * 300})
-    assert hostile.headers["x-request-id"] != "bad id"
-    assert len(hostile.headers["x-request-id"]) == 32
+    for hostile in ("spaces are not allowed", "x" * 300, "<script>"):
+        r = api.get("/healthz", {"X-Request-Id": hostile})
+        assert len(r.headers["x-request-id"]) == 32 and r.headers["x-request-id"] != hostile
     r = api.get("/v1/orders/ord_x", {**api.buyer(user()), "X-Request-Id": "trace-42"})
     assert r.json()["request_id"] == "trace-42"
 
