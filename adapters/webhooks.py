@@ -30,6 +30,8 @@ MAX_BODY = 1_000_000
 class NotificationRejected(IapFlowError, ValueError):
     """A store notification failed verification or is malformed; nothing was changed."""
 
+    code = "notification_rejected"
+
     def __init__(self, message: str, *, source: str, reason: str) -> None:
         super().__init__(message)
         self.source = source

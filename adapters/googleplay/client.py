@@ -22,6 +22,8 @@ SOURCE = "google_play"
 class PlayApiError(IapFlowError):
     """Google Play answered with an HTTP error."""
 
+    code = "play_api_error"
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"Google Play API answered {status}: {message}")
         self.status = status

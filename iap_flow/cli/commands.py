@@ -53,6 +53,7 @@ PLUGINS: dict[str, Plugin] = {
     "report": Plugin(
         "iap_flow.analysis.cli:report", "analysis", "Sales, refunds, service and feedback report."
     ),
+    "serve": Plugin("iap_flow.http.serve:command", "http", "Serve the HTTP API (uvicorn)."),
 }
 """Commands provided by extras: name -> where to find it."""
 

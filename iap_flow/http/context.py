@@ -1,0 +1,117 @@
+"""What every route handler shares: the flow, who is calling, and the error conventions."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
+
+import attrs
+from litestar import Request
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
+
+from iap_flow.domain.errors import NotFound, PermissionDenied
+from iap_flow.domain.roles import Actor, Role
+from iap_flow.flow import Flow
+from iap_flow.http.auth import Authenticator, Headers
+from iap_flow.http.problems import MEDIA_TYPE, STATUS, TITLES, Forbidden, Unauthenticated
+from iap_flow.http.schemas import NOT_SPACE, Problem
+
+T = TypeVar("T")
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        max_length=200,
+        min_length=1,
+        pattern=NOT_SPACE,
+        description="Repeat a request with the same key to get the first result back.",
+    ),
+]
+
+BUYER_SECURITY: list[dict[str, list[str]]] = [{"buyerBearer": []}]
+STAFF_SECURITY: list[dict[str, list[str]]] = [{"staffApiKey": []}]
+
+
+@attrs.define
+class Service:
+    """The flow and the two authenticators, given to every route."""
+
+    flow: Flow
+    buyers: Authenticator
+    staff: Authenticator
+
+    def buyer(self, request: Request[Any, Any, Any]) -> Actor:
+        actor = self._who(self.buyers, request, "a buyer's bearer token")
+        if actor.role is not Role.BUYER:
+            raise Forbidden("this route is for buyers")
+        return actor
+
+    def staff_member(self, request: Request[Any, Any, Any]) -> Actor:
+        actor = self._who(self.staff, request, "a staff API key (X-Api-Key)")
+        if actor.role is Role.BUYER:
+            raise Forbidden("this route is for staff")
+        return actor
+
+    @staticmethod
+    def _who(auth: Authenticator, request: Request[Any, Any, Any], what: str) -> Actor:
+        actor = auth(cast(Headers, request.headers))
+        if actor is None:
+            raise Unauthenticated(f"this route needs {what}")
+        request.scope["iap_actor"] = actor  # type: ignore[typeddict-unknown-key]
+        return actor
+
+
+def scoped(actor: Actor, key: str | None) -> str | None:
+    """The caller's ``Idempotency-Key`` as the SDK's key: scoped to the caller, so two buyers
+    who pick the same key neither collide nor learn of each other's requests."""
+    if key is None:
+        return None
+    return "http:" + hashlib.sha256(f"{actor.role}\0{actor.id}\0{key}".encode()).hexdigest()
+
+
+def owned(actor: Actor, kind: str, id: str, call: Callable[[], T]) -> T:
+    """Run ``call``; a buyer refused another buyer's record learns only that it does not exist."""
+    try:
+        return call()
+    except PermissionDenied as exc:
+        if actor.role is Role.BUYER:
+            raise NotFound(kind, id) from exc
+        raise
+
+
+def errors(*codes: str) -> dict[int, ResponseSpec]:
+    """The documented problem responses for a route: these codes plus the common ones."""
+    common = ("malformed_request", "unauthenticated", "payload_too_large")
+    out: dict[int, list[str]] = {}
+    for code in (*common, *codes):
+        out.setdefault(STATUS[code], []).append(code)
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=MEDIA_TYPE,
+            description="; ".join(f"`{c}`: {TITLES[c]}" for c in names),
+            generate_examples=False,
+        )
+        for status, names in sorted(out.items())
+    }
+
+
+def op(method: Callable[..., Any], path: str, **options: Any) -> Callable[[Any], Any]:
+    """``method(path, ...)`` with the operation id and summary taken from the function, so
+    the OpenAPI document names each operation after its handler."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        doc = (fn.__doc__ or "").strip()
+        return method(
+            path,
+            operation_id=fn.__name__,
+            summary=doc.split("\n", 1)[0] or fn.__name__.replace("_", " "),
+            description=doc or None,
+            **options,
+        )(fn)
+
+    return wrap
