@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from iap_flow import Flow, IapFlowError, PlatformUnavailable
+from iap_flow import SYSTEM, Flow, IapFlowError, PlatformUnavailable
 
 log = logging.getLogger("iap_flow.adapters.webhooks")
 
@@ -63,18 +63,12 @@ Applied = tuple[str, str | None, str | None]
 """``(outcome, order_id, refund_id)`` returned by an adapter's mapping of one notification."""
 
 
-def _result_key(source: str, notification_id: str) -> str:
-    return f"webhook:{source}:{notification_id}"
-
-
 def already_applied(flow: Flow, source: str, notification_id: str) -> IngestResult | None:
     """What the first delivery of this notification did, if one was applied (one read, no
     call to the store's API): a duplicate is recognised before anything else is done."""
-    with flow.store.transaction() as tx:
-        hit = tx.idempotency_get(_result_key(source, notification_id))
-    if hit is None:
+    first = flow.processed(SYSTEM, source, notification_id)
+    if first is None:
         return None
-    first = json.loads(hit[2])
     return IngestResult(**{**first, "duplicate": True})
 
 
@@ -99,19 +93,15 @@ def apply_once(
         return seen
     outcome, order_id, refund_id = apply()
     result = IngestResult(source, notification_id, kind, outcome, order_id, refund_id)
-    key, now = _result_key(source, notification_id), flow.clock.now()
     # Remembered with its result in one transaction; a crash before it costs a repeat of
     # ``apply`` (idempotent), nothing more.
     try:
-        with flow.store.transaction() as tx:
-            if tx.idempotency_get(key) is not None:
-                return attrs.evolve(result, duplicate=True)
-            tx.idempotency_put(key, "webhook", "", json.dumps(result.as_dict()), now)
-    except Exception:
+        first = flow.record_processed(SYSTEM, source, notification_id, result.as_dict())
+    except IapFlowError:
         if already_applied(flow, source, notification_id) is None:
             raise
-        return attrs.evolve(result, duplicate=True)  # another process remembered it first
-    return result
+        first = False
+    return result if first else attrs.evolve(result, duplicate=True)
 
 
 def rejected(source: str, reason: str, message: str) -> NotificationRejected:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -16,9 +17,17 @@ from typing import Any
 from iap_flow.domain.clock import SystemClock, utc
 from iap_flow.domain.errors import InvalidInput, NotFound
 from iap_flow.domain.ids import IdGenerator
-from iap_flow.domain.models import Audience, AuditEvent, Deadline, Platform
+from iap_flow.domain.models import (
+    Audience,
+    AuditEvent,
+    Deadline,
+    Order,
+    Platform,
+    RefundRequest,
+    Ticket,
+)
 from iap_flow.domain.policy import Policy
-from iap_flow.domain.roles import SYSTEM, Actor
+from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
 from iap_flow.services.catalogue import Catalogue
@@ -117,20 +126,47 @@ class Flow:
 
         Raises :class:`~iap_flow.domain.errors.NotFound` for an id with no trail: every record has
         at least its creation event, so an empty trail means a mistyped or unknown id.
+        A buyer may read the trail of their own orders, refunds and tickets only.
         """
         actor = self._ctx.actor(actor)
         check(actor, "audit.read")
-        events = self._ctx.store.history(ident(subject_id, "subject_id"))
+        subject_id = ident(subject_id, "subject_id")
+        if actor.role is Role.BUYER:
+            check(actor, "audit.read", self._owner(subject_id) or "")
+        events = self._ctx.store.history(subject_id)
         if not events:
             raise NotFound("record", subject_id)
         return events
 
+    def _owner(self, subject_id: str) -> str | None:
+        store = self._ctx.store
+        record: Order | RefundRequest | Ticket | None = (
+            store.get_order(subject_id)
+            or store.get_refund(subject_id)
+            or store.get_ticket(subject_id)
+        )
+        return None if record is None else record.user_id
+
+    def readiness(self) -> tuple[bool, int | None, int | None]:
+        """``(reachable, schema version found, schema version expected)`` of the store, for
+        health checks: ready when it is reachable and the versions agree."""
+        store = self._ctx.store
+        expected = getattr(importlib.import_module(type(store).__module__), "SCHEMA_VERSION", None)
+        try:
+            found = int(store.schema_version)  # type: ignore[attr-defined]
+        except Exception:  # any driver fault means: not reachable
+            return False, None, expected
+        return True, found, expected
+
     def pending_deadlines(self, actor: Actor, subject_id: str) -> list[Deadline]:
-        """The open deadlines of one order, refund or ticket, soonest first (staff only:
-        like the audit trail, they say how the record is being handled)."""
+        """The open deadlines of one order, refund or ticket, soonest first (like the audit
+        trail: staff any, a buyer their own records')."""
         actor = self._ctx.actor(actor)
         check(actor, "audit.read")
-        found = self._ctx.store.pending_deadlines(ident(subject_id, "subject_id"))
+        subject_id = ident(subject_id, "subject_id")
+        if actor.role is Role.BUYER:
+            check(actor, "audit.read", self._owner(subject_id) or "")
+        found = self._ctx.store.pending_deadlines(subject_id)
         return sorted(found, key=lambda d: (d.due_at, d.kind.value))
 
     def remember_event(self, actor: Actor, source: str, event_id: str) -> bool:
@@ -141,6 +177,31 @@ class Flow:
         source = ident(source, "source")
         event_id = text(event_id, "event_id", max_len=500)
         return self._ctx.store.remember_event(source, event_id, self._ctx.now())
+
+    def processed(self, actor: Actor, source: str, event_id: str) -> dict[str, Any] | None:
+        """What processing an inbound event (a store notification) recorded with
+        :meth:`record_processed`, or None if no process has recorded it yet."""
+        check(self._ctx.actor(actor), "event.remember")
+        key = _inbound_key(ident(source, "source"), text(event_id, "event_id", max_len=500))
+        with self._ctx.store.transaction() as tx:
+            hit = tx.idempotency_get(key)
+        if hit is None or hit.result is None:
+            return None
+        found: dict[str, Any] = json.loads(hit.result)
+        return found
+
+    def record_processed(
+        self, actor: Actor, source: str, event_id: str, result: Mapping[str, Any]
+    ) -> bool:
+        """Record an inbound event as processed, with what it did; False if another process
+        recorded it first (its record is kept)."""
+        check(self._ctx.actor(actor), "event.remember")
+        key = _inbound_key(ident(source, "source"), text(event_id, "event_id", max_len=500))
+        with self._ctx.store.transaction() as tx:
+            if tx.idempotency_get(key) is not None:
+                return False
+            tx.idempotency_put(key, "inbound", "", json.dumps(dict(result)), self._ctx.now())
+        return True
 
     def deliver_notifications(self, actor: Actor = SYSTEM) -> int:
         """Send pending outbox notifications now; returns how many were delivered."""
@@ -234,3 +295,7 @@ def _audience(value: object) -> Audience:
         raise InvalidInput(
             f"audience must be one of {', '.join(Audience)}, got {value!r}", field="audiences"
         ) from None
+
+
+def _inbound_key(source: str, event_id: str) -> str:
+    return f"webhook:{source}:{event_id}"

@@ -124,7 +124,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "order.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     "refund.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     "ticket.read": frozenset({B, AG, LD, DA, DEV, SYS}),
-    "audit.read": frozenset({AG, LD, DEV, SYS}),
+    "audit.read": frozenset({B, AG, LD, DEV, SYS}),  # buyers: their own records' trail
     "report.read": frozenset({PM, LD, DA, DEV}),
     "sweep.run": frozenset({SYS, DEV}),
     "outbox.deliver": frozenset({SYS, DEV}),

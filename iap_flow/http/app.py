@@ -177,7 +177,6 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 def _ops_routes(flow: Flow) -> list[Any]:
-    store = flow.store
 
     @op(get, "/healthz", tags=["ops"], sync_to_thread=False)
     def healthz() -> Health:
@@ -193,13 +192,9 @@ def _ops_routes(flow: Flow) -> list[Any]:
     )
     def readyz() -> Response[Readiness]:
         """The store answers and its schema is the one this iap-flow expects."""
-        expected = getattr(importlib.import_module(type(store).__module__), "SCHEMA_VERSION", None)
-        try:
-            version: int | None = int(store.schema_version)  # type: ignore[attr-defined]
-            reachable = True
-        except Exception as exc:  # any driver fault means: not ready
-            log.warning("readyz: store unreachable: %s", exc)
-            version, reachable = None, False
+        reachable, version, expected = flow.readiness()
+        if not reachable:
+            log.warning("readyz: store unreachable")
         current = reachable and (expected is None or version == expected)
         body = Readiness("ready" if current else "not_ready", reachable, current, version, expected)
         return Response(body, status_code=200 if current else 503)

@@ -177,7 +177,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         trail = [
             TrailEntry.of(e)
             for subject in (order.id, *(r.id for r in refunds), *(t.id for t in tickets))
-            for e in flow.store.history(subject)
+            for e in flow.history(actor, subject)
         ]
         trail.sort(key=lambda e: e.at)
         return OrderDetail(
