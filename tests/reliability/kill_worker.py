@@ -1,7 +1,10 @@
 """A worker for the SIGKILL harness: runs orders through their lifecycle and refunds, every
 command with an idempotency key, and journals each acknowledged result.
 
-    python kill_worker.py STORE_URL LEDGER JOURNAL DELIVERIES ORDERS
+    python kill_worker.py STORE_URL LEDGER JOURNAL DELIVERIES ORDERS RUN
+
+Run number RUN sees the time RUN minutes ahead: each restart comes "a minute later", so what
+a killed run had claimed (an idempotency key's platform call, a notification) has lapsed.
 
 Run again after a kill, it starts over from the first order with the same keys: what was
 committed comes back as the first result, what was not is done now. Prints ``ready`` once
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iap_flow import SYSTEM, Actor, Money, Notification, open_flow
@@ -20,6 +24,16 @@ from iap_flow.adapters.sandbox_ledger import FileLedgerPlatform
 
 PM = Actor("pm", "product_manager")
 AGENT = Actor.lead("lead_1")
+
+
+class LaterClock:
+    """The system clock, ``minutes`` ahead."""
+
+    def __init__(self, minutes: int) -> None:
+        self._ahead = timedelta(minutes=minutes)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._ahead
 
 
 class FileNotifier:
@@ -33,8 +47,13 @@ class FileNotifier:
         self._file.flush()
 
 
-def main(url: str, ledger: str, journal_path: str, deliveries: str, orders: int) -> None:
-    flow = open_flow(url, platforms=[FileLedgerPlatform(ledger)], notifier=FileNotifier(deliveries))
+def main(url: str, ledger: str, journal_path: str, deliveries: str, orders: int, run: int) -> None:
+    flow = open_flow(
+        url,
+        platforms=[FileLedgerPlatform(ledger)],
+        notifier=FileNotifier(deliveries),
+        clock=LaterClock(run),
+    )
     journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115
 
     def ack(i: int, step: str, **data: Any) -> None:
@@ -80,4 +99,4 @@ def main(url: str, ledger: str, journal_path: str, deliveries: str, orders: int)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))

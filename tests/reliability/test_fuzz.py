@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import SCALE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rel_settings import SCALE
 
 from iap_flow import SYSTEM, Actor, Flow, IapFlowError, ManualClock, Money, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
@@ -231,11 +231,23 @@ COMMANDS: dict[str, tuple[Callable[[Flow], Callable[..., Any]], tuple[str, ...],
     "platform_events.refunded": (lambda f: f.platform_events.refunded, ("actor", "order_id"), ("reason", "platform_refund_id", "idempotency_key")),
     "platform_events.refund_declined": (lambda f: f.platform_events.refund_declined, ("actor", "order_id"), ("reason", "idempotency_key")),
     "platform_events.refund_reversed": (lambda f: f.platform_events.refund_reversed, ("actor", "order_id"), ("reason", "idempotency_key")),
+    "platform_events.review_requested": (lambda f: f.platform_events.review_requested, ("actor", "order_id"), ("reason", "platform_refund_id", "review_due", "idempotency_key")),
+    "flow.pending_deadlines": (lambda f: f.pending_deadlines, ("actor", "subject_id"), ()),
+    "flow.remember_event": (lambda f: f.remember_event, ("actor", "source", "event_id"), ()),
     "flow.sweep": (lambda f: f.sweep, ("actor",), ("now",)),
     "flow.history": (lambda f: f.history, ("actor", "subject_id"), ()),
     "flow.deliver_notifications": (lambda f: f.deliver_notifications, ("actor",), ()),
     "flow.report": (lambda f: f.report, ("actor",), ("since", "until")),
 }  # fmt: skip
+
+
+def _exists(get: Callable[[Flow], Any], flow: Flow) -> bool:
+    """Whether this version of the API has the command (the table lists every one so far)."""
+    try:
+        get(flow)
+    except AttributeError:
+        return False
+    return True
 
 
 class Snapshot:
@@ -292,6 +304,7 @@ def test_every_public_command_succeeds_or_raises_a_typed_error_writing_nothing(
     seeded: tuple[Flow, dict[str, list[str]], Snapshot], store_url: str
 ) -> None:
     flow, pools, snap = seeded
+    public = sorted(n for n, (get, _, _) in COMMANDS.items() if _exists(get, flow))
     untyped: list[str] = []
     wrote: list[str] = []
     tally: Counter[str] = Counter()
@@ -304,7 +317,7 @@ def test_every_public_command_succeeds_or_raises_a_typed_error_writing_nothing(
     )
     @given(st.data())
     def one_call(data: st.DataObject) -> None:
-        name = data.draw(st.sampled_from(sorted(COMMANDS)), label="command")
+        name = data.draw(st.sampled_from(public), label="command")
         get, positional, keywords = COMMANDS[name]
         pos = [args_for(p, data, pools) for p in positional]
         needed = {

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import SCALE
+from rel_settings import SCALE
 
 from iap_flow import (
     Actor,

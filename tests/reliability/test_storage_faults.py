@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import SCALE, pg_base_url
+from rel_settings import SCALE, pg_base_url
 
 from iap_flow import SYSTEM, Actor, IapFlowError, Money, open_flow
 from iap_flow.adapters.sandbox_ledger import FileLedgerPlatform
@@ -144,7 +144,7 @@ def test_damaged_pages_are_store_corrupt_never_a_raw_error(tmp_path: Path) -> No
 
 
 def test_a_schema_newer_than_the_code_is_refused_on_every_store(store_url: str) -> None:
-    from raw import raw_rows
+    from rel_raw import raw_rows
 
     open_flow(store_url).close()
     raw_rows(store_url, "UPDATE meta SET value = '1000' WHERE key = 'schema_version'")
