@@ -260,6 +260,20 @@ ANALYSIS: dict[str, str] = {
 """The named aggregates behind ``iap-flow report`` and ``iap-flow export``."""
 REPORTS.update(ANALYSIS)
 
+OPERATIONS: dict[str, str] = {
+    "outbox_backlog": (
+        "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest,"
+        " SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failing"
+        " FROM outbox WHERE delivered_at IS NULL"
+    ),
+    "outbox_pending": (
+        "SELECT id, topic, recipient, audience, created_at, attempts, last_error FROM outbox"
+        " WHERE delivered_at IS NULL AND id > :after ORDER BY id LIMIT :limit"
+    ),
+}
+"""What on-call reads of the outbox (``iap-flow notify list``, the worker's metrics)."""
+REPORTS.update(OPERATIONS)
+
 _SECONDS = re.compile(r"\{seconds(?::([\w.]+):([\w.]+))?\}")
 _DAY = re.compile(r"\{day:([\w.]+)\}")
 
