@@ -12,8 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,appstore,googleplay,analysis,parquet,metrics,otel]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP)
-	$(BIN)/iap-flow demo --db demo.db --fresh
+# The demo needs only the core (no extra, no dev tools): its own small venv.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PY) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	rm -f $(DEMO_VENV)/.installed-* && touch $@
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/iap-flow demo --db demo.db --fresh
 
 test: $(STAMP) lint typecheck unit
 
@@ -44,4 +53,4 @@ docs: $(STAMP)
 	mkdir -p build && $(BIN)/iap-flow docs --out build/PROCESS.md
 
 clean:
-	rm -rf $(VENV) build demo.db demo.db-wal demo.db-shm demo.notifications.jsonl .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) build demo.db demo.db-wal demo.db-shm demo.notifications.jsonl .pytest_cache .mypy_cache .ruff_cache

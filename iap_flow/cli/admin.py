@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import TextIO
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from iap_flow import observability
 from iap_flow.cli.commands import (
@@ -26,7 +24,6 @@ from iap_flow.cli.simulation import open_demo_flow, simulate
 from iap_flow.cli.stores import SetupError, inspect
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.roles import SYSTEM
-from iap_flow.report import Report
 
 
 @cli.command()
@@ -140,7 +137,11 @@ def demo(
             f"[bold]{inert(stats.lines()[0])}[/]; store {inert(url)}, "
             f"notifications in {inert(str(notes))}"
         )
-        show_report(out, flow.report(CLI_ACTOR))
+        from iap_flow.analysis import analyse
+        from iap_flow.analysis.terminal import print_summary
+
+        # The same figures, formatted the same way, as `iap-flow report` prints.
+        print_summary(analyse(flow, CLI_ACTOR), out)
 
 
 @cli.command()
@@ -201,12 +202,3 @@ def docs(target: TextIO, lang: str, as_html: bool) -> None:
 
         text = to_html(text, lang=lang)
     target.write(text)
-
-
-def show_report(out: Console, report: Report) -> None:
-    """Print a report as a two-column table (``iap-flow demo`` prints it after simulating)."""
-    table = Table("figure", "value", title="Report", title_justify="left")
-    for line in report.lines():
-        label, _, value = line.partition(": ")
-        table.add_row(inert(label.replace("  ", "   ", 1)), inert(value))
-    out.print(table)
