@@ -97,7 +97,7 @@ CANNED: dict[str, tuple[str, str, Callable[[Render], str]]] = {
     ),
     "breaches_by_agent": (
         "Deadline breaches by agent",
-        "Each breach counts against the staff member who eventually handled the case.",
+        "Each breach counts against the staff member who last acted on the case before its deadline passed (else the unassigned queue).",
         lambda r: r("breaches_by_agent"),
     ),
     "escalations_by_kind": (

@@ -220,7 +220,7 @@ def _write_parquet(path: Path, dataset: Dataset, records: Records) -> int:
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
     except ImportError as exc:
         raise InvalidInput(
-            "Parquet export needs pyarrow: pip install 'iap-flow[analysis]'", field="fmt"
+            "Parquet export needs pyarrow: pip install 'iap-flow[parquet]'", field="fmt"
         ) from exc
     types = {"int": pa.int64(), "time": pa.timestamp("us", tz="UTC")}
     schema = pa.schema([(col, types.get(kind, pa.string())) for col, kind in dataset.columns])

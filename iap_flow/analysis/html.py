@@ -99,7 +99,6 @@ SEGMENT_HEADERS = ("", "orders", "paid", "conversion", "payment failures", "refu
 def _sales(a: Analysis) -> str:
     sales = a.sales
     days = [d.key for d in sales.by_day]
-    cur = fmt.main_currency([d.revenue for d in sales.by_day])
     products = sales.by_product[:12]
     parts = [
         "<h2>Sales</h2>",
@@ -112,23 +111,34 @@ def _sales(a: Analysis) -> str:
             ],
             title="orders per day",
         ),
-        f"<h3>Revenue per day ({escape(cur or '-')})</h3>",
-        svg.lines(
-            days,
-            [(f"revenue {cur}", [fmt.in_currency(d.revenue, cur) for d in sales.by_day])],
-            title="revenue per day",
-            height=200,
-        ),
-        '<div class="row"><div>',
-        f"<h3>Revenue per product ({escape(cur or '-')})</h3>",
-        svg.bars(
-            [
-                (p.label, fmt.in_currency(p.revenue, cur))
-                for p in products
-                if fmt.in_currency(p.revenue, cur)
-            ],
-            title="revenue per product",
-        ),
+    ]
+    # One chart per currency, most used first: amounts in different currencies never share
+    # an axis, and none is left out.
+    shown = fmt.currencies([(p.paid, p.revenue) for p in sales.by_product])
+    for cur in shown or [None]:
+        parts += [
+            f"<h3>Revenue per day ({escape(cur or '-')})</h3>",
+            svg.lines(
+                days,
+                [(f"revenue {cur}", [fmt.in_currency(d.revenue, cur) for d in sales.by_day])],
+                title=f"revenue per day in {cur}",
+                height=200,
+            ),
+        ]
+    parts.append('<div class="row"><div>')
+    for cur in shown or [None]:
+        parts += [
+            f"<h3>Revenue per product ({escape(cur or '-')})</h3>",
+            svg.bars(
+                [
+                    (p.label, fmt.in_currency(p.revenue, cur))
+                    for p in products
+                    if fmt.in_currency(p.revenue, cur)
+                ],
+                title=f"revenue per product in {cur}",
+            ),
+        ]
+    parts += [
         "</div><div><h3>Orders per platform</h3>",
         svg.bars([(p.key, float(p.orders)) for p in sales.by_platform], title="per platform"),
         "<h3>Orders by status now</h3>",
@@ -346,7 +356,7 @@ DEFINITIONS = (
     "Conversion: paid / created. Payment failure rate: declined / (paid + declined). "
     "Refund rate: refunded orders / paid orders. Percentiles are nearest-rank. A breach is a "
     "deadline that passed with its work undone (each one escalated to a support lead); per "
-    "agent it counts against the staff member who eventually handled the case."
+    "agent it counts against the staff member who last acted on the case before its deadline passed (else the unassigned queue)."
 )
 
 
