@@ -196,7 +196,7 @@ def docs(target: TextIO, lang: str, as_html: bool) -> None:
     """Write the process document for every department, generated from the code."""
     from iap_flow.cli.process_doc import process_document
 
-    text = process_document(lang=lang) if lang != "en" else process_document()
+    text = process_document(lang=lang)
     if as_html:
         from iap_flow.cli.process_html import to_html
 
