@@ -214,7 +214,7 @@ def guide(policy: Policy, lang: str, steps: Sequence[str]) -> list[str]:
     role_rows = [
         (
             w.word(w.ROLES, r.value, lang),
-            sep.join(w.word(w.STEPS, a, lang) for a in steps if r in PERMISSIONS[a]) or "-",
+            sep.join(w.word(w.STEPS, a, lang) for a in PERMISSIONS if r in PERMISSIONS[a]) or "-",
         )
         for r in Role
     ]

@@ -191,7 +191,8 @@ def test_docs_writes_the_process_document(tmp_path: Path) -> None:
     assert to_stdout.output == process_document()
     target = tmp_path / "PROCESS.md"
     assert invoke("docs", "--out", str(target)).exit_code == 0
-    assert target.read_text(encoding="utf-8").count("```mermaid") == 3
+    text = target.read_text(encoding="utf-8")
+    assert text.count("```mermaid\nstateDiagram") == 3 and text.count("```mermaid\nflowchart") == 3
 
 
 def test_report_period_and_env_db(demo_db: Path) -> None:
