@@ -115,7 +115,7 @@ def _sales(a: Analysis) -> str:
     # One chart per currency, most used first: amounts in different currencies never share
     # an axis, and none is left out.
     shown = fmt.currencies([(p.paid, p.revenue) for p in sales.by_product])
-    for cur in shown or [None]:
+    for cur in shown or ["-"]:
         parts += [
             f"<h3>Revenue per day ({escape(cur or '-')})</h3>",
             svg.lines(
@@ -126,7 +126,7 @@ def _sales(a: Analysis) -> str:
             ),
         ]
     parts.append('<div class="row"><div>')
-    for cur in shown or [None]:
+    for cur in shown or ["-"]:
         parts += [
             f"<h3>Revenue per product ({escape(cur or '-')})</h3>",
             svg.bars(

@@ -170,7 +170,10 @@ def _moves(action: str, lang: str) -> str:
 
 def guide(policy: Policy, lang: str, steps: Sequence[str]) -> list[str]:
     """The departments' part of the document, as Markdown lines."""
-    t = lambda key: w.word(w.TEXT, key, lang)  # noqa: E731  # a short local alias reads best
+
+    def t(key: str) -> str:
+        return w.word(w.TEXT, key, lang)
+
     out = [f"# {t('title')}", "", t("intro"), "", f"## {t('steps')}", ""]
     steps = [*(a for a in PERMISSIONS if a.startswith("product.")), *steps]
     for phase in w.PHASES:

@@ -8,6 +8,7 @@ more: ``orders`` pages with an opaque cursor; the queues (at most ``--limit``, 1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ QUEUE_MAX = 1000
 """The most rows ``refunds`` and ``tickets`` print (the services' own maximum)."""
 
 
-def queue_limit(default: int) -> Any:
+def queue_limit(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--limit",
         type=click.IntRange(1, QUEUE_MAX),
