@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,appstore,googleplay,analysis,parquet,metrics,otel]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The demo needs only the core (no extra, no dev tools): its own small venv.
+# The demo needs only the core (no extra, no dev tools): its own small venv, without a pip
+# of its own (the host's pip installs into it: `pip --python`, pip >= 22.3).
 DEMO_VENV ?= .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 $(DEMO_STAMP): pyproject.toml
-	test -x $(DEMO_VENV)/bin/python || $(PY) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	test -x $(DEMO_VENV)/bin/python || $(PY) -m venv --without-pip $(DEMO_VENV)
+	$(PY) -m pip --python $(DEMO_VENV)/bin/python install --quiet --disable-pip-version-check -e .
 	rm -f $(DEMO_VENV)/.installed-* && touch $@
 
 demo: $(DEMO_STAMP)
