@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import sqlite_utils
 
 from iap_flow.analysis.compute import Rows, period_params
 from iap_flow.codec import ts
@@ -221,6 +220,8 @@ def _write_csv(path: Path, dataset: Dataset, records: Records) -> int:
 
 
 def _mark(path: Path, *, pseudonymised: bool, role: str) -> None:
+    import sqlite_utils  # here, not at import: it pulls in numpy when installed
+
     db = sqlite_utils.Database(path)
     db[EXPORT_MARKER].drop(ignore=True)
     db[EXPORT_MARKER].insert_all(
@@ -236,6 +237,8 @@ def _mark(path: Path, *, pseudonymised: bool, role: str) -> None:
 
 def _write_sqlite(path: Path, dataset: Dataset, records: Records) -> int:
     """One table per dataset in one SQLite file; times as ISO 8601 UTC text."""
+    import sqlite_utils
+
     db = sqlite_utils.Database(path)
     table = db[dataset.name]
     table.drop(ignore=True)
