@@ -36,7 +36,7 @@ async def for_database(db: Any) -> Queries:
     return {}
 
 
-@hookimpl  # type: ignore[misc]  # datasette's hookimpl is untyped
+@hookimpl  # type: ignore[untyped-decorator]  # datasette's hookimpl is untyped
 def canned_queries(datasette: Any, database: str) -> Callable[[], Awaitable[Queries]]:
     async def inner() -> Queries:
         return await for_database(datasette.get_database(database))

@@ -224,7 +224,7 @@ def _mark(path: Path, *, pseudonymised: bool, role: str) -> None:
 
     db = sqlite_utils.Database(path)
     db[EXPORT_MARKER].drop(ignore=True)
-    db[EXPORT_MARKER].insert_all(
+    db.table(EXPORT_MARKER).insert_all(
         [
             {"key": "pseudonymised", "value": "yes" if pseudonymised else "no"},
             {"key": "exported_for", "value": role},
@@ -251,7 +251,7 @@ def _write_sqlite(path: Path, dataset: Dataset, records: Records) -> int:
             dict(zip(names, [ts(v) if isinstance(v, datetime) else v for v in record], strict=True))
             for record in page
         ]
-        db[dataset.name].insert_all(rows)
+        db.table(dataset.name).insert_all(rows)
         n += len(page)
     db.close()
     return n

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from iap_flow.analysis import fmt, svg
 from iap_flow.analysis.model import Analysis, PersonStats, Segment, Topics
-from iap_flow.domain.money import Money
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#2d3436;margin:0;background:#f5f6fa}
@@ -54,7 +53,7 @@ def _kpis(a: Analysis) -> str:
     cards = [
         (f"{s.orders:,}", "orders created"),
         (fmt.pct(s.conversion), "created → paid"),
-        (fmt.money(s.revenue[:1]), _revenue_label(s.revenue)),
+        (_revenue(a), "gross revenue"),
         (fmt.pct(s.failure_rate), "payment failure rate"),
         (fmt.pct(s.refund_rate), "refund rate"),
         (f"{fmt.duration(r.review.p50)} / {fmt.duration(r.review.p95)}", "refund review p50 / p95"),
@@ -71,11 +70,14 @@ def _kpis(a: Analysis) -> str:
     )
 
 
-def _revenue_label(revenue: Sequence[Money]) -> str:
-    more = len(revenue) - 1
-    return "gross revenue" + (
-        f" (+{more} more currenc{'y' if more == 1 else 'ies'})" if more > 0 else ""
+def _revenue(a: Analysis) -> str:
+    """Gross revenue in every currency, the one most orders were paid in first."""
+    order = fmt.currencies([(p.paid, p.revenue) for p in a.sales.by_product])
+    ranked = sorted(
+        a.sales.total.revenue,
+        key=lambda m: order.index(m.currency) if m.currency in order else len(order),
     )
+    return fmt.money(ranked)
 
 
 def _segment_rows(segments: Sequence[Segment]) -> list[list[str]]:

@@ -20,7 +20,7 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
-def nice_ticks(high: float, most: int = 5) -> list[float]:
+def nice_ticks(high: float, most: int = 6) -> list[float]:
     """Round axis ticks from 0 covering ``high``: steps of 1, 2, 2.5 or 5 times a power of ten.
 
     >>> nice_ticks(162)
@@ -34,7 +34,7 @@ def nice_ticks(high: float, most: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     count = math.ceil(high / step - 1e-9)
-    return [round(i * step, 10) for i in range(count + 1)]
+    return [float(round(i * step, 10)) for i in range(count + 1)]
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TextIO
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -178,7 +177,7 @@ def sweep(settings: Settings, notifications: Path | None, as_json: bool) -> None
 @click.option(
     "--out",
     "target",
-    type=click.File("w", encoding="utf-8", lazy=True),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     default="-",
     help="Write to this file (default: stdout).",
 )
@@ -192,13 +191,19 @@ def sweep(settings: Settings, notifications: Path | None, as_json: bool) -> None
 @click.option(
     "--html", "as_html", is_flag=True, help="A self-contained HTML page (diagrams drawn)."
 )
-def docs(target: TextIO, lang: str, as_html: bool) -> None:
+def docs(target: Path, lang: str, as_html: bool) -> None:
     """Write the process document for every department, generated from the code."""
     from iap_flow.cli.process_doc import process_document
 
+    to_stdout = str(target) == "-"
+    if not to_stdout and not target.expanduser().resolve().parent.is_dir():
+        raise SetupError(f"folder {target.expanduser().resolve().parent} does not exist")
     text = process_document(lang=lang)
     if as_html:
         from iap_flow.cli.process_html import to_html
 
         text = to_html(text, lang=lang)
-    target.write(text)
+    if to_stdout:
+        click.echo(text, nl=False)
+    else:
+        target.write_text(text, encoding="utf-8")

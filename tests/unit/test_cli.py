@@ -191,6 +191,8 @@ def test_docs_writes_the_process_document(tmp_path: Path) -> None:
     assert to_stdout.output == process_document()
     target = tmp_path / "PROCESS.md"
     assert invoke("docs", "--out", str(target)).exit_code == 0
+    nowhere = invoke("docs", "--out", str(tmp_path / "missing" / "PROCESS.md"))
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.output
     text = target.read_text(encoding="utf-8")
     assert text.count("```mermaid\nstateDiagram") == 3 and text.count("```mermaid\nflowchart") == 3
 

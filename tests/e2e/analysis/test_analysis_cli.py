@@ -99,6 +99,7 @@ def test_every_currency_is_charted_on_round_ticks(world_class: Any, tmp_path: Pa
     assert "Revenue per day (USD)" in text and "Revenue per day (CNY)" in text
     assert text.index("Revenue per day (USD)") < text.index("Revenue per day (CNY)")
     assert "Revenue per product (CNY)" in text
+    assert "<b>486.00 USD, 21.00 CNY</b>" in text, "the headline names every currency, USD first"
     usd = text[text.index("revenue per day in USD") : text.index("Revenue per day (CNY)")]
     ticks = [
         float(t.replace(",", "")) for t in re.findall(r'text-anchor="end"[^>]*>([\d,.]+)<', usd)
