@@ -292,3 +292,25 @@ def test_system_sweep_is_json_too(store: dict[str, str]) -> None:
         "delivered",
     }
     assert SYSTEM.id == "system"
+
+
+def test_show_of_a_subscription_lists_its_renewals(tmp_path: Path) -> None:
+    db = tmp_path / "sub.db"
+    with open_flow(f"sqlite:///{db}", notifier=MemoryNotifier()) as flow:
+        flow.catalogue.add(
+            PM,
+            sku="vip",
+            title="VIP",
+            description="-",
+            price=Money(999, "USD"),
+            kind="subscription",
+            period="month",
+        )
+        buyer = Actor.buyer("u_sub")
+        first = flow.orders.place(buyer, "vip")
+        flow.orders.pay(buyer, first.id, token="tok_approve")
+        renewal = flow.orders.renew(SYSTEM, first.id, token="tok_approve")
+    shown = json.loads(invoke("--db", str(db), "show", first.id, "--json").output)
+    assert [o["id"] for o in shown["renewals"]] == [renewal.id]
+    table = invoke("--db", str(db), "show", first.id).output
+    assert "renewals" in table and renewal.id in table
