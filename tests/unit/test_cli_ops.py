@@ -45,8 +45,8 @@ def store(tmp_path: Path) -> dict[str, str]:
         evil = Actor.buyer(EVIL)
         order = flow.orders.place(evil, "gems")
         flow.orders.pay(evil, order.id, token="tok_approve")
-        refund = flow.refunds.request(evil, order.id, reason=FAKE_ADMIN + " wants money " + ESCAPES)
-        ticket = flow.feedback.submit(evil, rating=1, body=ESCAPES, order_id=order.id)
+        refund = flow.refunds.request(evil, order.id, reason=FAKE_ADMIN + " wants money back")
+        ticket = flow.feedback.submit(evil, rating=1, body="placeholder", order_id=order.id)
         flow.feedback.answer(Actor.agent("ana"), ticket.id, body="Sorry " + FAKE_ADMIN)
         admin = Actor.buyer(FAKE_ADMIN)
         big = flow.orders.place(admin, "big")
@@ -56,6 +56,14 @@ def store(tmp_path: Path) -> dict[str, str]:
         flow.orders.pay(admin, failing.id, token="tok_refund_fails")
         failed = flow.refunds.request(admin, failing.id, reason="the refund that fails")
         flow.refunds.approve(Actor.lead("lin"), failed.id)
+    # The API refuses control characters now; rows written before that rule, or by another
+    # writer, may still hold them: the CLI must show them inert all the same.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tickets SET body = ? WHERE id = ?", (ESCAPES, ticket.id))
+        conn.execute(
+            "UPDATE refunds SET reason = ? WHERE id = ?",
+            (FAKE_ADMIN + " wants money " + ESCAPES, refund.id),
+        )
     return {
         "db": str(db),
         "order": order.id,
