@@ -9,11 +9,21 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,appstore,googleplay,analysis,http,webhooks,rabbitmq,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,appstore,googleplay,analysis,parquet,metrics,otel,http,webhooks,rabbitmq,redis]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP)
-	$(BIN)/iap-flow demo --db demo.db --fresh
+# The demo needs only the core (no extra, no dev tools): its own small venv, without a pip
+# of its own (the host's pip installs into it: `pip --python`, pip >= 22.3).
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PY) -m venv --without-pip $(DEMO_VENV)
+	$(PY) -m pip --python $(DEMO_VENV)/bin/python install --quiet --disable-pip-version-check -e .
+	rm -f $(DEMO_VENV)/.installed-* && touch $@
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/iap-flow demo --db demo.db --fresh
 
 test: $(STAMP) lint typecheck unit
 
@@ -50,4 +60,4 @@ docs: $(STAMP)
 	mkdir -p build && $(BIN)/iap-flow docs --out build/PROCESS.md
 
 clean:
-	rm -rf $(VENV) build demo.db demo.db-wal demo.db-shm demo.notifications.jsonl .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) build demo.db demo.db-wal demo.db-shm demo.notifications.jsonl .pytest_cache .mypy_cache .ruff_cache

@@ -413,14 +413,15 @@ ANALYSIS: dict[str, str] = {
         " SUM(CASE WHEN state IN ('pending', 'reminded') THEN 1 ELSE 0 END) AS still_open"
         f" FROM deadlines WHERE kind IN {_STAFF_KINDS} AND " + period("due_at") + " GROUP BY kind"
     ),
+    # Who held the case when the deadline passed: the last staff member who acted on it by
+    # then (not who decided it later, often the lead it was escalated to); else the queue.
     "breaches_by_agent": (
-        "WITH f AS (SELECT kind, subject_id FROM deadlines WHERE state = 'fired'"
+        "WITH f AS (SELECT kind, subject_id, due_at FROM deadlines WHERE state = 'fired'"
         f" AND kind IN {_STAFF_KINDS} AND " + period("due_at") + "),"
-        " a AS (SELECT f.kind, r.decided_by AS agent FROM f JOIN refunds r ON r.id = f.subject_id"
-        " WHERE f.kind = 'refund_review'"
-        " UNION ALL SELECT f.kind, " + _FIRST_STAFF.format(t="f.subject_id") + " AS agent"
-        " FROM f WHERE f.kind <> 'refund_review')"
-        " SELECT COALESCE(agent, '(nobody yet)') AS agent, kind, COUNT(*) AS n FROM a"
+        " a AS (SELECT f.kind, (SELECT e.actor_id FROM audit_events e"
+        " WHERE e.aggregate_id = f.subject_id AND e.role IN ('support_agent', 'support_lead')"
+        " AND e.at <= f.due_at ORDER BY e.at DESC, e.id DESC LIMIT 1) AS agent FROM f)"
+        " SELECT COALESCE(agent, '(unassigned queue)') AS agent, kind, COUNT(*) AS n FROM a"
         " GROUP BY 1, kind ORDER BY 3 DESC, 1, kind"
     ),
     "escalations_by_kind": (
@@ -471,6 +472,20 @@ ANALYSIS: dict[str, str] = {
 }
 """The named aggregates behind ``iap-flow report`` and ``iap-flow export``."""
 REPORTS.update(ANALYSIS)
+
+OPERATIONS: dict[str, str] = {
+    "outbox_backlog": (
+        "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest,"
+        " SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failing"
+        " FROM outbox WHERE delivered_at IS NULL"
+    ),
+    "outbox_pending": (
+        "SELECT id, topic, recipient, audience, created_at, attempts, last_error FROM outbox"
+        " WHERE delivered_at IS NULL AND id > :after ORDER BY id LIMIT :limit"
+    ),
+}
+"""What on-call reads of the outbox (``iap-flow notify list``, the worker's metrics)."""
+REPORTS.update(OPERATIONS)
 
 _SECONDS = re.compile(r"\{seconds(?::([\w.]+):([\w.]+))?\}")
 _DAY = re.compile(r"\{day:([\w.]+)\}")

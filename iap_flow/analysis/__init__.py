@@ -18,6 +18,7 @@ from datetime import datetime
 from iap_flow.analysis.compute import EXPORTS, MAX_TEXTS, QUERIES
 from iap_flow.analysis.model import Analysis
 from iap_flow.domain.clock import utc
+from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.roles import Actor, check
 from iap_flow.flow import Flow
 
@@ -37,10 +38,14 @@ def analyse(
     from iap_flow.analysis.compute import analyse as compute
 
     check(actor, "report.read")
+    since = None if since is None else utc(since)
+    until = None if until is None else utc(until)
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput(f"the period is empty or inverted: {since} is not before {until}")
     return compute(
         flow.store.report_rows,
-        None if since is None else utc(since),
-        None if until is None else utc(until),
+        since,
+        until,
         now=flow.clock.now(),
         max_texts=max_texts,
         max_topics=max_topics,

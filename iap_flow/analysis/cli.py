@@ -7,6 +7,7 @@ that exported files carry pseudonyms unless a developer or support lead asks oth
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +21,8 @@ from iap_flow.analysis import MAX_TEXTS, analyse
 from iap_flow.analysis.export import DATASET_NAMES, FORMATS
 from iap_flow.analysis.export import export as write_export
 from iap_flow.cli import Settings, since_option, until_option
+from iap_flow.cli.output import emit_json, inert, period
+from iap_flow.cli.stores import SetupError
 from iap_flow.domain.roles import Actor, Role, roles_for
 
 READERS = sorted(str(r) for r in roles_for("report.read"))
@@ -31,6 +34,13 @@ def _actor(role: str, actor_id: str) -> Actor:
 
 def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def writable_file(path: Path) -> None:
+    """Refuse, before any work, a file whose folder does not exist."""
+    folder = path.expanduser().resolve().parent
+    if not folder.is_dir():
+        raise SetupError(f"folder {folder} for {path.name} does not exist")
 
 
 def role_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -55,9 +65,11 @@ actor_id_option = click.option(
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the report with charts to this self-contained HTML file.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Also write the report with charts to this self-contained HTML file "
+    "('-': to stdout, the summary then goes to stderr).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON document.")
 @click.option(
     "--max-texts",
     type=click.IntRange(100, 1_000_000),
@@ -84,11 +96,16 @@ def report(
     topics: int,
     role: str,
     actor_id: str,
+    as_json: bool,
 ) -> None:
     """Sales, refunds, service and feedback for [since, until): a summary here, charts in --html."""
     from iap_flow.analysis import html
     from iap_flow.analysis.terminal import print_summary
 
+    period(since, until)
+    to_stdout = html_path is not None and str(html_path) == "-"
+    if html_path is not None and not to_stdout:
+        writable_file(html_path)
     with settings.open() as flow:
         analysis = analyse(
             flow,
@@ -98,11 +115,19 @@ def report(
             max_texts=max_texts,
             max_topics=topics,
         )
-    console = _console()
-    print_summary(analysis, console)
+    if to_stdout:
+        sys.stdout.write(html.render(analysis))
+        sys.stdout.flush()
+        print_summary(analysis, Console(stderr=True, highlight=False))
+        return
+    if as_json:
+        emit_json(analysis)
+    else:
+        print_summary(analysis, _console())
     if html_path is not None:
         html.write(analysis, html_path)
-        console.print(f"HTML report: {html_path}")
+        if not as_json:
+            _console().print(f"HTML report: {inert(str(html_path))}")
 
 
 @click.command()
@@ -148,6 +173,13 @@ def export(
     Buyer ids and payment references are pseudonymised, and e-mail addresses and phone
     numbers are removed from free text, for every role but support_lead and developer.
     """
+    period(since, until)
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise SetupError("Parquet export needs the parquet extra: pip install 'iap-flow[parquet]'")
+    if not out_dir.expanduser().resolve().parent.is_dir():
+        raise SetupError(f"folder {out_dir.expanduser().resolve().parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SetupError(f"{out_dir} is a file, not a folder")
     with settings.open() as flow:
         written = write_export(
             flow.store.report_rows,
@@ -161,4 +193,4 @@ def export(
         )
     console = _console()
     for item in written:
-        console.print(f"{item.dataset}: {item.rows:,} rows -> {item.path}")
+        console.print(f"{item.dataset}: {item.rows:,} rows -> {inert(str(item.path))}")

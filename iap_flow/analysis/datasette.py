@@ -1,18 +1,23 @@
-"""Datasette metadata with canned queries for the report's questions, for the SQLite store.
+"""Datasette canned queries for the report's questions, on any iap-flow SQLite file.
 
-The shipped file, ``datasette-metadata.json`` beside this module, is for a database file
-named ``orders.db`` (Datasette keys canned queries by the file's stem)::
+Installed with iap-flow, the plugin :mod:`iap_flow.analysis.datasette_plugin` offers them on
+every database Datasette opens that is an iap-flow store (whatever its file name) or an
+analyst export (``iap-flow export --format sqlite``), on Datasette 0.65 and 1.0 alike::
 
-    datasette orders.db -m "$(python -m iap_flow.analysis.datasette)"
+    datasette demo.db                      # staff: the store itself, with the canned queries
+    iap-flow --db demo.db export --format sqlite --out analyst/
+    datasette analyst/iap_flow_export.db   # analysts: pseudonymised data only
 
-For another file name, write a copy keyed for it::
+Without the plugin (Datasette in another environment), write a configuration keyed for the
+file's name; the same file serves as ``-m`` metadata on 0.65 and ``-c`` config on 1.0::
 
-    python -m iap_flow.analysis.datasette --db demo.db > demo-metadata.json
-    datasette demo.db -m demo-metadata.json
+    python -m iap_flow.analysis.datasette --db demo.db --out datasette.yaml
+    datasette demo.db -c datasette.yaml    # 1.0;  0.65: datasette demo.db -m datasette.yaml
 
 The canned queries are the report's own aggregates (``iap_flow.adapters.sql``) in SQLite's
 dialect, so Datasette and ``iap-flow report`` give the same figures. Each takes optional
-``since`` / ``until`` (ISO text; leave empty for all time).
+``since`` / ``until``: ISO 8601 instants (an offset such as ``+08:00`` is honoured; none
+means UTC); leave them empty for all time.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,7 +103,7 @@ CANNED: dict[str, tuple[str, str, Callable[[Render], str]]] = {
     ),
     "breaches_by_agent": (
         "Deadline breaches by agent",
-        "Each breach counts against the staff member who eventually handled the case.",
+        "Each breach counts against the staff member who last acted on the case before its deadline passed (else the unassigned queue).",
         lambda r: r("breaches_by_agent"),
     ),
     "escalations_by_kind": (
@@ -123,21 +129,43 @@ CANNED: dict[str, tuple[str, str, Callable[[Render], str]]] = {
 }
 
 
+_SINCE = re.compile(r"OR ([\w.]+) >= :since\)")
+_UNTIL = re.compile(r"OR ([\w.]+) < :until\)")
+
+
 def _for_forms(sql: str) -> str:
-    # Datasette sends an empty string for an empty form field, never NULL.
-    return sql.replace(":since IS NULL", ":since = ''").replace(":until IS NULL", ":until = ''")
+    """The period filter as Datasette runs it: an empty form field (never NULL) means no
+    bound, and a bound compares instants, so ``2026-03-02T08:00+08:00`` means midnight UTC."""
+    sql = sql.replace(":since IS NULL", ":since = ''").replace(":until IS NULL", ":until = ''")
+    sql = _SINCE.sub(r"OR julianday(\1) >= julianday(:since))", sql)
+    return _UNTIL.sub(r"OR julianday(\1) < julianday(:until))", sql)
+
+
+def tables_used(sql: str) -> set[str]:
+    """The tables a canned query reads (``FROM x`` / ``JOIN x``)."""
+    return set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", sql, flags=re.I)) - {
+        "q",
+        "d",
+        "r",
+        "a",
+        "f",
+    }
+
+
+def queries(render: Render) -> dict[str, dict[str, str]]:
+    """Every canned query: name -> title, description and SQL."""
+    return {
+        name: {"title": title, "description": description, "sql": _for_forms(make(render))}
+        for name, (title, description, make) in CANNED.items()
+    }
 
 
 def build(render: Render, db_name: str = "orders") -> dict[str, Any]:
     """The metadata document for database ``db_name`` (the SQLite file's stem)."""
-    queries = {
-        name: {"title": title, "description": description, "sql": _for_forms(make(render))}
-        for name, (title, description, make) in CANNED.items()
-    }
     return {
         "title": "iap-flow orders",
         "description": "Orders, refunds, tickets, deadlines and the audit trail of iap-flow.",
-        "databases": {db_name: {"queries": queries}},
+        "databases": {db_name: {"queries": queries(render)}},
     }
 
 
@@ -160,11 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iap_flow.analysis.datasette")
     parser.add_argument("--db", help="SQLite file (or name) to key the canned queries for")
     parser.add_argument("--regenerate", action="store_true", help="rewrite the shipped file")
+    parser.add_argument(
+        "--out", help="write to this file (datasette.yaml: JSON is YAML) instead of stdout"
+    )
     args = parser.parse_args(argv)
     if args.regenerate:
         PATH.write_text(json.dumps(build(sqlite_render()), indent=2) + "\n", encoding="utf-8")
     if args.db:
-        print(json.dumps(for_database(Path(args.db).stem), indent=2))
+        text = json.dumps(for_database(Path(args.db).stem), indent=2, ensure_ascii=False)
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
     elif not args.regenerate:
         print(PATH)
     return 0

@@ -38,7 +38,11 @@ from iap_flow.codec import ts
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.roles import Actor, Role, check
 
-FORMATS = ("csv", "parquet")
+FORMATS = ("csv", "parquet", "sqlite")
+EXPORT_DB = "iap_flow_export.db"
+"""The one file a ``sqlite`` export writes (every dataset a table): Datasette's analyst mode."""
+EXPORT_MARKER = "iap_flow_export"
+"""The table that marks an export database (what it holds, whether ids are pseudonyms)."""
 RAW_ROLES = frozenset({Role.SUPPORT_LEAD, Role.DEVELOPER})
 """Roles that export buyer identities as stored; every other reader gets pseudonyms."""
 PAGE = 10_000
@@ -180,10 +184,12 @@ def export(
     pseudo = None if actor.role in RAW_ROLES else Pseudonyms(key or os.urandom(32))
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
-    writer = _write_csv if fmt == "csv" else _write_parquet
+    writer = {"csv": _write_csv, "parquet": _write_parquet, "sqlite": _write_sqlite}[fmt]
     out = []
+    if fmt == "sqlite":
+        _mark(target / EXPORT_DB, pseudonymised=pseudo is not None, role=str(actor.role))
     for dataset in chosen:
-        path = target / f"{dataset.name}.{fmt}"
+        path = target / (EXPORT_DB if fmt == "sqlite" else f"{dataset.name}.{fmt}")
 
         def records(dataset: Dataset = dataset) -> Iterator[list[list[Any]]]:
             for page in _pages(rows, dataset, params):
@@ -213,6 +219,44 @@ def _write_csv(path: Path, dataset: Dataset, records: Records) -> int:
     return n
 
 
+def _mark(path: Path, *, pseudonymised: bool, role: str) -> None:
+    import sqlite_utils  # here, not at import: it pulls in numpy when installed
+
+    db = sqlite_utils.Database(path)
+    db[EXPORT_MARKER].drop(ignore=True)
+    db.table(EXPORT_MARKER).insert_all(
+        [
+            {"key": "pseudonymised", "value": "yes" if pseudonymised else "no"},
+            {"key": "exported_for", "value": role},
+            {"key": "exported_at", "value": ts(datetime.now(UTC))},
+        ],
+        pk="key",
+    )
+    db.close()
+
+
+def _write_sqlite(path: Path, dataset: Dataset, records: Records) -> int:
+    """One table per dataset in one SQLite file; times as ISO 8601 UTC text."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(path)
+    table = db[dataset.name]
+    table.drop(ignore=True)
+    kinds = {"int": int}
+    db.create_table(dataset.name, {col: kinds.get(kind, str) for col, kind in dataset.columns})
+    names = [col for col, _ in dataset.columns]
+    n = 0
+    for page in records():
+        rows = [
+            dict(zip(names, [ts(v) if isinstance(v, datetime) else v for v in record], strict=True))
+            for record in page
+        ]
+        db.table(dataset.name).insert_all(rows)
+        n += len(page)
+    db.close()
+    return n
+
+
 def _write_parquet(path: Path, dataset: Dataset, records: Records) -> int:
     """Parquet with typed columns: text, int64 and timestamp[us, UTC]."""
     try:
@@ -220,7 +264,7 @@ def _write_parquet(path: Path, dataset: Dataset, records: Records) -> int:
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
     except ImportError as exc:
         raise InvalidInput(
-            "Parquet export needs pyarrow: pip install 'iap-flow[analysis]'", field="fmt"
+            "Parquet export needs pyarrow: pip install 'iap-flow[parquet]'", field="fmt"
         ) from exc
     types = {"int": pa.int64(), "time": pa.timestamp("us", tz="UTC")}
     schema = pa.schema([(col, types.get(kind, pa.string())) for col, kind in dataset.columns])

@@ -8,6 +8,11 @@ from datetime import datetime
 from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
 
 
+def count(value: int) -> str:
+    """A whole number with thousands separators: ``12,345``."""
+    return f"{value:,}"
+
+
 def pct(value: float | None) -> str:
     """A share as a percentage, ``-`` when undefined (nothing to divide by)."""
     return "-" if value is None else f"{value:.1%}"
@@ -37,13 +42,16 @@ def major(amount: Money) -> float:
     return float(amount.amount) / float(10 ** CURRENCY_EXPONENTS.get(amount.currency, 2))
 
 
-def main_currency(amounts: Sequence[Sequence[Money]]) -> str | None:
-    """The currency with the most revenue rows (charts draw one currency)."""
+def currencies(groups: Sequence[tuple[int, Sequence[Money]]]) -> list[str]:
+    """Every currency in ``(paid orders, revenue)`` groups, the one most orders paid in first.
+
+    Charts draw one chart per currency: amounts in different currencies never share an axis.
+    """
     seen: dict[str, int] = {}
-    for group in amounts:
-        for m in group:
-            seen[m.currency] = seen.get(m.currency, 0) + 1
-    return max(sorted(seen), key=lambda c: seen[c]) if seen else None
+    for paid, revenue in groups:
+        for m in revenue:
+            seen[m.currency] = seen.get(m.currency, 0) + paid
+    return sorted(seen, key=lambda c: (-seen[c], c))
 
 
 def in_currency(amounts: Sequence[Money], currency: str | None) -> float:

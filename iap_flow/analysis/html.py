@@ -12,7 +12,6 @@ from pathlib import Path
 
 from iap_flow.analysis import fmt, svg
 from iap_flow.analysis.model import Analysis, PersonStats, Segment, Topics
-from iap_flow.domain.money import Money
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#2d3436;margin:0;background:#f5f6fa}
@@ -54,7 +53,7 @@ def _kpis(a: Analysis) -> str:
     cards = [
         (f"{s.orders:,}", "orders created"),
         (fmt.pct(s.conversion), "created → paid"),
-        (fmt.money(s.revenue[:1]), _revenue_label(s.revenue)),
+        (_revenue(a), "gross revenue"),
         (fmt.pct(s.failure_rate), "payment failure rate"),
         (fmt.pct(s.refund_rate), "refund rate"),
         (f"{fmt.duration(r.review.p50)} / {fmt.duration(r.review.p95)}", "refund review p50 / p95"),
@@ -71,11 +70,14 @@ def _kpis(a: Analysis) -> str:
     )
 
 
-def _revenue_label(revenue: Sequence[Money]) -> str:
-    more = len(revenue) - 1
-    return "gross revenue" + (
-        f" (+{more} more currenc{'y' if more == 1 else 'ies'})" if more > 0 else ""
+def _revenue(a: Analysis) -> str:
+    """Gross revenue in every currency, the one most orders were paid in first."""
+    order = fmt.currencies([(p.paid, p.revenue) for p in a.sales.by_product])
+    ranked = sorted(
+        a.sales.total.revenue,
+        key=lambda m: order.index(m.currency) if m.currency in order else len(order),
     )
+    return fmt.money(ranked)
 
 
 def _segment_rows(segments: Sequence[Segment]) -> list[list[str]]:
@@ -99,7 +101,6 @@ SEGMENT_HEADERS = ("", "orders", "paid", "conversion", "payment failures", "refu
 def _sales(a: Analysis) -> str:
     sales = a.sales
     days = [d.key for d in sales.by_day]
-    cur = fmt.main_currency([d.revenue for d in sales.by_day])
     products = sales.by_product[:12]
     parts = [
         "<h2>Sales</h2>",
@@ -112,23 +113,34 @@ def _sales(a: Analysis) -> str:
             ],
             title="orders per day",
         ),
-        f"<h3>Revenue per day ({escape(cur or '-')})</h3>",
-        svg.lines(
-            days,
-            [(f"revenue {cur}", [fmt.in_currency(d.revenue, cur) for d in sales.by_day])],
-            title="revenue per day",
-            height=200,
-        ),
-        '<div class="row"><div>',
-        f"<h3>Revenue per product ({escape(cur or '-')})</h3>",
-        svg.bars(
-            [
-                (p.label, fmt.in_currency(p.revenue, cur))
-                for p in products
-                if fmt.in_currency(p.revenue, cur)
-            ],
-            title="revenue per product",
-        ),
+    ]
+    # One chart per currency, most used first: amounts in different currencies never share
+    # an axis, and none is left out.
+    shown = fmt.currencies([(p.paid, p.revenue) for p in sales.by_product])
+    for cur in shown or ["-"]:
+        parts += [
+            f"<h3>Revenue per day ({escape(cur or '-')})</h3>",
+            svg.lines(
+                days,
+                [(f"revenue {cur}", [fmt.in_currency(d.revenue, cur) for d in sales.by_day])],
+                title=f"revenue per day in {cur}",
+                height=200,
+            ),
+        ]
+    parts.append('<div class="row"><div>')
+    for cur in shown or ["-"]:
+        parts += [
+            f"<h3>Revenue per product ({escape(cur or '-')})</h3>",
+            svg.bars(
+                [
+                    (p.label, fmt.in_currency(p.revenue, cur))
+                    for p in products
+                    if fmt.in_currency(p.revenue, cur)
+                ],
+                title=f"revenue per product in {cur}",
+            ),
+        ]
+    parts += [
         "</div><div><h3>Orders per platform</h3>",
         svg.bars([(p.key, float(p.orders)) for p in sales.by_platform], title="per platform"),
         "<h3>Orders by status now</h3>",
@@ -346,7 +358,7 @@ DEFINITIONS = (
     "Conversion: paid / created. Payment failure rate: declined / (paid + declined). "
     "Refund rate: refunded orders / paid orders. Percentiles are nearest-rank. A breach is a "
     "deadline that passed with its work undone (each one escalated to a support lead); per "
-    "agent it counts against the staff member who eventually handled the case."
+    "agent it counts against the staff member who last acted on the case before its deadline passed (else the unassigned queue)."
 )
 
 

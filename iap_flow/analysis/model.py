@@ -132,7 +132,7 @@ class Service:
     breaches: tuple[Breach, ...]
     escalations: dict[str, int]
     breaches_by_agent: tuple[tuple[str, str, int], ...]
-    """(agent, deadline kind, breaches): the staff member who eventually handled the case."""
+    """(agent, deadline kind, breaches): the staff member who last acted on the case before its deadline passed (else the unassigned queue)."""
     first_response: Spread
     resolution: Spread
     tickets: int

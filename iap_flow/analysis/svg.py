@@ -6,6 +6,7 @@ screen readers. Labels are escaped; numbers are formatted by the caller's ``fmt`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -17,6 +18,23 @@ Fmt = Callable[[float], str]
 
 def _num(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def nice_ticks(high: float, most: int = 6) -> list[float]:
+    """Round axis ticks from 0 covering ``high``: steps of 1, 2, 2.5 or 5 times a power of ten.
+
+    >>> nice_ticks(162)
+    [0.0, 50.0, 100.0, 150.0, 200.0]
+    >>> nice_ticks(5)
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    """
+    if high <= 0:
+        return [0.0, 1.0]
+    raw = high / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    count = math.ceil(high / step - 1e-9)
+    return [float(round(i * step, 10)) for i in range(count + 1)]
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
@@ -107,18 +125,19 @@ def lines(
 ) -> str:
     """Lines over a shared x axis (days), with y grid lines, a few x ticks and a legend.
 
-    The y axis runs from 0 to ``top_value`` (default: the largest value)."""
+    The y axis runs from 0 to a round value at or above ``top_value`` (default: the
+    largest value), with round ticks (:func:`nice_ticks`)."""
     if not x or not series:
         return _empty(title, width)
     left, right, top, bottom = 56, 12, 26, 24
     values = [v for _, ys in series for v in ys]
-    high = top_value or max(values, default=0.0) or 1.0
+    ticks_y = nice_ticks(top_value or max(values, default=0.0) or 1.0)
+    high = ticks_y[-1]
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(1, len(x) - 1)
     body = []
-    for i in range(5):
-        value = high * i / 4
-        y = top + plot_h - plot_h * i / 4
+    for value in ticks_y:
+        y = top + plot_h - plot_h * value / high
         body.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>'
         )

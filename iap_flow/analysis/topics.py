@@ -23,7 +23,7 @@ from iap_flow.analysis.model import Topic, Topics
 
 MIN_TEXTS = 6
 """Fewer texts than this say nothing about recurring topics."""
-SAME_TOPIC = 0.2
+SAME_TOPIC = 0.1
 """Topics whose word weights have at least this cosine similarity are reported as one."""
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
@@ -161,6 +161,20 @@ class _Corpus:
         return corpus
 
 
+def language(text: str) -> str:
+    """``zh`` for a text written mostly in Chinese characters, ``other`` otherwise."""
+    cjk = sum(len(m) for m in _CJK.findall(text))
+    letters = sum(len(m) for m in _WORD.findall(_CJK.sub(" ", text)))
+    return "zh" if cjk and cjk >= letters / 3 else "other"
+
+
+def group_of(text: Text) -> str:
+    """Texts modelled together: one language, and praise (rated 4-5) apart from the rest, so
+    that a frequent compliment never absorbs a rarer complaint for want of shared words."""
+    mood = "praise" if text.rating is not None and text.rating >= 4 else "problems"
+    return f"{language(text.body)}:{mood}"
+
+
 def find_topics(
     texts: Sequence[Text],
     *,
@@ -169,11 +183,15 @@ def find_topics(
     stride: int = 1,
     k: int = 8,
     seed: int = 0,
+    membership: dict[str, int] | None = None,
 ) -> Topics:
-    """Group ``texts`` into at most ``k`` topics, largest first.
+    """Group ``texts`` into topics, largest first: at most ``k`` per language.
 
-    ``total`` is how many texts the period has and ``stride`` the sampling step that picked
-    ``texts`` from them; counts are scaled by ``stride`` so they estimate the whole period.
+    Each language is modelled on its own, so complaints in Chinese never share a topic with
+    praise in English (or in Chinese, for lack of shared words). ``total`` is how many texts
+    the period has and ``stride`` the sampling step that picked ``texts`` from them; counts are
+    scaled by ``stride`` so they estimate the whole period. ``membership``, if given, is
+    filled with each distinct text -> the index of its topic in the result.
     """
     total = len(texts) if total is None else total
 
@@ -183,41 +201,74 @@ def find_topics(
     if len(texts) < MIN_TEXTS:
         return empty(f"too few texts (< {MIN_TEXTS})")
     try:
-        import numpy as np
-        from sklearn.decomposition import NMF  # type: ignore[import-untyped]  # no hints
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        import numpy  # noqa: F401  # the extra's libraries, checked before any work
+        import sklearn  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return empty("topics need the analysis extra: pip install 'iap-flow[analysis]'")
+    all_weeks = sorted({_week(t.created_at) for t in texts})
+    groups: dict[str, list[Text]] = defaultdict(list)
+    for t in texts:
+        groups[group_of(t)].append(t)
+    found: list[tuple[Topic, list[str]]] = []
+    notes = []
+    for group in sorted(groups):
+        mine = groups[group]
+        topics, note = _model(mine, k=k, seed=seed, stride=stride, weeks=all_weeks)
+        found.extend(topics)
+        if note:
+            notes.append(note)
+    if not found:
+        return empty(notes[0] if notes else "no recurring words")
+    found.sort(key=lambda pair: (-pair[0].count, pair[0].label))
+    if membership is not None:
+        for index, (_, bodies) in enumerate(found):
+            membership.update({body: index for body in bodies})
+    weeks = Counter[str]()
+    for t in texts:
+        weeks[_week(t.created_at)] += 1
+    note = "" if stride == 1 else f"a systematic sample: one text in every {stride}"
+    weekly = tuple((w, n * stride) for w, n in sorted(weeks.items()))
+    return Topics(source, total, len(texts), stride, tuple(t for t, _ in found), note, weekly)
+
+
+def _model(
+    texts: Sequence[Text], *, k: int, seed: int, stride: int, weeks: Sequence[str]
+) -> tuple[list[tuple[Topic, list[str]]], str]:
+    """TF-IDF and NMF over ``texts`` (one language): topics with their distinct texts."""
+    import numpy as np
+    from sklearn.decomposition import NMF  # type: ignore[import-untyped]  # no hints
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     corpus = _Corpus.of(texts)
     keep = [i for i, d in enumerate(corpus.docs) if d]
-    if len(keep) < 2:
-        return empty("no words left after stop words")
+    if not keep:
+        return [], "no words left after stop words"
     vectorizer = TfidfVectorizer(
         analyzer=lambda d: d, min_df=2 if len(keep) >= 50 else 1, sublinear_tf=True
     )
     try:
         matrix = vectorizer.fit_transform([corpus.docs[i] for i in keep])
     except ValueError:  # an empty vocabulary after min_df
-        return empty("no recurring words")
+        return [], "no recurring words"
     terms = vectorizer.get_feature_names_out()
-    model = NMF(
-        n_components=max(1, min(k, len(keep), len(terms))),
-        init="nndsvda",
-        random_state=seed,
-        max_iter=500,
-    )
     weight = np.sqrt([[corpus.count[corpus.distinct[i]]] for i in keep])
-    weights, components = _merge_similar(
-        model.fit_transform(matrix.multiply(weight).tocsr()), model.components_
-    )
+    if len(keep) == 1:  # one distinct text: it is its own topic (NMF needs two)
+        weights, components = np.ones((1, 1)), matrix.toarray()
+    else:
+        model = NMF(
+            n_components=max(1, min(k, len(keep), len(terms))),
+            init="nndsvda",
+            random_state=seed,
+            max_iter=500,
+        )
+        with np.errstate(invalid="ignore"):  # nndsvda on a tiny matrix takes sqrt(-0.0)
+            fitted = model.fit_transform(matrix.multiply(weight).tocsr())
+        weights, components = _merge_similar(fitted, model.components_)
     members: dict[int, list[int]] = defaultdict(list)
     for row in range(len(keep)):
         best = int(weights[row].argmax())
         if weights[row, best] > 0:
             members[best].append(row)
-    weeks = Counter[str]()
-    for c in corpus.weeks.values():
-        weeks.update(c)
     found = []
     for topic, rows in members.items():
         top = tuple(
@@ -231,20 +282,16 @@ def find_topics(
         for body in bodies:
             trend.update(corpus.weeks[body])
             ratings.extend(corpus.ratings.get(body, ()))
-        found.append(
-            Topic(
-                label=" / ".join(top[:3]),
-                terms=top,
-                count=sum(corpus.count[b] for b in bodies) * stride,
-                examples=tuple(_clip(b) for b in bodies[:3]),
-                trend=tuple((w, trend[w] * stride) for w in sorted(weeks)),
-                average_rating=sum(ratings) / len(ratings) if ratings else None,
-            )
+        topic_ = Topic(
+            label=" / ".join(top[:3]),
+            terms=top,
+            count=sum(corpus.count[b] for b in bodies) * stride,
+            examples=tuple(_clip(b) for b in bodies[:3]),
+            trend=tuple((w, trend[w] * stride) for w in weeks),
+            average_rating=sum(ratings) / len(ratings) if ratings else None,
         )
-    found.sort(key=lambda t: (-t.count, t.label))
-    note = "" if stride == 1 else f"a systematic sample: one text in every {stride}"
-    weekly = tuple((w, n * stride) for w, n in sorted(weeks.items()))
-    return Topics(source, total, len(texts), stride, tuple(found), note, weekly)
+        found.append((topic_, bodies))
+    return found, ""
 
 
 def _merge_similar(weights: Any, components: Any) -> tuple[Any, Any]:

@@ -15,6 +15,9 @@ from iap_flow.cli.commands import (
     until_option,
 )
 
+# The command modules attach their commands to ``cli`` when imported.
+from iap_flow.cli import admin, oncall, reads, worker  # noqa: F401  # isort: skip
+
 __all__ = [
     "PLUGINS",
     "Plugin",

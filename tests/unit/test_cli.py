@@ -99,7 +99,7 @@ def test_demo_refuses_a_database_with_data_unless_fresh(tmp_path: Path) -> None:
     fresh = invoke("demo", "--db", db, "--buyers", "2", "--days", "1", "--fresh")
     assert fresh.exit_code == 0, fresh.output
     memory = invoke("demo", "--db", "sqlite://", "--buyers", "2", "--days", "1", "--fresh")
-    assert memory.exit_code == 1 and "SQLite file" in memory.output
+    assert memory.exit_code == 2 and "SQLite demo file" in memory.output
 
 
 def test_orders_filters_and_pages(demo_db: Path) -> None:
@@ -110,7 +110,8 @@ def test_orders_filters_and_pages(demo_db: Path) -> None:
     assert "no more orders" in refunded.output
 
     first = invoke("--db", str(demo_db), "orders", "--limit", "2")
-    cursor = first.output.split("next cursor: ")[1].strip()
+    cursor = first.output.split("--cursor ")[1].strip()
+    assert cursor.startswith("c1.") and "|" not in cursor, "the cursor is opaque"
     second = invoke("--db", str(demo_db), "orders", "--limit", "2", "--cursor", cursor)
     ids_1, ids_2 = table_ids(first.output), table_ids(second.output)
     assert len(ids_1) == len(ids_2) == 2 and not set(ids_1) & set(ids_2)
@@ -128,10 +129,13 @@ def test_orders_bad_input_is_a_clear_error(demo_db: Path) -> None:
     assert "'shipped' is not one of" in bad_status.output and "completed" in bad_status.output
     bad_time = invoke("--db", str(demo_db), "orders", "--since", "yesterday")
     assert bad_time.exit_code == 2 and "not an ISO date" in bad_time.output
-    bad_limit = invoke("--db", str(demo_db), "orders", "--limit", "0")
-    assert bad_limit.exit_code == 1
-    assert "limit must be an int from 1 to 200" in bad_limit.output
+    bad_limit = invoke("--db", str(demo_db), "orders", "--limit", "500")
+    assert bad_limit.exit_code == 2
+    assert "1<=x<=200" in bad_limit.output
     assert "Traceback" not in bad_limit.output
+    assert "1 to 200" in invoke("orders", "--help").output, "the maximum is documented"
+    bad_cursor = invoke("--db", str(demo_db), "orders", "--cursor", "2026-01-01|ord_1")
+    assert bad_cursor.exit_code == 2 and "not a cursor" in bad_cursor.output
 
 
 def test_refunds_shows_the_queue(demo_db: Path) -> None:
@@ -159,6 +163,7 @@ def test_show_prints_a_record_and_its_audit_trail(demo_db: Path) -> None:
     assert "Traceback" not in missing.output
     odd = invoke("--db", str(demo_db), "show", "xyz_1")
     assert odd.exit_code == 1 and "not an order, refund or ticket id" in odd.output
+    assert "refunds" in result.output and "tickets" in result.output
 
 
 def test_sweep_expires_what_is_due_once(tmp_path: Path) -> None:
@@ -186,7 +191,10 @@ def test_docs_writes_the_process_document(tmp_path: Path) -> None:
     assert to_stdout.output == process_document()
     target = tmp_path / "PROCESS.md"
     assert invoke("docs", "--out", str(target)).exit_code == 0
-    assert target.read_text(encoding="utf-8").count("```mermaid") == 3
+    nowhere = invoke("docs", "--out", str(tmp_path / "missing" / "PROCESS.md"))
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.output
+    text = target.read_text(encoding="utf-8")
+    assert text.count("```mermaid\nstateDiagram") == 3 and text.count("```mermaid\nflowchart") == 3
 
 
 def test_report_period_and_env_db(demo_db: Path) -> None:
@@ -200,7 +208,7 @@ def test_report_period_and_env_db(demo_db: Path) -> None:
 
 def test_bad_store_url_is_one_red_line() -> None:
     result = invoke("--db", "mysql://localhost/x", "report")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip().startswith("error: unknown store scheme 'mysql'")
     assert len(result.output.strip().splitlines()) == 1
 

@@ -65,10 +65,11 @@ def test_service_figures(known: Any) -> None:
         "ticket_resolution": (5, 0, 3),
     }
     assert v.escalations == {"refund_review": 1, "ticket_first_response": 2}
+    # Nobody had acted on those cases when their deadlines passed: the lead who rejected the
+    # escalated refund at 30 h and the agent who answered at 5 h are not to blame for them.
     assert sorted(v.breaches_by_agent) == [
-        ("(nobody yet)", "ticket_first_response", 1),
-        ("agent_1", "ticket_first_response", 1),
-        ("lead_1", "refund_review", 1),
+        ("(unassigned queue)", "refund_review", 1),
+        ("(unassigned queue)", "ticket_first_response", 2),
     ]
     # First answers after 1, 2 and 5 hours; ticket 1 resolved after 3 h (ticket 2 reopened).
     fr = v.first_response
@@ -109,3 +110,27 @@ def test_report_readers(known: Any, role: str) -> None:
 def test_others_may_not_read_reports(world: Any, role: str) -> None:
     with pytest.raises(PermissionDenied, match=r"report\.read"):
         analyse(world.flow, Actor("someone", role))
+
+
+def test_a_breach_is_blamed_on_who_held_the_case_then(store_url: str) -> None:
+    """Ticket answered by ana in time, then left unresolved past 72 h: ana held it."""
+    from datetime import UTC, datetime
+
+    from iap_flow import open_flow
+    from iap_flow.adapters.notifiers import MemoryNotifier
+    from iap_flow.domain.clock import ManualClock
+
+    clock = ManualClock(datetime(2026, 3, 1, 9, tzinfo=UTC))
+    with open_flow(store_url, clock=clock, notifier=MemoryNotifier()) as flow:
+        held = flow.feedback.submit(Actor.buyer("u1"), rating=2, body="the coins never arrived")
+        clock.advance(timedelta(hours=1))
+        flow.feedback.answer(Actor.agent("ana"), held.id, body="Looking into it")
+        flow.feedback.submit(Actor.buyer("u2"), rating=1, body="nobody answers")
+        clock.advance(timedelta(hours=80))
+        flow.sweep()
+        clock.advance(timedelta(hours=1))
+        flow.feedback.answer(Actor.lead("lin"), held.id, body="Sorted, sorry for the wait")
+        blamed = sorted(analyse(flow, ANALYST).service.breaches_by_agent)
+    assert ("ana", "ticket_resolution", 1) in blamed
+    assert ("(unassigned queue)", "ticket_first_response", 1) in blamed
+    assert all(who != "lin" for who, _, _ in blamed), "acting after the breach is not holding"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from iap_flow import Actor
 from iap_flow.analysis.topics import Text, find_topics, tokens
 
 pytest.importorskip("sklearn", reason="topics need the analysis extra (scikit-learn)")
@@ -109,3 +110,42 @@ def test_a_sample_scales_counts_to_the_whole_period() -> None:
 def test_too_few_texts_say_so() -> None:
     found = find_topics([Text("2026-03-02T00:00:00+00:00", "refund please")], source="reasons")
     assert found.topics == () and "too few" in found.note
+
+
+def test_topics_keep_each_language_and_complaint_apart() -> None:
+    """Purity on the demo's known classes: every feedback text of a simulated run is one of
+    the simulation's phrases; a topic is pure when all its texts are the same phrase."""
+    from collections import Counter, defaultdict
+
+    from iap_flow.adapters.notifiers import MemoryNotifier
+    from iap_flow.analysis.topics import Text, find_topics, language
+    from iap_flow.cli.simulation import TEXTS, open_demo_flow, simulate
+
+    # The known classes: each complaint on its own, praise as one class per language.
+    known = {
+        text: (lang, kind, 0 if kind == "happy" else i)
+        for lang, kinds in TEXTS.items()
+        for kind, texts in kinds.items()
+        for i, text in enumerate(texts)
+    }
+    with open_demo_flow("sqlite://", seed=5, notifier=MemoryNotifier()) as flow:
+        simulate(flow, buyers=60, days=10, seed=5)
+        tickets = flow.feedback.queue(
+            Actor("dev", "developer"),
+            status=["open", "answered", "resolved", "reopened"],
+            limit=1000,
+        )
+    texts = [Text(t.created_at.isoformat(), t.body, t.rating) for t in tickets]
+    assert {t.body for t in texts} <= set(known)
+    membership: dict[str, int] = {}
+    find_topics(texts, source="feedback", membership=membership)
+    classes: dict[int, Counter[tuple[str, str, int]]] = defaultdict(Counter)
+    for t in texts:
+        classes[membership[t.body]][known[t.body]] += 1
+    purity = sum(c.most_common(1)[0][1] for c in classes.values()) / len(texts)
+    assert purity == 1.0, [dict(c) for c in classes.values()]
+    for counts in classes.values():
+        assert len({lang for lang, _, _ in counts}) == 1, "a topic never mixes languages"
+    complaints = [t for t in TEXTS["zh"]["unhappy"] if t in membership]
+    assert len({membership[t] for t in complaints}) == len(complaints) >= 2
+    assert language("银行卡支付一直失败,请帮忙。") == "zh" and language("Card declined") == "other"

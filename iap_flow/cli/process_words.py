@@ -1,0 +1,167 @@
+"""The words the process document uses for every state, step and role, in English and Chinese.
+
+The Chinese names follow the original process (``移动应用内购买订单管理流程``): its status
+names (已支付, 待发货, 已发货, 已完成, 已退款), its steps (订单生成, 支付确认, 退款申请, 审核流程,
+退款执行, 用户反馈, 问题处理 ...) and its roles (产品经理, 开发团队, 客服团队, 数据分析师). A test
+checks that every state of every machine, every step of the permission table and every role
+has a name here in both languages, so a new one cannot be left unnamed.
+"""
+
+from __future__ import annotations
+
+STATES: dict[str, dict[str, str]] = {
+    "order.pending_payment": {"en": "waiting for payment", "zh": "待支付"},
+    "order.paid": {"en": "paid", "zh": "已支付"},
+    "order.awaiting_delivery": {"en": "waiting for delivery", "zh": "待发货"},
+    "order.delivered": {"en": "delivered", "zh": "已发货"},
+    "order.completed": {"en": "completed", "zh": "已完成"},
+    "order.refunded": {"en": "refunded", "zh": "已退款"},
+    "order.payment_failed": {"en": "payment failed", "zh": "支付失败"},
+    "order.cancelled": {"en": "cancelled", "zh": "已取消"},
+    "order.expired": {"en": "closed unpaid", "zh": "已超时关闭"},
+    "refund.requested": {"en": "requested", "zh": "已申请"},
+    "refund.in_review": {"en": "in review", "zh": "审核中"},
+    "refund.approved": {"en": "approved", "zh": "审核通过"},
+    "refund.submitted": {"en": "sent to the payment platform", "zh": "已提交支付平台"},
+    "refund.refunded": {"en": "money returned", "zh": "已退款"},
+    "refund.rejected": {"en": "rejected", "zh": "已驳回"},
+    "refund.withdrawn": {"en": "withdrawn by the buyer", "zh": "已撤回"},
+    "refund.failed": {"en": "payout failed", "zh": "退款失败"},
+    "ticket.open": {"en": "waiting for an answer", "zh": "待处理"},
+    "ticket.answered": {"en": "answered", "zh": "已答复"},
+    "ticket.resolved": {"en": "resolved", "zh": "已解决"},
+    "ticket.reopened": {"en": "reopened", "zh": "重新打开"},
+}
+"""``machine.state`` -> its name for people."""
+
+STEPS: dict[str, dict[str, str]] = {
+    "product.create": {"en": "List a product", "zh": "产品展示"},
+    "product.update": {"en": "Update a product", "zh": "更新产品信息"},
+    "order.place": {"en": "Tap buy: the order is created", "zh": "订单生成"},
+    "order.renew": {"en": "A subscription renews", "zh": "订阅续费"},
+    "order.record": {"en": "Record a purchase the platform charged", "zh": "记录平台扣款"},
+    "order.pay": {"en": "Pay", "zh": "支付确认"},
+    "order.fail_payment": {"en": "Payment declined", "zh": "支付失败"},
+    "order.cancel": {"en": "Cancel before paying", "zh": "取消订单"},
+    "order.expire": {"en": "Close an unpaid order", "zh": "超时关闭订单"},
+    "order.hold_delivery": {"en": "Hold the delivery", "zh": "暂缓发货"},
+    "order.deliver": {"en": "Deliver the item", "zh": "发货"},
+    "order.complete": {"en": "Confirm receipt", "zh": "确认完成"},
+    "order.refund": {"en": "Mark the order refunded", "zh": "订单退款"},
+    "refund.request": {"en": "Ask for a refund", "zh": "退款申请"},
+    "refund.open_review": {"en": "Open the review task", "zh": "生成审核任务"},
+    "refund.escalate": {"en": "Tell the lead", "zh": "上报客服主管"},
+    "refund.approve": {"en": "Approve the refund", "zh": "审核通过"},
+    "refund.reject": {"en": "Reject the refund, with a reason", "zh": "审核驳回"},
+    "refund.withdraw": {"en": "Withdraw the request", "zh": "撤回退款申请"},
+    "refund.submit": {"en": "Send the refund to the payment platform", "zh": "退款执行"},
+    "refund.confirm": {"en": "The platform confirms the refund", "zh": "退款成功"},
+    "refund.fail": {"en": "The platform refuses the refund", "zh": "退款失败"},
+    "refund.platform_refund": {"en": "The platform refunded by itself", "zh": "平台直接退款"},
+    "refund.platform_decline": {"en": "The platform declined", "zh": "平台拒绝退款"},
+    "refund.answer_platform": {"en": "Answer the platform's review", "zh": "答复平台审核"},
+    "refund.platform_reversal": {"en": "The platform reversed a refund", "zh": "平台撤销退款"},
+    "ticket.submit": {"en": "Rate and comment", "zh": "用户反馈"},
+    "ticket.answer": {"en": "Answer the buyer", "zh": "问题处理"},
+    "ticket.resolve": {"en": "Mark the problem solved", "zh": "问题解决"},
+    "ticket.reopen": {"en": "Reopen: the problem is back", "zh": "重新打开"},
+    "ticket.escalate": {"en": "Tell the lead", "zh": "上报客服主管"},
+    "order.read": {"en": "Look up orders", "zh": "订单查询"},
+    "refund.read": {"en": "Look up refunds", "zh": "退款查询"},
+    "ticket.read": {"en": "Read feedback", "zh": "查看用户反馈"},
+    "audit.read": {"en": "Read the audit trail", "zh": "查看操作记录"},
+    "report.read": {"en": "Analyse the data", "zh": "数据分析"},
+    "sweep.run": {"en": "Act on due time limits", "zh": "处理到期时限"},
+    "outbox.deliver": {"en": "Send notifications", "zh": "确认信息推送"},
+    "event.remember": {"en": "Record a platform event once", "zh": "记录平台事件（去重）"},
+}
+"""Action -> the step's name for people."""
+
+ROLES: dict[str, dict[str, str]] = {
+    "buyer": {"en": "Buyer", "zh": "用户"},
+    "product_manager": {"en": "Product manager", "zh": "产品经理"},
+    "support_agent": {"en": "Support agent", "zh": "客服团队"},
+    "support_lead": {"en": "Support lead", "zh": "客服主管"},
+    "data_analyst": {"en": "Data analyst", "zh": "数据分析师"},
+    "developer": {"en": "Developer", "zh": "开发团队"},
+    "system": {"en": "System", "zh": "系统"},
+}
+
+MACHINES: dict[str, dict[str, str]] = {
+    "order": {"en": "Order", "zh": "订单"},
+    "refund": {"en": "Refund", "zh": "退款"},
+    "ticket": {"en": "Feedback", "zh": "售后反馈"},
+}
+
+TEXT: dict[str, dict[str, str]] = {
+    "title": {
+        "en": "The in-app purchase order process",
+        "zh": "移动应用内购买订单管理流程",
+    },
+    "intro": {
+        "en": "For every department: who does what, in what order, and by when. Generated by "
+        "`iap-flow docs` from the rules the system enforces, so it is always current.",
+        "zh": "供各部门使用：谁做什么、按什么顺序、在什么时间内完成。本文档由 `iap-flow docs` "
+        "根据系统实际执行的规则生成，始终与系统一致。",
+    },
+    "steps": {"en": "The process, step by step", "zh": "详细步骤"},
+    "swimlanes": {"en": "Who does what (swimlanes by role)", "zh": "泳道图（按角色）"},
+    "limits": {"en": "Time limits", "zh": "时间节点"},
+    "roles": {"en": "Roles and what they may do", "zh": "角色与职责"},
+    "states": {"en": "Every status, named", "zh": "订单状态一览"},
+    "who": {"en": "who", "zh": "负责人"},
+    "step": {"en": "step", "zh": "步骤"},
+    "then": {"en": "then", "zh": "结果"},
+    "limit": {"en": "time limit", "zh": "时限"},
+    "none": {"en": "-", "zh": "-"},
+    "status": {"en": "status", "zh": "状态"},
+    "machine": {"en": "record", "zh": "对象"},
+    "name": {"en": "name", "zh": "名称"},
+    "may": {"en": "may", "zh": "可执行的步骤"},
+    "within": {"en": "within {window}", "zh": "{window}内"},
+    "reminder": {"en": "a reminder at {at}", "zh": "{at}时提醒"},
+    "else_lead": {"en": "else the lead is told", "zh": "否则通知客服主管"},
+    "else_expire": {"en": "else the order is closed", "zh": "否则订单自动关闭"},
+    "else_retry": {"en": "else it is sent again", "zh": "否则系统自动重试"},
+    "agent_limit": {
+        "en": "A support agent approves refunds up to {limits}; above that, the lead decides.",
+        "zh": "客服团队可批准不超过 {limits} 的退款；超过此金额由客服主管决定。",
+    },
+    "decide": {"en": "Approve or reject (with a reason)", "zh": "审核通过或驳回"},
+    "catalogue": {"en": "the catalogue buyers see changes", "zh": "用户看到的商品信息随之更新"},
+    "reference": {"en": "Reference for engineers", "zh": "技术参考（工程师）"},
+}
+
+LIMIT_WHAT: dict[str, dict[str, str]] = {
+    "order_payment": {"en": "The buyer pays", "zh": "用户完成支付"},
+    "refund_review": {"en": "Support decides a refund request", "zh": "客服审核退款申请"},
+    "refund_retry": {
+        "en": "An approved refund reaches the platform",
+        "zh": "已批准的退款提交至支付平台",
+    },
+    "ticket_first_response": {"en": "Support answers new feedback", "zh": "客服首次答复用户反馈"},
+    "ticket_resolution": {"en": "Support solves the buyer's problem", "zh": "客服解决用户问题"},
+}
+"""Deadline kind -> what must happen before it, in plain words."""
+
+PHASES: dict[str, dict[str, str]] = {
+    "product": {"en": "1. Products", "zh": "1. 产品展示"},
+    "order": {"en": "2. Buying and delivery", "zh": "2. 用户购买与订单管理"},
+    "refund": {"en": "3. Refunds", "zh": "3. 退款处理"},
+    "ticket": {"en": "4. After-sales feedback", "zh": "4. 售后服务"},
+}
+
+
+PUNCT: dict[str, dict[str, str]] = {
+    "en": {"(": " (", ")": ")", ":": ": ", ".": ".", ",": ", ", ";": "; "},
+    "zh": {"(": "（", ")": "）", ":": "：", ".": "。", ",": "、", ";": "；"},
+}
+"""Punctuation of each language."""
+
+
+def word(table: dict[str, dict[str, str]], key: str, lang: str) -> str:
+    """``table[key]`` in ``lang``; KeyError names what is missing."""
+    try:
+        return table[key][lang]
+    except KeyError:
+        raise KeyError(f"no {lang} name for {key!r}") from None
