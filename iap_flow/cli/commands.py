@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import attrs
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,10 +25,11 @@ from rich.table import Table
 
 from iap_flow.cli.process_doc import process_document
 from iap_flow.cli.simulation import open_demo_flow, simulate
+from iap_flow.config import Config, load_config, open_flow_from_config
 from iap_flow.domain.errors import IapFlowError, InvalidInput
 from iap_flow.domain.models import OrderStatus, RefundStatus
 from iap_flow.domain.roles import SYSTEM, Actor, Role
-from iap_flow.flow import DEFAULT_URL, Flow, open_flow
+from iap_flow.flow import DEFAULT_URL, Flow
 from iap_flow.ports import Notifier
 from iap_flow.report import Report
 
@@ -48,6 +50,9 @@ class Plugin:
 
 PLUGINS: dict[str, Plugin] = {
     "slack": Plugin("iap_flow.bots.slack.cli:command", "slack", "Run the Slack bot for support."),
+    "webhooks": Plugin(
+        "iap_flow.cli.webhooks:webhooks", "serve", "Serve the App Store / Google Play endpoints."
+    ),
     "export": Plugin("iap_flow.analysis.cli:export", "analysis", "Export data for analysis."),
     # Its topics need the analysis extra; without it the report prints everything else.
     "report": Plugin(
@@ -185,11 +190,30 @@ def _error(message: str) -> None:
 @attrs.define
 class Settings:
     url: str
+    """The store: ``--db`` if given, else the configuration's ``store.url``."""
+    config: Config | None = None
+    """The ``--config`` file (or ``$IAP_FLOW_CONFIG``), if any."""
 
     def open(self, notifications: Path | None = None) -> Flow:
-        """Open the flow on ``--db``; notifications go to a JSON-lines file next to it."""
-        path = notifications or notifications_path(self.url)
-        return open_flow(self.url, notifier=_json_lines(path))
+        """Open the flow from the configuration (if any) on :attr:`url`. Without one,
+        buyers' notifications go to a JSON-lines file next to the database and the staff's
+        stay in the outbox for the Slack bot; ``notifications`` moves the buyers' file."""
+        return open_flow_from_config(self.configured(notifications), url=self.url)
+
+    def configured(self, notifications: Path | None = None) -> Config:
+        """The configuration this command runs with (``--notifications`` applied)."""
+        data: dict[str, Any] = {
+            k: dict(v) for k, v in (self.config.data if self.config else {}).items()
+        }
+        data.setdefault("store", {})["url"] = self.url
+        where = data.setdefault("notifications", {})
+        if notifications is not None:
+            where["buyer"] = f"jsonl:{notifications.absolute()}"
+        elif self.config is None:
+            where["buyer"] = f"jsonl:{notifications_path(self.url).absolute()}"
+        path = self.config.path if self.config else None
+        origins = self.config.origins if self.config else {}
+        return Config(data, path, origins)
 
 
 @click.group(cls=FlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,14 +225,25 @@ class Settings:
     show_envvar=True,
     help="Store URL (sqlite:///orders.db, postgresql://...) or an SQLite file path.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    envvar="IAP_FLOW_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_envvar=True,
+    help="The deployment's TOML configuration (store, platforms, notifications, policy, Slack).",
+)
 @click.version_option(package_name="iap-flow")
 @click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
+def cli(ctx: click.Context, db: str, config_file: Path | None) -> None:
     """Order management for in-app purchases: orders, refunds, feedback, deadlines.
 
     Reads and reports run as the developer actor "cli"; `sweep` runs as the system actor.
     """
-    ctx.obj = Settings(db_url(db))
+    config = load_config(config_file) if config_file is not None else None
+    explicit = ctx.get_parameter_source("db") not in (None, ParameterSource.DEFAULT)
+    url = db_url(db) if explicit or config is None else config.store_url
+    ctx.obj = Settings(url, config)
 
 
 # -- demo -------------------------------------------------------------------------------------

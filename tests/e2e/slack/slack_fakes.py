@@ -55,6 +55,8 @@ class FakeSlack:
         self.groups: dict[str, list[str]] = {}
         self.ws_url = ""
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._holds: dict[str, threading.Event] = {}
+        self._arrived: dict[str, int] = {}
         self._changed = threading.Condition()
         self._seq = itertools.count(1)
         fake = self
@@ -96,6 +98,16 @@ class FakeSlack:
         ``status=200`` and ``ok: false`` plus ``body``."""
         self._failures.setdefault(method, []).append((status, body))
 
+    def hold(self, method: str) -> threading.Event:
+        """Keep every call of ``method`` waiting (unanswered) until the returned event is set."""
+        self._holds[method] = threading.Event()
+        return self._holds[method]
+
+    def arrived(self, method: str) -> int:
+        """How many calls of ``method`` reached the fake so far (answered or still held)."""
+        with self._changed:
+            return self._arrived.get(method, 0)
+
     def to(self, method: str, *, ok_only: bool = True) -> list[dict[str, Any]]:
         """Parameters of every call to ``method`` so far (only successful ones by default)."""
         with self._changed:
@@ -124,6 +136,12 @@ class FakeSlack:
             params.update(json.loads(raw or b"{}"))
         elif raw:
             params.update({k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode()).items()})
+        with self._changed:
+            self._arrived[method] = self._arrived.get(method, 0) + 1
+            self._changed.notify_all()
+        held = self._holds.get(method)
+        if held is not None:
+            held.wait(10)
         status, answer, headers = self._answer(method, params)
         if method == "chat.postMessage" and answer.get("ok"):
             params["ts"] = answer["ts"]  # recorded as the message Slack keeps, with its ts
