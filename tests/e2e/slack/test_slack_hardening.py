@@ -147,6 +147,21 @@ def test_the_reject_ack_does_not_wait_for_views_open(bot: Bot) -> None:
     assert opened["view"]["callback_id"] == "refund_reject_view"
 
 
+def _together(*calls: Any) -> None:
+    """Run the calls on their own threads, released at the same moment."""
+    go = threading.Barrier(len(calls))
+
+    def run(call: Any) -> None:
+        go.wait()
+        call()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _until(check: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -177,21 +192,12 @@ def test_two_instances_deciding_at_once_the_loser_is_told_who_decided(
     try:
         for round_ in range(3):
             refund, message = first.refund()
-            go = threading.Barrier(2)
-            answers: list[Any] = []
-
-            def click(bot: Bot, user: str, refund_id: str = refund.id, msg: Any = message) -> None:
-                go.wait()
-                answers.append(bot.driver.click(user, "refund_approve", refund_id, message=msg))
-
-            threads = [
-                threading.Thread(target=click, args=(first, "UAGENT1")),
-                threading.Thread(target=click, args=(second, "UAGENT2")),
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            _together(
+                lambda: first.driver.click("UAGENT1", "refund_approve", refund.id, message=message),
+                lambda: second.driver.click(
+                    "UAGENT2", "refund_approve", refund.id, message=message
+                ),
+            )
             [whisper] = slack.wait_for("chat.postEphemeral", round_ + 1)[round_:]
             winner = first.flow.refunds.get(SYSTEM, refund.id).decided_by
             loser = whisper["user"]
