@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -193,9 +194,11 @@ def test_two_instances_deciding_at_once_the_loser_is_told_who_decided(
         for round_ in range(3):
             refund, message = first.refund()
             _together(
-                lambda: first.driver.click("UAGENT1", "refund_approve", refund.id, message=message),
-                lambda: second.driver.click(
-                    "UAGENT2", "refund_approve", refund.id, message=message
+                partial(
+                    first.driver.click, "UAGENT1", "refund_approve", refund.id, message=message
+                ),
+                partial(
+                    second.driver.click, "UAGENT2", "refund_approve", refund.id, message=message
                 ),
             )
             [whisper] = slack.wait_for("chat.postEphemeral", round_ + 1)[round_:]
