@@ -259,6 +259,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     origins: dict[str, str] = {}
     for variable, value in sorted(env.items()):
         key = SECRET_ENV.get(variable)
+        if key is not None and key.count(".") > 1 and not _has(data, key.rsplit(".", 1)[0]):
+            continue  # a platform's secret configures nothing by itself
         if key is None and variable.startswith(OVERRIDE_PREFIX):
             key = ".".join(p.lower() for p in variable[len(OVERRIDE_PREFIX) :].split("__"))
         if key is None or not value.strip():
@@ -276,6 +278,14 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         if name not in ("store", "platforms", "notifications", "policy", "slack", "webhooks"):
             raise ConfigError(name, str(file) if file else "the environment", "unknown section")
     return Config(data, file, origins)
+
+
+def _has(data: Mapping[str, Any], key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def _parse_value(value: str) -> Any:

@@ -10,6 +10,9 @@ notifications (``[platforms.google_play]`` with ``push_token`` and ``subscriptio
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -97,18 +100,20 @@ def webhooks(settings: Any, host: str, port: int, log_level: str) -> None:
             )
         )
 
-        import asyncio
-
-        async def main() -> None:
-            task = asyncio.create_task(server.serve())
-            while not server.started and not task.done():
-                await asyncio.sleep(0.01)
-            if server.started:
-                bound = server.servers[0].sockets[0].getsockname()[1]
-                click.echo(f"iap-flow webhooks: listening on http://{host}:{bound}/", err=True)
-            await task
-
-        asyncio.run(main())
+        thread = threading.Thread(target=server.run, name="iap-webhooks", daemon=True)
+        thread.start()  # off the main thread, uvicorn leaves the signals to us
+        while not server.started:
+            if not thread.is_alive():
+                raise click.ClickException("the webhook server did not start")
+            time.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        click.echo(f"iap-flow webhooks: listening on http://{host}:{bound}/", err=True)
+        stopped = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopped.set())
+        stopped.wait()
+        server.should_exit = True  # graceful: requests in flight finish
+        thread.join(15)
         click.echo("iap-flow webhooks: stopped", err=True)
     finally:
         flow.close()
