@@ -84,6 +84,12 @@ def webhooks(settings: Any, host: str, port: int, log_level: str) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = settings.configured()
+    table = config.section("webhooks").only("host", "port")
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("host") is click.core.ParameterSource.DEFAULT:
+        host = table.text("host") or host
+    if ctx.get_parameter_source("port") is click.core.ParameterSource.DEFAULT:
+        port = table.integer("port", port)
     platforms = config.platforms()
     flow = open_flow_from_config(config, platforms=platforms, url=settings.url)
     try:
