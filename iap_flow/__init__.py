@@ -47,6 +47,7 @@ from iap_flow.domain.models import (
 from iap_flow.domain.money import Money
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
+from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
 from iap_flow.report import Report
@@ -67,6 +68,8 @@ __all__ = [
     "BuyerFacingError",
     "Clock",
     "ConcurrentModification",
+    "Config",
+    "ConfigError",
     "ConflictError",
     "Deadline",
     "DeadlineKind",
@@ -107,5 +110,7 @@ __all__ = [
     "TicketStatus",
     "TransitionNotAllowed",
     "__version__",
+    "load_config",
     "open_flow",
+    "open_flow_from_config",
 ]
