@@ -310,6 +310,7 @@ class Bot:
     app: App
     keeper: CardKeeper
     notifier: SlackNotifier
+    roles: RoleResolver
 
 
 def open_bot(
@@ -352,7 +353,9 @@ def open_bot_parts(
     flow = open_flow_from_config(source, notifiers=named, **flow_options)
     keeper = notifier.bind(flow)
     keeper.cards = open_cards(url)
-    return Bot(flow, build_app(flow, config, client=client, keeper=keeper), keeper, notifier)
+    roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
+    app = build_app(flow, config, client=client, roles=roles, keeper=keeper)
+    return Bot(flow, app, keeper, notifier, roles)
 
 
 # -- payload helpers ----------------------------------------------------------------------

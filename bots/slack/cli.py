@@ -148,6 +148,7 @@ def _run(
     if mode == "http" and not slack.signing_secret:
         raise click.UsageError("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information page)")
     bot = open_bot_parts(slack, config, audiences=audiences)
+    bot.roles.warm()  # user groups read now, so no click's ack waits for Slack
     worker = OutboxWorker(
         bot.flow, deliver_every=deliver_every, sweep_every=sweep_every, keeper=bot.keeper
     )
@@ -160,14 +161,14 @@ def _run(
             # slack_bolt leaves start() unannotated; it blocks until interrupted
             socket_mode(bot.app, slack.app_token).start()  # type: ignore[no-untyped-call]
         else:
+            stopped = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stopped.set())
             server = http_server(bot.app, host, port)
             server.start()
             click.echo(
                 f"iap-flow slack: listening on http://{host}:{server.port}{EVENTS_PATH}", err=True
             )
-            stopped = threading.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stopped.set())
             stopped.wait()
             click.echo("iap-flow slack: stopping (finishing requests in flight)", err=True)
             server.stop()

@@ -229,6 +229,7 @@ class RoleResolver:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._refreshing: set[str] = set()
 
     def actor(self, user_id: str) -> Actor | None:
         """The actor this Slack user acts as, or None if no role is mapped to them."""
@@ -242,20 +243,43 @@ class RoleResolver:
         return None if best is None else Actor(user_id, best)
 
     def members(self, group_id: str) -> frozenset[str]:
-        """The group's members; on a Slack error the last known list (empty if none)."""
+        """The group's members. Only a group never read waits for Slack; a list past its
+        time to live is returned as it is while a background thread reads it again (so a
+        role check before an ack never waits on Slack). On a Slack error: the last known
+        list (empty if none)."""
         now = self._monotonic()
         with self._lock:
             hit = self._cache.get(group_id)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
+            stale = hit is not None and now - hit[0] >= self._ttl
+            refresh = stale and group_id not in self._refreshing
+            if refresh:
+                self._refreshing.add(group_id)
+        if hit is None:
+            return self._read(group_id)
+        if refresh:
+            threading.Thread(
+                target=self._read, args=(group_id,), name="iap-slack-roles", daemon=True
+            ).start()
+        return hit[1]
+
+    def warm(self) -> None:
+        """Read every mapped user group now (at start), so no click waits for it later."""
+        for group, _ in self._roles.groups:
+            self._read(group)
+
+    def _read(self, group_id: str) -> frozenset[str]:
         try:
             response = self._client.usergroups_users_list(usergroup=group_id)
             users = frozenset(str(u) for u in response.get("users") or [])
         except (SlackClientError, OSError) as exc:  # Slack said no, or could not be reached
             log.error("cannot read members of user group %s: %s", group_id, exc)
+            with self._lock:
+                self._refreshing.discard(group_id)
+                hit = self._cache.get(group_id)
             return hit[1] if hit is not None else frozenset()
         with self._lock:
-            self._cache[group_id] = (now, users)
+            self._cache[group_id] = (self._monotonic(), users)
+            self._refreshing.discard(group_id)
         return users
 
     def lead_mention(self) -> str:

@@ -106,6 +106,9 @@ def webhooks(settings: Any, host: str, port: int, log_level: str) -> None:
             )
         )
 
+        stopped = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopped.set())
         thread = threading.Thread(target=server.run, name="iap-webhooks", daemon=True)
         thread.start()  # off the main thread, uvicorn leaves the signals to us
         while not server.started:
@@ -114,9 +117,6 @@ def webhooks(settings: Any, host: str, port: int, log_level: str) -> None:
             time.sleep(0.01)
         bound = server.servers[0].sockets[0].getsockname()[1]
         click.echo(f"iap-flow webhooks: listening on http://{host}:{bound}/", err=True)
-        stopped = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stopped.set())
         stopped.wait()
         server.should_exit = True  # graceful: requests in flight finish
         thread.join(15)
