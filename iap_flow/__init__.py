@@ -7,6 +7,7 @@ Money(amount=499, currency='USD')
 
 from importlib.metadata import PackageNotFoundError, version
 
+from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
@@ -47,7 +48,6 @@ from iap_flow.domain.models import (
 from iap_flow.domain.money import Money
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
-from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
 from iap_flow.report import Report
