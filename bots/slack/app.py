@@ -101,7 +101,7 @@ class SlackBot:
                 text, shown = screens.order_blocks(reads.order_view(self.flow, actor, words[1]))
             elif words[:1] == ["queue"] and len(words) <= 2:
                 page = _page(words[1] if len(words) == 2 else "1")
-                queue = reads.queue_page(self.flow, actor, page=page)
+                queue = reads.queue_page(self.flow, actor, page=page, per_page=screens.PER_PAGE)
                 text = f"Your queue ({queue.total} waiting)"
                 shown = screens.queue_page_blocks(queue, now, self.config.command)
             else:

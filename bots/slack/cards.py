@@ -36,7 +36,10 @@ class Cards(Protocol):
     def add(self, card: Card) -> None: ...
     def of(self, record_id: str) -> list[Card]: ...
     def set_state(self, record_id: str, state: str) -> None: ...
-    def live(self, done: frozenset[str], limit: int) -> list[Card]: ...
+    def live(self, done: frozenset[str], limit: int) -> list[Card]:
+        """Cards whose record may still change, newest first."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -63,7 +66,8 @@ class MemoryCards:
 
     def live(self, done: frozenset[str], limit: int) -> list[Card]:
         with self._lock:
-            return [c for c in self._cards.values() if c.state not in done][:limit]
+            live = [c for c in self._cards.values() if c.state not in done]
+            return sorted(live, key=lambda c: c.ts, reverse=True)[:limit]
 
     def close(self) -> None:
         pass
@@ -127,7 +131,7 @@ class SqlCards:
         marks = ", ".join("?" for _ in done) or "''"
         rows = self._run(
             f"SELECT record_id, channel, ts, kind, state FROM {self._table}"
-            f" WHERE state NOT IN ({marks}) ORDER BY ts LIMIT ?",
+            f" WHERE state NOT IN ({marks}) ORDER BY ts DESC LIMIT ?",
             (*sorted(done), limit),
         )
         return [Card(*row) for row in rows]

@@ -35,8 +35,10 @@ from .blocks import (
 )
 from .reads import OrderView, QueueItem, QueuePage
 
-HOME_ITEMS = 50
-"""Items on the App Home tab (the rest: ``/iap queue <page>``)."""
+PER_PAGE = 20
+"""Items per page of ``/iap queue <page>``."""
+HOME_ITEMS = 40
+"""Items on the App Home tab (a whole number of pages; the rest: ``/iap queue 3`` on)."""
 
 _DEADLINES = {
     "refund_review": "review of refund",
@@ -62,8 +64,11 @@ def queue_blocks(items: Sequence[QueueItem], now: datetime) -> list[Block]:
     return [section(lines(rows[i : i + 10])) for i in range(0, len(rows), 10)]
 
 
-def queue_page_blocks(queue: QueuePage, now: datetime, command: str) -> list[Block]:
-    """A page of the queue, with where it is and how to see the rest."""
+def queue_page_blocks(
+    queue: QueuePage, now: datetime, command: str, next_page: int | None = None
+) -> list[Block]:
+    """A page of the queue, with where it is and how to see the rest (``next_page``: the
+    slash command's page that follows, if not simply the next one)."""
     shown = queue_blocks(queue.items, now)
     if queue.total > len(queue.items) or queue.page > 1:
         first = (queue.page - 1) * queue.per_page + 1
@@ -72,24 +77,26 @@ def queue_page_blocks(queue: QueuePage, now: datetime, command: str) -> list[Blo
             f"Showing {first}-{last} of {queue.total} waiting (page {queue.page} of {queue.pages})."
         )
         if queue.page < queue.pages:
-            where += f" Next: `{command} queue {queue.page + 1}`"
+            where += f" Next: `{command} queue {next_page or queue.page + 1}`"
         shown.append(context(where))
     return shown
 
 
 def home_view(queue: QueuePage, now: datetime, command: str) -> Block:
-    """The App Home tab: my queue, refreshed each time it is opened."""
+    """The App Home tab: the first :data:`HOME_ITEMS` of my queue, refreshed on every open;
+    the rest through the slash command's pages."""
     header = {"type": "header", "text": {"type": "plain_text", "text": "My queue"}}
     note = context(
         f"{queue.total} refunds awaiting review and tickets awaiting an answer · updated {when(now)}"
     )
+    after = HOME_ITEMS // PER_PAGE + 1
     return {
         "type": "home",
         "blocks": [
             header,
             note,
             {"type": "divider"},
-            *queue_page_blocks(queue, now, command),
+            *queue_page_blocks(queue, now, command, next_page=after),
         ],
     }
 

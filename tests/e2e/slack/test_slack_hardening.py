@@ -233,6 +233,15 @@ def test_the_queue_says_how_many_wait_and_pages_through_the_rest(bot: Bot) -> No
     assert (len(on_1), len(on_2)) == (20, 3)
     assert on_1 | on_2 == made
     assert "a queue page is a number" in bad["text"]
+    # App Home shows the first 40 and where the rest are
+    made |= {bot.refund()[0].id for _ in range(22)}
     bot.driver.event({"type": "app_home_opened", "user": "UAGENT1", "tab": "home"}, "EvQ")
     [home] = bot.slack.wait_for("views.publish")
-    assert "23 refunds awaiting review" in texts(home["view"])
+    shown = texts(home["view"])
+    assert "45 refunds awaiting review" in shown
+    assert "Showing 1-40 of 45 waiting (page 1 of 2). Next: `/iap queue 3`" in shown
+    _, third = bot.driver.command("UAGENT1", "queue 3")
+    on_home = {r for r in made if r in shown}
+    on_3 = {r for r in made if r in texts(third)}
+    assert (len(on_home), len(on_3)) == (40, 5)
+    assert on_home | on_3 == made
