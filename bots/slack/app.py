@@ -28,14 +28,13 @@ from iap_flow.domain.errors import (
     AlreadyDecided,
     ConflictError,
     IapFlowError,
-    InvalidInput,
     PermissionDenied,
 )
 from iap_flow.domain.roles import SYSTEM, Actor, check
 from iap_flow.flow import DEFAULT_URL, Flow
 from iap_flow.ports import Notifier
 
-from . import blocks, reads, screens
+from . import blocks, payloads, reads, screens
 from .cards import open_cards
 from .config import RoleResolver, SlackConfig, make_client
 from .notifier import CardKeeper, SlackNotifier
@@ -100,7 +99,7 @@ class SlackBot:
             if len(words) == 2 and words[0] == "order":
                 text, shown = screens.order_blocks(reads.order_view(self.flow, actor, words[1]))
             elif words[:1] == ["queue"] and len(words) <= 2:
-                page = _page(words[1] if len(words) == 2 else "1")
+                page = payloads.page(words[1] if len(words) == 2 else "1")
                 queue = reads.queue_page(self.flow, actor, page=page, per_page=screens.PER_PAGE)
                 text = f"Your queue ({queue.total} waiting)"
                 shown = screens.queue_page_blocks(queue, now, self.config.command)
@@ -123,7 +122,7 @@ class SlackBot:
             blocks.REASON,
             meta["id"],
             lambda actor, text: self.flow.refunds.reject(
-                actor, meta["id"], reason=text, idempotency_key=_view_key(view)
+                actor, meta["id"], reason=text, idempotency_key=payloads.view_key(view)
             ),
         )
 
@@ -137,7 +136,7 @@ class SlackBot:
             blocks.ANSWER,
             meta["id"],
             lambda actor, text: self.flow.feedback.answer(
-                actor, meta["id"], body=text, idempotency_key=_view_key(view)
+                actor, meta["id"], body=text, idempotency_key=payloads.view_key(view)
             ),
         )
 
@@ -150,7 +149,7 @@ class SlackBot:
         record_id: str,
         run: Callable[[Actor, str], object],
     ) -> None:
-        actor = self.roles.actor(_user(body))
+        actor = self.roles.actor(payloads.user(body))
         if actor is None:
             ack(response_action="errors", errors={field: screens.not_staff_text()})
             return
@@ -180,37 +179,43 @@ class SlackBot:
         action: str,
         modal: Callable[[str, dict[str, str]], Body],
     ) -> None:
-        actor = self.roles.actor(_user(body))
+        actor = self.roles.actor(payloads.user(body))
         if actor is None:
-            _whisper(client, body, screens.not_staff_text())
+            payloads.whisper(client, body, screens.not_staff_text())
             return
         try:
             check(actor, action)
         except PermissionDenied as exc:
-            _whisper(client, body, screens.error_text(exc))
+            payloads.whisper(client, body, screens.error_text(exc))
             return
-        where = _where(body)  # the modal remembers which message to update afterwards
+        where = payloads.where(body)  # the modal remembers which message to update afterwards
         try:
             client.views_open(trigger_id=body["trigger_id"], view=modal(where["id"], where))
         except SlackApiError as exc:
-            log.error("cannot open the %s modal for %s: %s", action, _user(body), exc)
-            _whisper(client, body, "Slack would not open the form in time; please click again.")
+            log.error("cannot open the %s modal for %s: %s", action, payloads.user(body), exc)
+            payloads.whisper(
+                client, body, "Slack would not open the form in time; please click again."
+            )
 
     def approve(self, body: Body, client: WebClient) -> None:
         """Approve through the core (which pays out), then show the decision on every card."""
-        action = _action(body)
+        action = payloads.action(body)
 
         def run(actor: Actor) -> None:
-            self.flow.refunds.approve(actor, action["value"], idempotency_key=_action_key(body))
+            self.flow.refunds.approve(
+                actor, action["value"], idempotency_key=payloads.action_key(body)
+            )
 
         self._act(body, client, run)
 
     def resolve(self, body: Body, client: WebClient) -> None:
         """Resolve the ticket through the core, then show it on every card."""
-        action = _action(body)
+        action = payloads.action(body)
 
         def run(actor: Actor) -> None:
-            self.flow.feedback.resolve(actor, action["value"], idempotency_key=_action_key(body))
+            self.flow.feedback.resolve(
+                actor, action["value"], idempotency_key=payloads.action_key(body)
+            )
 
         self._act(body, client, run)
 
@@ -227,7 +232,7 @@ class SlackBot:
         meta = json.loads(view["private_metadata"])
         answer = str(view["state"]["values"][blocks.ANSWER][blocks.ANSWER].get("value") or "")
         if meta.get("channel") and meta.get("ts"):
-            text, shown = blocks.answer_in_thread(_user(body), answer.strip())
+            text, shown = blocks.answer_in_thread(payloads.user(body), answer.strip())
             client.chat_postMessage(
                 channel=meta["channel"], thread_ts=meta["ts"], text=text, blocks=shown
             )
@@ -248,18 +253,20 @@ class SlackBot:
 
     # -- helpers --------------------------------------------------------------------------
     def _act(self, body: Body, client: WebClient, run: Callable[[Actor], None]) -> None:
-        actor = self.roles.actor(_user(body))
+        actor = self.roles.actor(payloads.user(body))
         if actor is None:
-            _whisper(client, body, screens.not_staff_text())
+            payloads.whisper(client, body, screens.not_staff_text())
             return
-        record_id = str(_action(body)["value"])
+        record_id = str(payloads.action(body)["value"])
         try:
             run(actor)
         except IapFlowError as exc:
-            _whisper(client, body, screens.error_text(self._explain(exc, record_id)))
+            payloads.whisper(client, body, screens.error_text(self._explain(exc, record_id)))
             if not isinstance(exc, ConflictError):
                 return  # refused: nothing changed, the cards are right as they are
-        self.keeper.refresh(record_id, _where(body))  # won or lost: every card shows the truth
+        self.keeper.refresh(
+            record_id, payloads.where(body)
+        )  # won or lost: every card shows the truth
 
     def _explain(self, exc: IapFlowError, record_id: str) -> IapFlowError:
         """A lost race (the record moved under us) said as who decided it, when we can tell."""
@@ -356,52 +363,3 @@ def open_bot_parts(
     roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
     app = build_app(flow, config, client=client, roles=roles, keeper=keeper)
     return Bot(flow, app, keeper, notifier, roles)
-
-
-# -- payload helpers ----------------------------------------------------------------------
-def _user(body: Body) -> str:
-    return str(body["user"]["id"])
-
-
-def _action(body: Body) -> Body:
-    action: Body = body["actions"][0]
-    return action
-
-
-def _where(body: Body) -> dict[str, str]:
-    """Id, channel and timestamp of the message a button sits on (modal private metadata)."""
-    container = body.get("container") or {}
-    return {
-        "id": str(_action(body)["value"]),
-        "channel": str(container.get("channel_id") or (body.get("channel") or {}).get("id") or ""),
-        "ts": str(container.get("message_ts") or (body.get("message") or {}).get("ts") or ""),
-    }
-
-
-def _action_key(body: Body) -> str:
-    """One click, one key: Slack gives every click its own ``action_ts``."""
-    action = _action(body)
-    return f"slack:{action['action_id']}:{action['value']}:{_user(body)}:{action['action_ts']}"
-
-
-def _view_key(view: Body) -> str:
-    """One modal, one key: a submitted view id is never submitted again once it closed."""
-    return f"slack:{view['callback_id']}:{view['id']}"
-
-
-def _page(word: str) -> int:
-    if not word.isdigit() or int(word) < 1:
-        raise InvalidInput(f"a queue page is a number from 1, got {word!r}", field="page")
-    return int(word)
-
-
-def _whisper(client: WebClient, body: Body, text: str) -> None:
-    """An ephemeral message to the clicker, in the channel of the message they clicked."""
-    channel = _where(body)["channel"]
-    if not channel:
-        log.warning("no channel to answer %s in: %s", _user(body), text)
-        return
-    try:
-        client.chat_postEphemeral(channel=channel, user=_user(body), text=text)
-    except SlackApiError as exc:
-        log.error("cannot tell %s %r: %s", _user(body), text, exc)
