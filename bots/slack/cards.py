@@ -9,6 +9,7 @@ sees the same cards; on an in-memory store it is kept in memory.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -99,10 +100,13 @@ class SqlCards:
                 yield cur
                 self._conn.commit()
             except BaseException:
-                self._conn.rollback()
+                conn, self._conn = self._conn, None  # a fresh connection next time
+                with contextlib.suppress(Exception):
+                    conn.close()
                 raise
             finally:
-                cur.close()
+                with contextlib.suppress(Exception):
+                    cur.close()
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._cursor() as cur:

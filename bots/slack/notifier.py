@@ -103,7 +103,14 @@ class CardKeeper:
                 seen[card.record_id] = self._state(card.record_id)
             if seen[card.record_id] != card.state:
                 stale.add(card.record_id)
-        return sum(self.refresh(record_id) for record_id in sorted(stale))
+        updated = 0
+        for record_id in sorted(stale):
+            try:
+                updated += self.refresh(record_id)
+            except IapFlowError as exc:  # one unreadable record must not stall the others
+                log.error("cannot redraw the cards of %s: %s", record_id, exc)
+                self.cards.set_state(record_id, seen[record_id])
+        return updated
 
     def _state(self, record_id: str) -> str:
         if record_id.startswith("tkt"):
