@@ -100,7 +100,11 @@ class CardKeeper:
         seen: dict[str, str] = {}
         for card in self.cards.live(frozenset(str(s) for s in DONE), limit):
             if card.record_id not in seen:
-                seen[card.record_id] = self._state(card.record_id)
+                try:
+                    seen[card.record_id] = self._state(card.record_id)
+                except IapFlowError as exc:
+                    log.error("cannot read %s for its cards: %s", card.record_id, exc)
+                    seen[card.record_id] = card.state
             if seen[card.record_id] != card.state:
                 stale.add(card.record_id)
         updated = 0
