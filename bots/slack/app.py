@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
-from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -62,7 +62,7 @@ class SlackBot:
     def register(self, app: App) -> None:
         """Attach every listener and the event de-duplication middleware to ``app``."""
         app.use(self.dedupe_events)
-        app.command(self.config.command)(self.command)
+        app.command(self.config.command)(ack=self.command, lazy=[self.answer_command])
         app.action(blocks.APPROVE)(ack=self.ack, lazy=[self.approve])
         app.action(blocks.REJECT)(ack=self.ack, lazy=[self.open_reject])
         app.view(blocks.REJECT_VIEW)(ack=self.submit_reject, lazy=[self.after_decision])
@@ -87,29 +87,43 @@ class SlackBot:
         """Acknowledge at once; the lazy listener does the work (nothing slow before this)."""
         ack()
 
-    def command(self, ack: Ack, command: Body) -> None:
-        """``/iap order <id>``, ``/iap queue [page]``, ``/iap help``: answered to the caller."""
+    def command(self, ack: Ack, command: Body, context: BoltContext) -> None:
+        """``/iap order <id>``, ``/iap queue [page]``, ``/iap help``: answered to the caller.
+        Help and refusals come in the ack; lookups are acked at once and answered through
+        the command's ``response_url`` (a long queue can take a while to read)."""
+        words = str(command.get("text") or "").split()
+        if self.roles.actor(str(command["user_id"])) is None:
+            ack(response_type="ephemeral", text=screens.not_staff_text())
+            return
+        lookup = len(words) == 2 and words[0] == "order"
+        listing = words[:1] == ["queue"] and len(words) <= 2
+        if not (lookup or listing):
+            ack(response_type="ephemeral", text=screens.help_text(self.config.command))
+            return
+        context[_DONE] = True
+        ack()
+
+    def answer_command(self, command: Body, context: BoltContext, respond: Respond) -> None:
+        """The lookup behind an acked slash command, sent to its ``response_url``."""
+        if not context.get(_DONE):
+            return
         words = str(command.get("text") or "").split()
         actor = self.roles.actor(str(command["user_id"]))
         if actor is None:
-            ack(response_type="ephemeral", text=screens.not_staff_text())
             return
         now = self.flow.clock.now()
         try:
-            if len(words) == 2 and words[0] == "order":
+            if words[0] == "order":
                 text, shown = screens.order_blocks(reads.order_view(self.flow, actor, words[1]))
-            elif words[:1] == ["queue"] and len(words) <= 2:
+            else:
                 page = payloads.page(words[1] if len(words) == 2 else "1")
                 queue = reads.queue_page(self.flow, actor, page=page, per_page=screens.PER_PAGE)
                 text = f"Your queue ({queue.total} waiting)"
                 shown = screens.queue_page_blocks(queue, now, self.config.command)
-            else:
-                ack(response_type="ephemeral", text=screens.help_text(self.config.command))
-                return
         except IapFlowError as exc:
-            ack(response_type="ephemeral", text=screens.error_text(exc))
+            respond(response_type="ephemeral", text=screens.error_text(exc))
             return
-        ack(response_type="ephemeral", text=text, blocks=shown)
+        respond(response_type="ephemeral", text=text, blocks=shown)
 
     def submit_reject(self, ack: Ack, body: Body, view: Body, context: BoltContext) -> None:
         """Reject through the core; a refusal (reason too short, already decided) is shown

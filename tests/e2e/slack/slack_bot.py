@@ -117,7 +117,7 @@ def start_bot(slack: FakeSlack, url: str = "sqlite://") -> tuple[Bot, Any]:
         clock,
         app,
         slack,
-        Driver(url_, SECRET),
+        Driver(url_, SECRET, slack),
         buyers,
         platform,
         parts.keeper,

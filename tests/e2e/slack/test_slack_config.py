@@ -28,6 +28,7 @@ SCOPE_OF = {
     "views.open": None,
     "views.publish": None,
     "auth.test": None,
+    "respond": None,  # a command's response_url: no scope
 }
 """Web API method -> the bot scope it needs (None: no scope)."""
 
