@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,appstore,googleplay,analysis,parquet,metrics,otel,http,webhooks,rabbitmq,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,slack,serve,appstore,googleplay,analysis,parquet,metrics,otel,http,webhooks,rabbitmq,redis]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # The demo needs only the core (no extra, no dev tools): its own small venv, without a pip

@@ -7,6 +7,7 @@ Money(amount=499, currency='USD')
 
 from importlib.metadata import PackageNotFoundError, version
 
+from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
@@ -68,6 +69,8 @@ __all__ = [
     "BuyerFacingError",
     "Clock",
     "ConcurrentModification",
+    "Config",
+    "ConfigError",
     "ConflictError",
     "Deadline",
     "DeadlineKind",
@@ -109,5 +112,7 @@ __all__ = [
     "TicketStatus",
     "TransitionNotAllowed",
     "__version__",
+    "load_config",
     "open_flow",
+    "open_flow_from_config",
 ]

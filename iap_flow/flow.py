@@ -254,7 +254,10 @@ def open_flow(
     or the sweep. ``audiences`` says whose notifications this process delivers (``"buyer"``,
     ``"staff"``; both by default): an app backend that pushes to buyers opens with
     ``audiences=["buyer"]`` and leaves the staff's to the Slack bot, which opens with
-    ``["staff"]``; each is delivered once, by its own process.
+    ``["staff"]``; each is delivered once, by its own process. With none (``[]``) the process
+    only writes notifications for others to deliver (a cron sweep). Every process of a
+    deployment can open its flow from one configuration file with
+    :func:`iap_flow.config.open_flow_from_config`.
 
     >>> from iap_flow import open_flow
     >>> with open_flow("sqlite://") as flow:
@@ -270,9 +273,7 @@ def open_flow(
         raise InvalidInput("open_flow needs at least one payment platform", field="platforms")
     if notifier is None:
         notifier = _load("iap_flow.adapters.notifiers:JsonLinesNotifier")()
-    chosen = frozenset(_audience(a) for a in audiences)
-    if not chosen:
-        raise InvalidInput("audiences must name at least one of: buyer, staff", field="audiences")
+    chosen = frozenset(_audience(a) for a in audiences)  # empty: this process delivers none
     store = open_store(url)
     ctx = Context(
         store=store,

@@ -18,18 +18,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, BoltResponse
+import attrs
+from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from iap_flow.domain.errors import IapFlowError
-from iap_flow.domain.roles import SYSTEM, Actor
-from iap_flow.flow import Flow, open_flow
+from iap_flow.config import Config, open_flow_from_config
+from iap_flow.domain.errors import (
+    AlreadyDecided,
+    ConflictError,
+    IapFlowError,
+    PermissionDenied,
+)
+from iap_flow.domain.roles import SYSTEM, Actor, check
+from iap_flow.flow import DEFAULT_URL, Flow
 from iap_flow.ports import Notifier
 
-from . import blocks, reads, screens
+from . import blocks, payloads, reads, screens
+from .cards import open_cards
 from .config import RoleResolver, SlackConfig, make_client
-from .notifier import SlackNotifier
+from .notifier import CardKeeper, SlackNotifier
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +49,24 @@ _DONE = "iap_flow_done"
 
 
 class SlackBot:
-    """The listeners, bound to one flow and one role mapping."""
+    """The listeners, bound to one flow, one role mapping and the cards of its records."""
 
-    def __init__(self, flow: Flow, config: SlackConfig, roles: RoleResolver) -> None:
+    def __init__(
+        self, flow: Flow, config: SlackConfig, roles: RoleResolver, keeper: CardKeeper
+    ) -> None:
         self.flow = flow
         self.config = config
         self.roles = roles
+        self.keeper = keeper
 
     def register(self, app: App) -> None:
         """Attach every listener and the event de-duplication middleware to ``app``."""
         app.use(self.dedupe_events)
-        app.command(self.config.command)(self.command)
+        app.command(self.config.command)(ack=self.command, lazy=[self.answer_command])
         app.action(blocks.APPROVE)(ack=self.ack, lazy=[self.approve])
-        app.action(blocks.REJECT)(ack=self.open_reject, lazy=[self.refuse_unmapped])
-        app.view(blocks.REJECT_VIEW)(ack=self.submit_reject, lazy=[self.after_reject])
-        app.action(blocks.REPLY)(ack=self.open_reply, lazy=[self.refuse_unmapped])
+        app.action(blocks.REJECT)(ack=self.ack, lazy=[self.open_reject])
+        app.view(blocks.REJECT_VIEW)(ack=self.submit_reject, lazy=[self.after_decision])
+        app.action(blocks.REPLY)(ack=self.ack, lazy=[self.open_reply])
         app.view(blocks.REPLY_VIEW)(ack=self.submit_reply, lazy=[self.after_reply])
         app.action(blocks.RESOLVE)(ack=self.ack, lazy=[self.resolve])
         app.event("app_home_opened")(ack=self.ack, lazy=[self.publish_home])
@@ -73,47 +84,46 @@ class SlackBot:
 
     # -- acks ---------------------------------------------------------------------------------
     def ack(self, ack: Ack) -> None:
-        """Acknowledge at once; the lazy listener does the work."""
+        """Acknowledge at once; the lazy listener does the work (nothing slow before this)."""
         ack()
 
-    def command(self, ack: Ack, command: Body) -> None:
-        """``/iap order <id>``, ``/iap queue``, ``/iap help``: answered only to the caller."""
+    def command(self, ack: Ack, command: Body, context: BoltContext) -> None:
+        """``/iap order <id>``, ``/iap queue [page]``, ``/iap help``: answered to the caller.
+        Help and refusals come in the ack; lookups are acked at once and answered through
+        the command's ``response_url`` (a long queue can take a while to read)."""
+        words = str(command.get("text") or "").split()
+        if self.roles.actor(str(command["user_id"])) is None:
+            ack(response_type="ephemeral", text=screens.not_staff_text())
+            return
+        lookup = len(words) == 2 and words[0] == "order"
+        listing = words[:1] == ["queue"] and len(words) <= 2
+        if not (lookup or listing):
+            ack(response_type="ephemeral", text=screens.help_text(self.config.command))
+            return
+        context[_DONE] = True
+        ack()
+
+    def answer_command(self, command: Body, context: BoltContext, respond: Respond) -> None:
+        """The lookup behind an acked slash command, sent to its ``response_url``."""
+        if not context.get(_DONE):
+            return
         words = str(command.get("text") or "").split()
         actor = self.roles.actor(str(command["user_id"]))
         if actor is None:
-            ack(response_type="ephemeral", text=screens.not_staff_text())
             return
         now = self.flow.clock.now()
         try:
-            if len(words) == 2 and words[0] == "order":
+            if words[0] == "order":
                 text, shown = screens.order_blocks(reads.order_view(self.flow, actor, words[1]))
-            elif words == ["queue"]:
-                text = "Your queue"
-                shown = screens.queue_blocks(reads.queue(self.flow, actor), now)
             else:
-                ack(response_type="ephemeral", text=screens.help_text(self.config.command))
-                return
+                page = payloads.page(words[1] if len(words) == 2 else "1")
+                queue = reads.queue_page(self.flow, actor, page=page, per_page=screens.PER_PAGE)
+                text = f"Your queue ({queue.total} waiting)"
+                shown = screens.queue_page_blocks(queue, now, self.config.command)
         except IapFlowError as exc:
-            ack(response_type="ephemeral", text=screens.error_text(exc))
+            respond(response_type="ephemeral", text=screens.error_text(exc))
             return
-        ack(response_type="ephemeral", text=text, blocks=shown)
-
-    def open_reject(self, ack: Ack, body: Body, client: WebClient) -> None:
-        """Open the reason modal now, while the trigger id is valid (unmapped: see lazy)."""
-        ack()
-        self._open_modal(body, client, blocks.reject_modal)
-
-    def open_reply(self, ack: Ack, body: Body, client: WebClient) -> None:
-        """Open the answer modal now, while the trigger id is valid (unmapped: see lazy)."""
-        ack()
-        self._open_modal(body, client, blocks.reply_modal)
-
-    def _open_modal(
-        self, body: Body, client: WebClient, modal: Callable[[str, dict[str, str]], Body]
-    ) -> None:
-        if self.roles.actor(_user(body)) is not None:
-            where = _where(body)  # the modal remembers which message to update afterwards
-            client.views_open(trigger_id=body["trigger_id"], view=modal(where["id"], where))
+        respond(response_type="ephemeral", text=text, blocks=shown)
 
     def submit_reject(self, ack: Ack, body: Body, view: Body, context: BoltContext) -> None:
         """Reject through the core; a refusal (reason too short, already decided) is shown
@@ -124,8 +134,9 @@ class SlackBot:
             body,
             context,
             blocks.REASON,
+            meta["id"],
             lambda actor, text: self.flow.refunds.reject(
-                actor, meta["id"], reason=text, idempotency_key=_view_key(view)
+                actor, meta["id"], reason=text, idempotency_key=payloads.view_key(view)
             ),
         )
 
@@ -137,8 +148,9 @@ class SlackBot:
             body,
             context,
             blocks.ANSWER,
+            meta["id"],
             lambda actor, text: self.flow.feedback.answer(
-                actor, meta["id"], body=text, idempotency_key=_view_key(view)
+                actor, meta["id"], body=text, idempotency_key=payloads.view_key(view)
             ),
         )
 
@@ -148,9 +160,10 @@ class SlackBot:
         body: Body,
         context: BoltContext,
         field: str,
+        record_id: str,
         run: Callable[[Actor, str], object],
     ) -> None:
-        actor = self.roles.actor(_user(body))
+        actor = self.roles.actor(payloads.user(body))
         if actor is None:
             ack(response_action="errors", errors={field: screens.not_staff_text()})
             return
@@ -158,60 +171,86 @@ class SlackBot:
         try:
             run(actor, text)
         except IapFlowError as exc:
-            ack(response_action="errors", errors={field: screens.error_text(exc)})
+            exc = self._explain(exc, record_id)
+            ack(response_action="errors", errors={field: screens.error_text(exc, mrkdwn=False)})
             return
         context[_DONE] = True
         ack()
 
     # -- lazy listeners -------------------------------------------------------------------
+    def open_reject(self, body: Body, client: WebClient) -> None:
+        """Open the reason modal for someone who may reject; tell anyone else why not."""
+        self._open_modal(body, client, "refund.reject", blocks.reject_modal)
+
+    def open_reply(self, body: Body, client: WebClient) -> None:
+        """Open the answer modal for someone who may answer; tell anyone else why not."""
+        self._open_modal(body, client, "ticket.answer", blocks.reply_modal)
+
+    def _open_modal(
+        self,
+        body: Body,
+        client: WebClient,
+        action: str,
+        modal: Callable[[str, dict[str, str]], Body],
+    ) -> None:
+        actor = self.roles.actor(payloads.user(body))
+        if actor is None:
+            payloads.whisper(client, body, screens.not_staff_text())
+            return
+        try:
+            check(actor, action)
+        except PermissionDenied as exc:
+            payloads.whisper(client, body, screens.error_text(exc))
+            return
+        where = payloads.where(body)  # the modal remembers which message to update afterwards
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=modal(where["id"], where))
+        except SlackApiError as exc:
+            log.error("cannot open the %s modal for %s: %s", action, payloads.user(body), exc)
+            payloads.whisper(
+                client, body, "Slack would not open the form in time; please click again."
+            )
+
     def approve(self, body: Body, client: WebClient) -> None:
-        """Approve through the core (which pays out), then show the decision in place."""
-        action = _action(body)
+        """Approve through the core (which pays out), then show the decision on every card."""
+        action = payloads.action(body)
 
         def run(actor: Actor) -> None:
-            self.flow.refunds.approve(actor, action["value"], idempotency_key=_action_key(body))
-            self._show_refund(client, actor, action["value"], _where(body))
+            self.flow.refunds.approve(
+                actor, action["value"], idempotency_key=payloads.action_key(body)
+            )
 
         self._act(body, client, run)
 
     def resolve(self, body: Body, client: WebClient) -> None:
-        """Resolve the ticket through the core, then show it in place."""
-        action = _action(body)
+        """Resolve the ticket through the core, then show it on every card."""
+        action = payloads.action(body)
 
         def run(actor: Actor) -> None:
-            self.flow.feedback.resolve(actor, action["value"], idempotency_key=_action_key(body))
-            self._show_ticket(client, actor, action["value"], _where(body))
+            self.flow.feedback.resolve(
+                actor, action["value"], idempotency_key=payloads.action_key(body)
+            )
 
         self._act(body, client, run)
 
-    def refuse_unmapped(self, body: Body, client: WebClient) -> None:
-        """Tell someone without a staff role, privately, that nothing happened."""
-        if self.roles.actor(_user(body)) is None:
-            _whisper(client, body, screens.not_staff_text())
-
-    def after_reject(self, body: Body, view: Body, context: BoltContext, client: WebClient) -> None:
-        """Show the rejection on the review message."""
+    def after_decision(self, body: Body, view: Body, context: BoltContext) -> None:
+        """Show the rejection on every card of the refund."""
         if context.get(_DONE):
             meta = json.loads(view["private_metadata"])
-            actor = self.roles.actor(_user(body))
-            if actor is not None:
-                self._show_refund(client, actor, meta["id"], meta)
+            self.keeper.refresh(meta["id"], meta)
 
     def after_reply(self, body: Body, view: Body, context: BoltContext, client: WebClient) -> None:
-        """Show the answer in the ticket's thread and the new status on the card."""
+        """Show the answer in the ticket's thread and the new status on every card."""
         if not context.get(_DONE):
             return
         meta = json.loads(view["private_metadata"])
-        actor = self.roles.actor(_user(body))
-        if actor is None:
-            return
         answer = str(view["state"]["values"][blocks.ANSWER][blocks.ANSWER].get("value") or "")
         if meta.get("channel") and meta.get("ts"):
-            text, shown = blocks.answer_in_thread(actor.id, answer.strip())
+            text, shown = blocks.answer_in_thread(payloads.user(body), answer.strip())
             client.chat_postMessage(
                 channel=meta["channel"], thread_ts=meta["ts"], text=text, blocks=shown
             )
-        self._show_ticket(client, actor, meta["id"], meta)
+        self.keeper.refresh(meta["id"], meta)
 
     def publish_home(self, event: Body, client: WebClient) -> None:
         """App Home: the opener's queue, soonest deadline first, refreshed on every open."""
@@ -223,32 +262,36 @@ class SlackBot:
             client.views_publish(user_id=user, view=screens.home_refused())
             return
         now = self.flow.clock.now()
-        client.views_publish(
-            user_id=user, view=screens.home_view(reads.queue(self.flow, actor), now)
-        )
+        queue = reads.queue_page(self.flow, actor, page=1, per_page=screens.HOME_ITEMS)
+        client.views_publish(user_id=user, view=screens.home_view(queue, now, self.config.command))
 
     # -- helpers --------------------------------------------------------------------------
     def _act(self, body: Body, client: WebClient, run: Callable[[Actor], None]) -> None:
-        actor = self.roles.actor(_user(body))
+        actor = self.roles.actor(payloads.user(body))
         if actor is None:
-            _whisper(client, body, screens.not_staff_text())
+            payloads.whisper(client, body, screens.not_staff_text())
             return
+        record_id = str(payloads.action(body)["value"])
         try:
             run(actor)
         except IapFlowError as exc:
-            _whisper(client, body, screens.error_text(exc))
+            payloads.whisper(client, body, screens.error_text(self._explain(exc, record_id)))
+            if not isinstance(exc, ConflictError):
+                return  # refused: nothing changed, the cards are right as they are
+        self.keeper.refresh(
+            record_id, payloads.where(body)
+        )  # won or lost: every card shows the truth
 
-    def _show_refund(
-        self, client: WebClient, actor: Actor, refund_id: str, where: dict[str, str]
-    ) -> None:
-        view = reads.refund_view(self.flow, actor, refund_id)
-        _update(client, where, *blocks.refund_card(view, self.flow.clock.now()))
-
-    def _show_ticket(
-        self, client: WebClient, actor: Actor, ticket_id: str, where: dict[str, str]
-    ) -> None:
-        view = reads.ticket_view(self.flow, actor, ticket_id)
-        _update(client, where, *blocks.ticket_card(view, self.flow.clock.now()))
+    def _explain(self, exc: IapFlowError, record_id: str) -> IapFlowError:
+        """A lost race (the record moved under us) said as who decided it, when we can tell."""
+        lost = isinstance(exc, ConflictError) and not isinstance(exc, AlreadyDecided)
+        if lost and record_id.startswith("rfd"):
+            refund = self.flow.refunds.get(SYSTEM, record_id)
+            if refund.decided_by is not None or refund.status not in blocks.OPEN:
+                return AlreadyDecided(
+                    refund_id=refund.id, state=str(refund.status), decided_by=refund.decided_by
+                )
+        return exc
 
 
 def build_app(
@@ -257,6 +300,7 @@ def build_app(
     *,
     client: WebClient | None = None,
     roles: RoleResolver | None = None,
+    keeper: CardKeeper | None = None,
     workers: int = 16,
     token_verification_enabled: bool = True,
 ) -> App:
@@ -275,70 +319,61 @@ def build_app(
         token_verification_enabled=token_verification_enabled,
         listener_executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="iap-slack"),
     )
-    SlackBot(flow, config, roles).register(app)
+    SlackBot(flow, config, roles, keeper or CardKeeper(flow, client)).register(app)
     return app
+
+
+@attrs.frozen
+class Bot:
+    """What ``iap-flow slack`` runs: the flow, the bolt app, the card keeper."""
+
+    flow: Flow
+    app: App
+    keeper: CardKeeper
+    notifier: SlackNotifier
+    roles: RoleResolver
 
 
 def open_bot(
     config: SlackConfig,
-    url: str,
+    source: Config | str | None = None,
     *,
-    fallback: Notifier,
+    fallback: Notifier | None = None,
     client: WebClient | None = None,
     **flow_options: Any,
 ) -> tuple[Flow, App]:
-    """Open a flow on ``url`` whose staff notifications go to the review channel (the rest to
-    ``fallback``), and the bolt app that serves it. ``flow_options`` go to ``open_flow``."""
+    """Open the flow described by ``source`` (a configuration, or a store URL) with the
+    staff's notifications going to the review channel, and the bolt app that serves it.
+
+    With a URL, buyers' notifications go to ``fallback`` (none: this bot leaves them to the
+    backend). ``flow_options`` go to :func:`~iap_flow.config.open_flow_from_config`.
+    """
+    bot = open_bot_parts(config, source, fallback=fallback, client=client, **flow_options)
+    return bot.flow, bot.app
+
+
+def open_bot_parts(
+    config: SlackConfig,
+    source: Config | str | None = None,
+    *,
+    fallback: Notifier | None = None,
+    client: WebClient | None = None,
+    **flow_options: Any,
+) -> Bot:
+    """Like :func:`open_bot`, returning the card keeper too."""
     client = client or make_client(config)
-    notifier = SlackNotifier.from_config(config, fallback=fallback, client=client)
-    flow = open_flow(url, notifier=notifier, **flow_options)
-    notifier.bind(flow)
-    return flow, build_app(flow, config, client=client)
-
-
-# -- payload helpers ----------------------------------------------------------------------
-def _user(body: Body) -> str:
-    return str(body["user"]["id"])
-
-
-def _action(body: Body) -> Body:
-    action: Body = body["actions"][0]
-    return action
-
-
-def _where(body: Body) -> dict[str, str]:
-    """Id, channel and timestamp of the message a button sits on (modal private metadata)."""
-    container = body.get("container") or {}
-    return {
-        "id": str(_action(body)["value"]),
-        "channel": str(container.get("channel_id") or (body.get("channel") or {}).get("id") or ""),
-        "ts": str(container.get("message_ts") or (body.get("message") or {}).get("ts") or ""),
-    }
-
-
-def _action_key(body: Body) -> str:
-    """One click, one key: Slack gives every click its own ``action_ts``."""
-    action = _action(body)
-    return f"slack:{action['action_id']}:{action['value']}:{_user(body)}:{action['action_ts']}"
-
-
-def _view_key(view: Body) -> str:
-    """One modal, one key: a submitted view id is never submitted again once it closed."""
-    return f"slack:{view['callback_id']}:{view['id']}"
-
-
-def _update(client: WebClient, where: dict[str, str], text: str, shown: list[Body]) -> None:
-    if where.get("channel") and where.get("ts"):
-        client.chat_update(channel=where["channel"], ts=where["ts"], text=text, blocks=shown)
-
-
-def _whisper(client: WebClient, body: Body, text: str) -> None:
-    """An ephemeral message to the clicker, in the channel of the message they clicked."""
-    channel = _where(body)["channel"]
-    if not channel:
-        log.warning("no channel to answer %s in: %s", _user(body), text)
-        return
-    try:
-        client.chat_postEphemeral(channel=channel, user=_user(body), text=text)
-    except SlackApiError as exc:
-        log.error("cannot tell %s %r: %s", _user(body), text, exc)
+    named: dict[str, Notifier] = {}
+    if source is None or isinstance(source, str):
+        destinations = {"staff": "slack", "buyer": "fallback" if fallback else "elsewhere"}
+        source = Config({"store": {"url": source or DEFAULT_URL}, "notifications": destinations})
+        if fallback is not None:
+            named["fallback"] = fallback
+    url = flow_options.get("url") or source.store_url
+    notifier = SlackNotifier.from_config(config, client=client)
+    named["slack"] = notifier
+    flow = open_flow_from_config(source, notifiers=named, **flow_options)
+    keeper = notifier.bind(flow)
+    keeper.cards = open_cards(url)
+    roles = RoleResolver(config.roles, client, ttl_seconds=config.role_cache_seconds)
+    app = build_app(flow, config, client=client, roles=roles, keeper=keeper)
+    return Bot(flow, app, keeper, notifier, roles)

@@ -27,16 +27,27 @@ REASON, ANSWER = "reason", "answer"
 """Action ids, modal callback ids and input block ids: the contract with :mod:`.app`."""
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_OPEN = (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW)
+OPEN = (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW)
 MAX_LINES = 25
 
 
 # -- formatting ---------------------------------------------------------------------------
+def esc(value: object) -> str:
+    """Text from a buyer or a platform, made inert for Slack mrkdwn: ``&``, ``<`` and ``>``
+    become entities, so ``<!channel>`` pings no one and ``<https://x|label>`` is no link."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(value: object) -> str:
+    """An id in a code span, escaped (a backtick inside would end the span)."""
+    return "`" + esc(value).replace("`", "'") + "`"
+
+
 def mention(user_id: str | None) -> str:
     """A Slack mention for Slack users; other actors (CLI, system) by their id."""
     if user_id is None:
         return "someone"
-    return f"<@{user_id}>" if _SLACK_USER.match(user_id) else f"`{user_id}`"
+    return f"<@{user_id}>" if _SLACK_USER.match(user_id) else code(user_id)
 
 
 def when(dt: datetime | None) -> str:
@@ -89,7 +100,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def quote(text: str) -> str:
-    return "\n".join(">" + line for line in text.splitlines() or [""])
+    """Buyer text as a block quote, escaped."""
+    return "\n".join("&gt;" + esc(line) for line in text.splitlines() or [""])
 
 
 def lines(items: Sequence[str]) -> str:
@@ -103,12 +115,12 @@ def lines(items: Sequence[str]) -> str:
 def refund_status(refund: RefundRequest) -> str | None:
     """The decision line that replaces the buttons; None while the refund awaits review."""
     status, who = refund.status, mention(refund.decided_by)
-    if status in _OPEN:
+    if status in OPEN:
         return None
     if status is RefundStatus.REJECTED:
         if refund.decided_by is None:
             return ":no_entry: Declined by the payment platform"
-        return f":no_entry: Rejected by {who}: {refund.decision_note}"
+        return f":no_entry: Rejected by {who}: {esc(refund.decision_note)}"
     if status is RefundStatus.WITHDRAWN:
         return ":leftwards_arrow_with_hook: Withdrawn by the buyer"
     if refund.decided_by is None:
@@ -118,7 +130,7 @@ def refund_status(refund: RefundRequest) -> str | None:
         RefundStatus.APPROVED: "waiting for the payment platform",
         RefundStatus.SUBMITTED: "submitted to the payment platform",
         RefundStatus.REFUNDED: "refunded",
-        RefundStatus.FAILED: f"payout failed ({refund.last_error}); it is retried",
+        RefundStatus.FAILED: f"payout failed ({esc(refund.last_error)}); it is retried",
     }
     return f"{line} · {after[status]}"
 
@@ -131,27 +143,29 @@ def refund_card(view: RefundView, now: datetime, title: str = "Refund request") 
         amount += f" (of {order.amount})"
     blocks = [
         section(
-            f":money_with_wings: *{title}* `{refund.id}` · *{refund.amount}*",
+            f":money_with_wings: *{title}* {code(refund.id)} · *{refund.amount}*",
             [
-                f"*Buyer*\n`{refund.user_id}`",
-                f"*Product*\n{order.title} (`{order.sku}`)",
+                f"*Buyer*\n{code(refund.user_id)}",
+                f"*Product*\n{esc(order.title)} ({code(order.sku)})",
                 f"*Amount*\n{amount}",
                 f"*Platform*\n{order.platform}",
                 f"*Purchased*\n{when(order.created_at)}",
                 f"*Paid*\n{when(order.paid_at) if order.paid_at else 'not paid'}",
-                f"*Order*\n`{order.id}`",
+                f"*Order*\n{code(order.id)}",
                 f"*Review due*\n{when(refund.review_due_at)} ({time_left(refund.review_due_at, now)})",
             ],
         ),
         section(f"*Reason*\n{quote(refund.reason)}"),
     ]
-    earlier = [f"• `{r.id}` {r.amount} · {r.status} · {when(r.created_at)}" for r in view.earlier]
+    earlier = [
+        f"• {code(r.id)} {r.amount} · {r.status} · {when(r.created_at)}" for r in view.earlier
+    ]
     blocks.append(section("*Earlier refunds of this buyer*\n" + (lines(earlier) or "none")))
     status = refund_status(refund)
     over = refund.amount.amount > view.agent_limit
     if status is not None:
         blocks.append(section(status))
-        return f"Refund {refund.id}: {plain(status)}", blocks
+        return f"Refund {esc(refund.id)}: {plain(status)}", blocks
     if refund.escalated:
         blocks.append(context(":rotating_light: The review deadline passed: escalated to leads."))
     if over:
@@ -162,7 +176,7 @@ def refund_card(view: RefundView, now: datetime, title: str = "Refund request") 
     approve = _button("Approve (lead)" if over else "Approve", APPROVE, refund.id, "primary")
     approve["confirm"] = {
         "title": {"type": "plain_text", "text": "Approve this refund?"},
-        "text": {"type": "mrkdwn", "text": f"{refund.amount} goes back to `{refund.user_id}`."},
+        "text": {"type": "mrkdwn", "text": f"{refund.amount} goes back to {code(refund.user_id)}."},
         "confirm": {"type": "plain_text", "text": "Approve"},
         "deny": {"type": "plain_text", "text": "Cancel"},
     }
@@ -173,7 +187,7 @@ def refund_card(view: RefundView, now: datetime, title: str = "Refund request") 
             "elements": [approve, _button("Reject", REJECT, refund.id, "danger")],
         }
     )
-    text = f"Refund request {refund.id}: {refund.amount} from {refund.user_id}, review due {when(refund.review_due_at)}"
+    text = f"Refund request {esc(refund.id)}: {refund.amount} from {esc(refund.user_id)}, review due {plain(when(refund.review_due_at))}"
     return text, blocks
 
 
@@ -200,10 +214,10 @@ def ticket_card(view: TicketView, now: datetime) -> Message:
     title = "Feedback reopened" if ticket.status is TicketStatus.REOPENED else "Feedback"
     blocks = [
         section(
-            f":speech_balloon: *{title}* `{ticket.id}` · {stars} ({ticket.rating}/5)",
+            f":speech_balloon: *{title}* {code(ticket.id)} · {stars} ({ticket.rating}/5)",
             [
-                f"*Buyer*\n`{ticket.user_id}`",
-                f"*Order*\n{f'`{ticket.order_id}`' if ticket.order_id else '-'}",
+                f"*Buyer*\n{code(ticket.user_id)}",
+                f"*Order*\n{code(ticket.order_id) if ticket.order_id else '-'}",
                 f"*Submitted*\n{when(ticket.created_at)}",
                 f"*Due*\n{when(view.due_at)} ({time_left(view.due_at, now)})"
                 if view.due_at
@@ -229,13 +243,13 @@ def ticket_card(view: TicketView, now: datetime) -> Message:
                 ],
             }
         )
-    text = f"{title} {ticket.id} from {ticket.user_id}: {ticket.rating}/5"
+    text = f"{title} {esc(ticket.id)} from {esc(ticket.user_id)}: {ticket.rating}/5"
     return text + (f" ({plain(status)})" if status else ""), blocks
 
 
 def answer_in_thread(user_id: str, body: str) -> Message:
     """The answer as it went to the buyer, posted in the ticket's thread."""
-    return f"{user_id} answered the buyer", [
+    return f"{esc(user_id)} answered the buyer", [
         section(f"{mention(user_id)} answered the buyer:\n{quote(body)}")
     ]
 
@@ -273,7 +287,7 @@ def reject_modal(refund_id: str, meta: Mapping[str, str]) -> Block:
         "Reject",
         meta,
         [
-            section(f"Reject refund `{refund_id}`. The buyer will read your reason."),
+            section(f"Reject refund {code(refund_id)}. The buyer will read your reason."),
             _text_input(REASON, "Reason", "A sentence the buyer will understand."),
         ],
     )
@@ -287,7 +301,7 @@ def reply_modal(ticket_id: str, meta: Mapping[str, str]) -> Block:
         "Send",
         meta,
         [
-            section(f"Answer ticket `{ticket_id}`. The buyer receives it as it is."),
+            section(f"Answer ticket {code(ticket_id)}. The buyer receives it as it is."),
             _text_input(ANSWER, "Answer", "Shown to the buyer and in the ticket's thread."),
         ],
     )

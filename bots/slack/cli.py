@@ -1,9 +1,10 @@
 """``iap-flow slack``: run the bot in Socket Mode (app-level token) or over HTTP (signing secret).
 
-Configuration comes from environment variables (see :mod:`.config` and the README); the store
-from ``--db`` / ``IAP_FLOW_DB`` like every other ``iap-flow`` command. The process also
-delivers the outbox (staff notifications to the review channel, buyers' to a JSON-lines file)
-and runs the deadline sweep on a timer, unless turned off.
+Configuration comes from the deployment's file (``iap-flow --config``, its ``[slack]`` table;
+see :mod:`iap_flow.config`) or, without one, from environment variables (:mod:`.config`);
+``--db`` names the store like every other ``iap-flow`` command. The process delivers the
+staff's notifications to the review channel (and the buyers' if it has a destination for
+them), keeps every card in step, and runs the deadline sweep on a timer, unless turned off.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from iap_flow.domain.errors import IapFlowError
+
+_FROM_FILE = ("mode", "host", "port", "deliver_every", "sweep_every")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -108,43 +112,71 @@ def _run(
     notifications: Path | None,
     audiences: tuple[str, ...] = ("buyer", "staff"),
 ) -> None:
-    from iap_flow.adapters.notifiers import JsonLinesNotifier
-    from iap_flow.cli import db_url, notifications_path
+    from iap_flow.cli import Settings, db_url
+    from iap_flow.config import load_config
     from iap_flow.flow import DEFAULT_URL
 
-    from .app import open_bot
+    from .app import open_bot_parts
     from .config import SlackConfig
     from .serve import EVENTS_PATH, OutboxWorker, http_server, socket_mode
 
-    config = SlackConfig.from_env(os.environ)
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings(DEFAULT_URL, load_config())
+    if db:
+        settings = Settings(db_url(db), settings.config)
+    config = settings.configured(notifications)
+    has_table = bool(config.data.get("slack", {}).get("review_channel"))
+    slack = SlackConfig.from_config(config) if has_table else SlackConfig.from_env(os.environ)
+    if has_table:  # the file's [slack] settings, unless given on the command line
+        table = config.section("slack")
+        default = click.core.ParameterSource.DEFAULT
+        given = {n: ctx.get_parameter_source(n) not in (None, default) for n in _FROM_FILE}
+        mode = mode if given["mode"] else (table.text("mode") or mode)
+        host = host if given["host"] else (table.text("host") or host)
+        port = port if given["port"] else table.integer("port", port)
+        deliver_every = (
+            deliver_every
+            if given["deliver_every"]
+            else table.number("deliver_every", deliver_every)
+        )
+        sweep_every = (
+            sweep_every if given["sweep_every"] else table.number("sweep_every", sweep_every)
+        )
     if mode == "auto":
-        mode = "socket" if config.app_token else "http"
-    if mode == "socket" and not config.app_token:
+        mode = "socket" if slack.app_token else "http"
+    if mode == "socket" and not slack.app_token:
         raise click.UsageError("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)")
-    if mode == "http" and not config.signing_secret:
+    if mode == "http" and not slack.signing_secret:
         raise click.UsageError("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information page)")
-    url = db_url(db) if db else getattr(ctx.obj, "url", None) or DEFAULT_URL
-    fallback = JsonLinesNotifier(notifications or notifications_path(url))
-    flow, app = open_bot(config, url, fallback=fallback, audiences=audiences)
-    worker = OutboxWorker(flow, deliver_every=deliver_every, sweep_every=sweep_every)
+    bot = open_bot_parts(slack, config, audiences=audiences)
+    bot.roles.warm()  # user groups read now, so no click's ack waits for Slack
+    worker = OutboxWorker(
+        bot.flow, deliver_every=deliver_every, sweep_every=sweep_every, keeper=bot.keeper
+    )
     worker.start()
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if mode == "socket":
-            assert config.app_token is not None
+            assert slack.app_token is not None
+            signal.signal(signal.SIGTERM, _interrupt)
             click.echo("iap-flow slack: connecting in Socket Mode", err=True)
             # slack_bolt leaves start() unannotated; it blocks until interrupted
-            socket_mode(app, config.app_token).start()  # type: ignore[no-untyped-call]
+            socket_mode(bot.app, slack.app_token).start()  # type: ignore[no-untyped-call]
         else:
-            server = http_server(app, host, port)
-            bound = server.server_address[1]
-            click.echo(f"iap-flow slack: listening on http://{host}:{bound}{EVENTS_PATH}", err=True)
-            try:
-                server.serve_forever()
-            finally:
-                server.server_close()
+            stopped = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stopped.set())
+            server = http_server(bot.app, host, port)
+            server.start()
+            click.echo(
+                f"iap-flow slack: listening on http://{host}:{server.port}{EVENTS_PATH}", err=True
+            )
+            stopped.wait()
+            click.echo("iap-flow slack: stopping (finishing requests in flight)", err=True)
+            server.stop()
     except KeyboardInterrupt:
         click.echo("iap-flow slack: stopping", err=True)
     finally:
         worker.stop()
-        flow.close()
+        worker.join(10)
+        bot.app.listener_runner.listener_executor.shutdown(wait=True)
+        bot.keeper.cards.close()
+        bot.flow.close()

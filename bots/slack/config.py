@@ -23,6 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from iap_flow.config import Config
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.roles import Actor, Role
 
@@ -36,6 +37,28 @@ ROLE_ENV: dict[Role, str] = {
 }
 """Role -> the variable listing its Slack users and groups; earlier roles win a tie."""
 
+ROLE_KEYS: dict[str, Role] = {
+    "support_leads": Role.SUPPORT_LEAD,
+    "support_agents": Role.SUPPORT_AGENT,
+    "developers": Role.DEVELOPER,
+    "data_analysts": Role.DATA_ANALYST,
+}
+"""``[slack.roles]`` key -> role."""
+SLACK_KEYS = (
+    "bot_token",
+    "signing_secret",
+    "app_token",
+    "review_channel",
+    "command",
+    "api_url",
+    "role_cache_seconds",
+    "roles",
+    "mode",
+    "host",
+    "port",
+    "deliver_every",
+    "sweep_every",
+)
 DEFAULT_API_URL = "https://slack.com/api/"
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -87,6 +110,42 @@ class SlackConfig:
     api_url: str = DEFAULT_API_URL
     command: str = "/iap"
     role_cache_seconds: float = 300.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> SlackConfig:
+        """Read the ``[slack]`` table of the configuration (secrets usually from
+        ``SLACK_BOT_TOKEN`` / ``SLACK_SIGNING_SECRET`` / ``SLACK_APP_TOKEN``)."""
+        table = config.section("slack").only(*SLACK_KEYS)
+        token = table.text("bot_token")
+        if token is None:
+            raise table.error("bot_token", "is not set: export SLACK_BOT_TOKEN (xoxb-...)")
+        channel = table.text("review_channel", required=True)
+        if channel is None or not _CHANNEL.match(channel):
+            raise table.error(
+                "review_channel", f"must be the review channel's id (C...), got {channel!r}"
+            )
+        roles_table = table.table("roles").only(*ROLE_KEYS)
+        spec = {role: ",".join(roles_table.names(key)) for key, role in ROLE_KEYS.items()}
+        try:
+            roles = RoleMap.parse(spec)
+        except InvalidInput as exc:
+            bad = next(k for k, r in ROLE_KEYS.items() if ROLE_ENV[r] == exc.field)
+            raise roles_table.error(bad, str(exc).split(": ", 1)[1]) from None
+        if roles.is_empty():
+            raise roles_table.error("support_agents", "no Slack user or group has a role")
+        command = table.text("command") or "/iap"
+        if not command.startswith("/"):
+            raise table.error("command", f"must start with '/', got {command!r}")
+        return cls(
+            bot_token=token,
+            review_channel=channel,
+            roles=roles,
+            app_token=table.text("app_token"),
+            signing_secret=table.text("signing_secret"),
+            api_url=table.text("api_url") or DEFAULT_API_URL,
+            command=command,
+            role_cache_seconds=table.number("role_cache_seconds", 300.0),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SlackConfig:
@@ -170,6 +229,7 @@ class RoleResolver:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._refreshing: set[str] = set()
 
     def actor(self, user_id: str) -> Actor | None:
         """The actor this Slack user acts as, or None if no role is mapped to them."""
@@ -183,20 +243,43 @@ class RoleResolver:
         return None if best is None else Actor(user_id, best)
 
     def members(self, group_id: str) -> frozenset[str]:
-        """The group's members; on a Slack error the last known list (empty if none)."""
+        """The group's members. Only a group never read waits for Slack; a list past its
+        time to live is returned as it is while a background thread reads it again (so a
+        role check before an ack never waits on Slack). On a Slack error: the last known
+        list (empty if none)."""
         now = self._monotonic()
         with self._lock:
             hit = self._cache.get(group_id)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
+            stale = hit is not None and now - hit[0] >= self._ttl
+            refresh = stale and group_id not in self._refreshing
+            if refresh:
+                self._refreshing.add(group_id)
+        if hit is None:
+            return self._read(group_id)
+        if refresh:
+            threading.Thread(
+                target=self._read, args=(group_id,), name="iap-slack-roles", daemon=True
+            ).start()
+        return hit[1]
+
+    def warm(self) -> None:
+        """Read every mapped user group now (at start), so no click waits for it later."""
+        for group, _ in self._roles.groups:
+            self._read(group)
+
+    def _read(self, group_id: str) -> frozenset[str]:
         try:
             response = self._client.usergroups_users_list(usergroup=group_id)
             users = frozenset(str(u) for u in response.get("users") or [])
         except (SlackClientError, OSError) as exc:  # Slack said no, or could not be reached
             log.error("cannot read members of user group %s: %s", group_id, exc)
+            with self._lock:
+                self._refreshing.discard(group_id)
+                hit = self._cache.get(group_id)
             return hit[1] if hit is not None else frozenset()
         with self._lock:
-            self._cache[group_id] = (now, users)
+            self._cache[group_id] = (self._monotonic(), users)
+            self._refreshing.discard(group_id)
         return users
 
     def lead_mention(self) -> str:

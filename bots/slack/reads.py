@@ -63,6 +63,20 @@ class QueueItem:
 
 
 @attrs.frozen
+class QueuePage:
+    """One page of someone's queue, and how many items wait in all."""
+
+    items: list[QueueItem]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@attrs.frozen
 class OrderView:
     """An order looked up by staff: the order, its audit trail, its refunds and tickets."""
 
@@ -96,6 +110,13 @@ def ticket_view(flow: Flow, actor: Actor, ticket_id: str) -> TicketView:
     return TicketView(
         ticket, _ticket_due(flow, actor, ticket.id), _last_step(flow, actor, ticket.id)
     )
+
+
+def queue_page(flow: Flow, actor: Actor, *, page: int = 1, per_page: int = 20) -> QueuePage:
+    """Page ``page`` (from 1) of :func:`queue`, with the total count (up to MAX_LISTED)."""
+    items = queue(flow, actor, limit=MAX_LISTED)
+    start = (page - 1) * per_page
+    return QueuePage(items[start : start + per_page], page, per_page, len(items))
 
 
 def queue(flow: Flow, actor: Actor, *, limit: int = 50) -> list[QueueItem]:

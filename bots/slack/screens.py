@@ -20,8 +20,25 @@ from iap_flow.domain.errors import (
 )
 from iap_flow.domain.money import Money
 
-from .blocks import Block, Message, context, lines, mention, plain, section, time_left, when
-from .reads import OrderView, QueueItem
+from .blocks import (
+    Block,
+    Message,
+    code,
+    context,
+    esc,
+    lines,
+    mention,
+    plain,
+    section,
+    time_left,
+    when,
+)
+from .reads import OrderView, QueueItem, QueuePage
+
+PER_PAGE = 20
+"""Items per page of ``/iap queue <page>``."""
+HOME_ITEMS = 40
+"""Items on the App Home tab (a whole number of pages; the rest: ``/iap queue 3`` on)."""
 
 _DEADLINES = {
     "refund_review": "review of refund",
@@ -41,19 +58,46 @@ def queue_blocks(items: Sequence[QueueItem], now: datetime) -> list[Block]:
     for item in items:
         lead = " · :warning: needs a lead" if item.needs_lead else ""
         rows.append(
-            f"• *{item.kind.capitalize()}* `{item.id}` · {item.summary} · "
+            f"• *{item.kind.capitalize()}* {code(item.id)} · {esc(item.summary)} · "
             f"due {time_left(item.due_at, now)}{lead}"
         )
     return [section(lines(rows[i : i + 10])) for i in range(0, len(rows), 10)]
 
 
-def home_view(items: Sequence[QueueItem], now: datetime) -> Block:
-    """The App Home tab: my queue, refreshed each time it is opened."""
+def queue_page_blocks(
+    queue: QueuePage, now: datetime, command: str, next_page: int | None = None
+) -> list[Block]:
+    """A page of the queue, with where it is and how to see the rest (``next_page``: the
+    slash command's page that follows, if not simply the next one)."""
+    shown = queue_blocks(queue.items, now)
+    if queue.total > len(queue.items) or queue.page > 1:
+        first = (queue.page - 1) * queue.per_page + 1
+        last = first + len(queue.items) - 1
+        where = (
+            f"Showing {first}-{last} of {queue.total} waiting (page {queue.page} of {queue.pages})."
+        )
+        if queue.page < queue.pages:
+            where += f" Next: `{command} queue {next_page or queue.page + 1}`"
+        shown.append(context(where))
+    return shown
+
+
+def home_view(queue: QueuePage, now: datetime, command: str) -> Block:
+    """The App Home tab: the first :data:`HOME_ITEMS` of my queue, refreshed on every open;
+    the rest through the slash command's pages."""
     header = {"type": "header", "text": {"type": "plain_text", "text": "My queue"}}
-    note = context(f"Refunds awaiting review and tickets awaiting an answer · updated {when(now)}")
+    note = context(
+        f"{queue.total} refunds awaiting review and tickets awaiting an answer · updated {when(now)}"
+    )
+    after = HOME_ITEMS // PER_PAGE + 1
     return {
         "type": "home",
-        "blocks": [header, note, {"type": "divider"}, *queue_blocks(items, now)],
+        "blocks": [
+            header,
+            note,
+            {"type": "divider"},
+            *queue_page_blocks(queue, now, command, next_page=after),
+        ],
     }
 
 
@@ -67,10 +111,10 @@ def order_blocks(view: OrderView) -> Message:
     order = view.order
     blocks = [
         section(
-            f":receipt: *Order* `{order.id}` · *{order.status}*",
+            f":receipt: *Order* {code(order.id)} · *{order.status}*",
             [
-                f"*Buyer*\n`{order.user_id}`",
-                f"*Product*\n{order.title} (`{order.sku}`)",
+                f"*Buyer*\n{code(order.user_id)}",
+                f"*Product*\n{esc(order.title)} ({code(order.sku)})",
                 f"*Amount*\n{order.amount}",
                 f"*Platform*\n{order.platform}",
                 f"*Placed*\n{when(order.created_at)}",
@@ -88,9 +132,9 @@ def order_blocks(view: OrderView) -> Message:
             ]
         )
     blocks.append(section(f"*History*\n{history}"))
-    refunds = [f"• `{r.id}` {r.amount} · {r.status}" for r in view.refunds]
+    refunds = [f"• {code(r.id)} {r.amount} · {r.status}" for r in view.refunds]
     blocks.append(section("*Refunds*\n" + (lines(refunds) or "none")))
-    tickets = [f"• `{t.id}` {t.rating}/5 · {t.status}" for t in view.tickets]
+    tickets = [f"• {code(t.id)} {t.rating}/5 · {t.status}" for t in view.tickets]
     blocks.append(section("*Tickets*\n" + (lines(tickets) or "none")))
     return f"Order {order.id}: {order.status}", blocks
 
@@ -102,10 +146,10 @@ def deadline_notice(topic: str, payload: Mapping[str, Any], now: datetime, leads
     subject = payload.get("subject_id")
     due = datetime.fromisoformat(str(payload["due_at"])) if payload.get("due_at") else None
     if topic == "deadline.reminder":
-        text = f":alarm_clock: Reminder: the {what} `{subject}` is due {when(due)} ({time_left(due, now)})."
+        text = f":alarm_clock: Reminder: the {esc(what)} {code(subject)} is due {when(due)} ({time_left(due, now)})."
     else:
         text = (
-            f":rotating_light: {leads}: the {what} `{subject}` was due {when(due)} "
+            f":rotating_light: {leads}: the {esc(what)} {code(subject)} was due {when(due)} "
             "and is overdue; it is escalated to you."
         )
     return plain(text), [section(text)]
@@ -114,17 +158,17 @@ def deadline_notice(topic: str, payload: Mapping[str, Any], now: datetime, leads
 def payout_escalated(payload: Mapping[str, Any], leads: str) -> Message:
     """A refund that the platform would not pay out, after its retries."""
     text = (
-        f":rotating_light: {leads}: refund `{payload.get('refund_id')}` "
-        f"({payload.get('amount')} {payload.get('currency')} minor units) could not be paid "
-        f"out: {payload.get('error')}. A lead must look at it."
+        f":rotating_light: {leads}: refund {code(payload.get('refund_id'))} "
+        f"({esc(payload.get('amount'))} {esc(payload.get('currency'))} minor units) could not be "
+        f"paid out: {esc(payload.get('error'))}. A lead must look at it."
     )
     return plain(text), [section(text)]
 
 
 def generic_notice(topic: str, payload: Mapping[str, Any]) -> Message:
     """A staff notification this bot has no special layout for: shown, never dropped."""
-    details = ", ".join(f"{k}: {v}" for k, v in sorted(payload.items()))
-    text = f":information_source: `{topic}` · {details}"
+    details = ", ".join(f"{esc(k)}: {esc(v)}" for k, v in sorted(payload.items()))
+    text = f":information_source: {code(topic)} · {details}"
     return plain(text), [section(text)]
 
 
@@ -146,19 +190,25 @@ def help_text(command: str) -> str:
     )
 
 
-def error_text(exc: IapFlowError) -> str:
-    """What a staff member reads when the core refuses their click."""
+def error_text(exc: IapFlowError, *, mrkdwn: bool = True) -> str:
+    """What a staff member reads when the core refuses their click (plain text for a
+    modal's error line, which Slack does not format)."""
     if isinstance(exc, AlreadyDecided):
-        text = f"Refund `{exc.refund_id}` was already decided by {mention(exc.decided_by)}: it is {exc.state}."
+        text = f"Refund {code(exc.refund_id)} was already decided by {mention(exc.decided_by)}: it is {exc.state}."
     elif isinstance(exc, ApprovalLimitExceeded):
         amount, limit = Money(exc.amount, exc.currency), Money(exc.limit, exc.currency)
         text = (
-            f"Refund `{exc.refund_id}` is {amount}, above your limit of {limit}: "
+            f"Refund {code(exc.refund_id)} is {amount}, above your limit of {limit}: "
             "a support lead must decide it."
         )
     elif isinstance(exc, PermissionDenied):
         text = f"Your role ({exc.role}) may not do that ({exc.action})."
     else:
-        text = str(exc).rstrip(".") + "."
+        text = esc(str(exc).rstrip(".")) + "."
     safe = (InvalidInput, NotFound, PermissionDenied, TransitionNotAllowed, ConflictError)
-    return text + (" Nothing was changed." if isinstance(exc, safe) else "")
+    text += " Nothing was changed." if isinstance(exc, safe) else ""
+    return (
+        text
+        if mrkdwn
+        else plain(text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )

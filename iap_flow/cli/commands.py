@@ -20,14 +20,16 @@ from typing import Any
 
 import attrs
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
 from iap_flow import observability
 from iap_flow.cli.output import instant, neutral
 from iap_flow.cli.stores import SetupError, require, sqlite_file
+from iap_flow.config import Config, load_config, open_flow_from_config
 from iap_flow.domain.errors import IapFlowError
 from iap_flow.domain.roles import Actor, Role
-from iap_flow.flow import DEFAULT_URL, Flow, open_flow
+from iap_flow.flow import DEFAULT_URL, Flow
 from iap_flow.ports import Notifier
 
 CLI_ACTOR = Actor("cli", Role.DEVELOPER)
@@ -53,6 +55,12 @@ PLUGINS: dict[str, Plugin] = {
         "slack",
         "Run the Slack bot for support.",
         ("slack_bolt", "slack_sdk"),
+    ),
+    "webhooks": Plugin(
+        "iap_flow.cli.webhooks:webhooks",
+        "serve",
+        "Serve the App Store / Google Play endpoints.",
+        ("uvicorn",),
     ),
     "export": Plugin("iap_flow.analysis.cli:export", "analysis", "Export data for analysis."),
     # Its topics need the analysis extra; without it the report prints everything else.
@@ -199,18 +207,37 @@ def error(message: str) -> None:
 @attrs.define
 class Settings:
     url: str
+    """The store: ``--db`` if given, else the configuration's ``store.url``."""
+    config: Config | None = None
+    """The ``--config`` file (or ``$IAP_FLOW_CONFIG``), if any."""
     actor_spec: str | None = None
 
     def open(self, notifications: Path | None = None, *, create: bool = False) -> Flow:
-        """Open the flow on ``--db``; notifications go to a JSON-lines file next to it.
+        """Open the flow from the configuration (if any) on :attr:`url`. Without one,
+        buyers' notifications go to a JSON-lines file next to the database and the staff's
+        stay in the outbox for the Slack bot; ``notifications`` moves the buyers' file.
 
         Unless ``create``, the store must exist and carry iap-flow's schema at this version
         (:class:`~iap_flow.cli.stores.SetupError` otherwise): a typo never creates a file.
         """
         if not create:
             require(self.url)
-        path = notifications or notifications_path(self.url)
-        return open_flow(self.url, notifier=json_lines(path))
+        return open_flow_from_config(self.configured(notifications), url=self.url)
+
+    def configured(self, notifications: Path | None = None) -> Config:
+        """The configuration this command runs with (``--notifications`` applied)."""
+        data: dict[str, Any] = {
+            k: dict(v) for k, v in (self.config.data if self.config else {}).items()
+        }
+        data.setdefault("store", {})["url"] = self.url
+        where = data.setdefault("notifications", {})
+        if notifications is not None:
+            where["buyer"] = f"jsonl:{notifications.absolute()}"
+        elif self.config is None:
+            where["buyer"] = f"jsonl:{notifications_path(self.url).absolute()}"
+        path = self.config.path if self.config else None
+        origins = self.config.origins if self.config else {}
+        return Config(data, path, origins)
 
     def staff(self) -> Actor:
         """The configured on-call actor (``--actor id:role`` or ``IAP_FLOW_ACTOR``)."""
@@ -263,10 +290,23 @@ class Settings:
     show_envvar=True,
     help="info logs every command with its ids and outcome.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    envvar="IAP_FLOW_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    show_envvar=True,
+    help="The deployment's TOML configuration (store, platforms, notifications, policy, Slack).",
+)
 @click.version_option(package_name="iap-flow")
 @click.pass_context
 def cli(
-    ctx: click.Context, db: str, actor_spec: str | None, log_format: str, log_level: str
+    ctx: click.Context,
+    db: str,
+    config_file: Path | None,
+    actor_spec: str | None,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Order management for in-app purchases: orders, refunds, feedback, deadlines.
 
@@ -275,7 +315,10 @@ def cli(
     Exit codes: 0 done, 1 refused by the process, 2 could not start (usage, store, extra).
     """
     observability.configure_logging(log_format, log_level)
-    ctx.obj = Settings(db_url(db), actor_spec)
+    config = load_config(config_file) if config_file is not None else None
+    explicit = ctx.get_parameter_source("db") not in (None, ParameterSource.DEFAULT)
+    url = db_url(db) if explicit or config is None else config.store_url
+    ctx.obj = Settings(url, config=config, actor_spec=actor_spec)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ user group ``SAGENTS``), ``ULEAD`` (support lead), ``UNOBODY`` (no role).
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +19,9 @@ from slack_fakes import Driver, FakeSlack
 from iap_flow import SYSTEM, Actor, Flow, ManualClock, Money, RefundRequest, Role, Ticket
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sandbox import SandboxPlatform
-from iap_flow.bots.slack.app import open_bot
+from iap_flow.bots.slack.app import open_bot_parts
 from iap_flow.bots.slack.config import RoleMap, SlackConfig
+from iap_flow.bots.slack.notifier import CardKeeper, SlackNotifier
 from iap_flow.bots.slack.serve import EVENTS_PATH, http_server
 
 SECRET = "test-signing-secret"
@@ -36,6 +36,7 @@ def config_for(slack: FakeSlack) -> SlackConfig:
         {
             Role.SUPPORT_AGENT: "UAGENT1, UAGENT2, SAGENTS",
             Role.SUPPORT_LEAD: "ULEAD",
+            Role.DEVELOPER: "UDEV",
         }
     )
     return SlackConfig(
@@ -58,6 +59,8 @@ class Bot:
     driver: Driver
     buyers: MemoryNotifier
     platform: SandboxPlatform
+    keeper: CardKeeper
+    notifier: SlackNotifier
 
     def order(self, sku: str = "gems", buyer: str = "u1") -> str:
         """A completed order of ``buyer``."""
@@ -97,25 +100,34 @@ class Bot:
 def start_bot(slack: FakeSlack, url: str = "sqlite://") -> tuple[Bot, Any]:
     """Open a flow on ``url`` and serve a bot for it; returns the bot and a stop function."""
     buyers, clock, platform = MemoryNotifier(), ManualClock(START), SandboxPlatform()
-    flow, app = open_bot(
+    parts = open_bot_parts(
         config_for(slack), url, fallback=buyers, clock=clock, platforms=[platform], seed=11
     )
+    flow, app = parts.flow, parts.app
     if not flow.catalogue.products():
         for sku, title, cents in (("gems", "100 gems", 199), ("gems_big", "10,000 gems", 9_999)):
             price = Money(cents, "USD")
             flow.catalogue.add(
                 PM, sku=sku, title=title, description="d", price=price, kind="consumable"
             )
-    server = http_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    url_ = f"http://127.0.0.1:{server.server_address[1]}{EVENTS_PATH}"
-    bot = Bot(flow, clock, app, slack, Driver(url_, SECRET), buyers, platform)
+    server = http_server(app, "127.0.0.1", 0).start()
+    url_ = f"http://127.0.0.1:{server.port}{EVENTS_PATH}"
+    bot = Bot(
+        flow,
+        clock,
+        app,
+        slack,
+        Driver(url_, SECRET, slack),
+        buyers,
+        platform,
+        parts.keeper,
+        parts.notifier,
+    )
 
     def stop() -> None:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         app.listener_runner.listener_executor.shutdown(wait=True)
+        parts.keeper.cards.close()
         flow.close()
 
     return bot, stop

@@ -45,6 +45,7 @@ class Call:
     ok: bool
     token: str
     """The bearer token the call came with (bot token, or app-level token)."""
+    path: str = ""
 
 
 class FakeSlack:
@@ -55,6 +56,8 @@ class FakeSlack:
         self.groups: dict[str, list[str]] = {}
         self.ws_url = ""
         self._failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._holds: dict[str, threading.Event] = {}
+        self._arrived: dict[str, int] = {}
         self._changed = threading.Condition()
         self._seq = itertools.count(1)
         fake = self
@@ -96,6 +99,16 @@ class FakeSlack:
         ``status=200`` and ``ok: false`` plus ``body``."""
         self._failures.setdefault(method, []).append((status, body))
 
+    def hold(self, method: str) -> threading.Event:
+        """Keep every call of ``method`` waiting (unanswered) until the returned event is set."""
+        self._holds[method] = threading.Event()
+        return self._holds[method]
+
+    def arrived(self, method: str) -> int:
+        """How many calls of ``method`` reached the fake so far (answered or still held)."""
+        with self._changed:
+            return self._arrived.get(method, 0)
+
     def to(self, method: str, *, ok_only: bool = True) -> list[dict[str, Any]]:
         """Parameters of every call to ``method`` so far (only successful ones by default)."""
         with self._changed:
@@ -117,6 +130,8 @@ class FakeSlack:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         path, _, query = handler.path.partition("?")
         method = path.removeprefix("/api/")
+        if path.startswith("/respond/"):  # a response_url: recorded as "respond"
+            method = "respond"
         params: dict[str, Any] = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
@@ -124,12 +139,18 @@ class FakeSlack:
             params.update(json.loads(raw or b"{}"))
         elif raw:
             params.update({k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode()).items()})
+        with self._changed:
+            self._arrived[method] = self._arrived.get(method, 0) + 1
+            self._changed.notify_all()
+        held = self._holds.get(method)
+        if held is not None:
+            held.wait(10)
         status, answer, headers = self._answer(method, params)
         if method == "chat.postMessage" and answer.get("ok"):
             params["ts"] = answer["ts"]  # recorded as the message Slack keeps, with its ts
         with self._changed:
             token = (handler.headers.get("Authorization") or "").removeprefix("Bearer ")
-            self.calls.append(Call(method, params, status, bool(answer.get("ok")), token))
+            self.calls.append(Call(method, params, status, bool(answer.get("ok")), token, path))
             self._changed.notify_all()
         data = json.dumps(answer).encode()
         handler.send_response(status)
@@ -159,6 +180,7 @@ class FakeSlack:
             "views.publish": {"view": {"id": f"V{ts.replace('.', '')}"}},
             "usergroups.users.list": {"users": self.groups.get(str(params.get("usergroup")), [])},
             "apps.connections.open": {"url": self.ws_url},
+            "respond": {},
         }
         if method not in answers:
             return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -168,10 +190,11 @@ class FakeSlack:
 class Driver:
     """Sends Slack's requests to the bot, signed with ``secret`` (or deliberately not)."""
 
-    def __init__(self, url: str, secret: str) -> None:
+    def __init__(self, url: str, secret: str, slack: FakeSlack | None = None) -> None:
         self.url = url
         self._signer = SignatureVerifier(secret)
         self._seq = itertools.count(1)
+        self._slack = slack
 
     def post(
         self,
@@ -198,7 +221,14 @@ class Driver:
             return error.code, error.read().decode()
 
     def command(self, user: str, text: str, command: str = "/iap") -> tuple[int, dict[str, Any]]:
-        """A slash command; returns the HTTP status and the (ephemeral) answer."""
+        """A slash command; returns the HTTP status and the (ephemeral) answer: the ack's body,
+        or what the bot sent to the command's ``response_url`` (on the fake) after acking."""
+        n = next(self._seq)
+        response_url = (
+            self._slack.url.replace("/api/", f"/respond/{n}")
+            if self._slack
+            else "http://127.0.0.1:9/never"
+        )
         form = {
             "token": "legacy",
             "team_id": TEAM,
@@ -206,13 +236,21 @@ class Driver:
             "user_id": user,
             "command": command,
             "text": text,
-            "response_url": "http://127.0.0.1:9/never",
-            "trigger_id": f"trigger.{next(self._seq)}",
+            "response_url": response_url,
+            "trigger_id": f"trigger.{n}",
         }
         status, body = self.post(
             urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded"
         )
-        return status, (json.loads(body) if body else {})
+        if body or self._slack is None or status != 200:
+            return status, (json.loads(body) if body else {})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for call in self._slack.calls:
+                if call.method == "respond" and call.path == f"/respond/{n}":
+                    return status, call.params
+            time.sleep(0.01)
+        raise AssertionError(f"no answer to {command} {text!r} at its response_url")
 
     def interact(self, payload: Mapping[str, Any], **kwargs: Any) -> tuple[int, str]:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()

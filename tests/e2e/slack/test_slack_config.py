@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ SCOPE_OF = {
     "views.open": None,
     "views.publish": None,
     "auth.test": None,
+    "respond": None,  # a command's response_url: no scope
 }
 """Web API method -> the bot scope it needs (None: no scope)."""
 
@@ -99,3 +101,26 @@ def test_the_manifest_asks_for_exactly_what_the_bot_uses(bot: Bot) -> None:
         SlackConfig.from_env(ENV).command
     ]
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+
+
+def test_an_expired_group_list_is_read_again_in_the_background(slack: FakeSlack) -> None:
+    now = [0.0]
+    roles = RoleMap.parse({Role.SUPPORT_AGENT: "S0AGENTS"})
+    slack.groups["S0AGENTS"] = ["U01"]
+    resolver = RoleResolver(roles, make_client(config_for(slack)), monotonic=lambda: now[0])
+    resolver.warm()
+    slack.groups["S0AGENTS"] = ["U02"]  # membership changes in Slack
+    now[0] = 301.0  # past the time to live
+    release = slack.hold("usergroups.users.list")  # and Slack is slow to answer
+    try:
+        assert resolver.actor("U01") is not None  # answered from the old list, not waiting
+        assert resolver.actor("U02") is None
+    finally:
+        release.set()
+    slack.wait_for("usergroups.users.list", 2)
+    for _ in range(200):
+        if resolver.actor("U02") is not None:
+            break
+        threading.Event().wait(0.02)
+    assert resolver.actor("U02") is not None and resolver.actor("U01") is None
+    assert len(slack.to("usergroups.users.list")) == 2

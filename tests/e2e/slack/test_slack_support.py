@@ -143,15 +143,3 @@ def test_reminders_and_escalations_are_posted_once_however_often_sweep_runs(bot:
     assert buttons(escalations[0]) == ["refund_approve", "refund_reject"]
     assert len(bot.slack.to("chat.postMessage")) == posts + 2
     assert ("escalate", "system", "system") in bot.audit(refund.id)
-
-
-def test_a_failed_post_stays_in_the_outbox_and_is_posted_once_later(bot: Bot) -> None:
-    bot.slack.fail_once("chat.postMessage", 200, error="channel_not_found")
-    ticket = bot.flow.feedback.submit(Actor.buyer("u1"), rating=5, body="Love it")
-    assert bot.slack.to("chat.postMessage") == []
-
-    assert bot.flow.deliver_notifications() == 1
-    assert bot.flow.deliver_notifications() == 0
-
-    [posted] = bot.slack.to("chat.postMessage")
-    assert ticket.id in texts(posted)

@@ -94,9 +94,11 @@ def test_socket_mode_through_a_local_websocket(bot: Bot) -> None:
             "text": f"order {refund.order_id}",
             "channel_id": CHANNEL,
             "trigger_id": "trigger.socket",
+            "response_url": bot.slack.url.replace("/api/", "/respond/socket"),
         }
         endpoint.send("slash_commands", command, "env-1")
-        answer = endpoint.ack("env-1")["payload"]
+        assert endpoint.ack("env-1")["envelope_id"] == "env-1"  # acked at once, answered after
+        [answer] = bot.slack.wait_for("respond")
         assert answer["response_type"] == "ephemeral"
         assert f"`{refund.order_id}`" in texts(answer)
 

@@ -1,0 +1,144 @@
+"""Payment platforms from the ``[platforms.*]`` tables of the configuration.
+
+One builder per table name; each imports its adapter only when that platform is configured,
+so a deployment needs only the extras of the platforms it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from iap_flow.domain.errors import InvalidInput
+from iap_flow.ports import PaymentPlatform
+
+if TYPE_CHECKING:
+    from iap_flow.config import Section
+
+APP_STORE_ENVIRONMENTS = {
+    "production": "PRODUCTION",
+    "sandbox": "SANDBOX",
+    "xcode": "XCODE",
+    "local_testing": "LOCAL_TESTING",
+}
+ANDROIDPUBLISHER_SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+
+
+def _module(name: str, extra: str, table: Section) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise table.error("(platform)", f"needs pip install 'iap-flow[{extra}]' ({exc})") from exc
+
+
+def sandbox(table: Section) -> PaymentPlatform:
+    """``[platforms.sandbox]``: the deterministic sandbox (``instance`` tags its ids)."""
+    table.only("instance")
+    module = _module("iap_flow.adapters.sandbox", "", table)
+    platform: PaymentPlatform = module.SandboxPlatform(instance=table.text("instance"))
+    return platform
+
+
+def app_store(table: Section) -> PaymentPlatform:
+    """``[platforms.app_store]``: verification with Apple's roots, the Server API with the
+    In-App Purchase key (key id, issuer id, private key file)."""
+    table.only(
+        "bundle_id",
+        "environment",
+        "app_apple_id",
+        "root_certificates",
+        "key_id",
+        "issuer_id",
+        "private_key_file",
+        "api_url",
+        "enable_online_checks",
+    )
+    adapter = _module("iap_flow.adapters.appstore.platform", "appstore", table)
+    environment_module = _module("appstoreserverlibrary.models.Environment", "appstore", table)
+    env_name = (table.text("environment") or "production").lower()
+    if env_name not in APP_STORE_ENVIRONMENTS:
+        raise table.error(
+            "environment", f"must be one of {', '.join(APP_STORE_ENVIRONMENTS)}, got {env_name!r}"
+        )
+    environment = getattr(environment_module.Environment, APP_STORE_ENVIRONMENTS[env_name])
+    app_apple_id = table.raw("app_apple_id")
+    if app_apple_id is not None:
+        app_apple_id = table.integer("app_apple_id", 0, minimum=1)
+    elif env_name == "production":
+        raise table.error(
+            "app_apple_id", "is required in production (App Store Connect > App Information)"
+        )
+    roots = []
+    for i, name in enumerate(table.names("root_certificates")):
+        path = table.resolve(name)
+        if not path.is_file():
+            raise table.error(f"root_certificates[{i}]", f"no such file: {path}")
+        roots.append(path.read_bytes())
+    if not roots:
+        raise table.error(
+            "root_certificates", "name Apple's root certificate files (AppleRootCA-G3.cer)"
+        )
+    key_file = table.file("private_key_file")
+    assert key_file is not None
+    api = adapter.api_client(
+        signing_key=key_file.read_bytes(),
+        key_id=table.need("key_id"),
+        issuer_id=table.need("issuer_id"),
+        bundle_id=table.need("bundle_id"),
+        environment=environment,
+        base_url=table.text("api_url"),
+    )
+    online = table.raw("enable_online_checks", True)
+    if not isinstance(online, bool):
+        raise table.error("enable_online_checks", f"must be true or false, got {online!r}")
+    try:
+        platform: PaymentPlatform = adapter.AppStorePlatform(
+            bundle_id=table.need("bundle_id"),
+            root_certificates=roots,
+            environment=environment,
+            app_apple_id=app_apple_id,
+            api=api,
+            enable_online_checks=online,
+        )
+    except InvalidInput as exc:
+        raise table.error("(platform)", str(exc)) from exc
+    return platform
+
+
+def google_play(table: Section) -> PaymentPlatform:
+    """``[platforms.google_play]``: androidpublisher v3 for one package, authorised with a
+    service account file (or, through ``api_endpoint``, a proxy or test double)."""
+    table.only(
+        "package_name",
+        "service_account_file",
+        "api_endpoint",
+        "push_token",
+        "subscription",
+        "revoke",
+    )
+    client = _module("iap_flow.adapters.googleplay.client", "googleplay", table)
+    adapter = _module("iap_flow.adapters.googleplay.platform", "googleplay", table)
+    endpoint = table.text("api_endpoint")
+    account = table.file("service_account_file", required=endpoint is None)
+    credentials = None
+    http = None
+    if account is not None:
+        service_account = _module("google.oauth2.service_account", "googleplay", table)
+        try:
+            credentials = service_account.Credentials.from_service_account_file(
+                str(account), scopes=[ANDROIDPUBLISHER_SCOPE]
+            )
+        except (ValueError, KeyError) as exc:
+            raise table.error(
+                "service_account_file", f"not a service account key file: {exc}"
+            ) from exc
+    else:
+        httplib2 = _module("httplib2", "googleplay", table)
+        http = httplib2.Http(timeout=30)
+    revoke = table.raw("revoke", True)
+    if not isinstance(revoke, bool):
+        raise table.error("revoke", f"must be true or false, got {revoke!r}")
+    service = client.androidpublisher(credentials=credentials, http=http, api_endpoint=endpoint)
+    play = client.PlayClient(service, table.need("package_name"))
+    platform: PaymentPlatform = adapter.GooglePlayPlatform(play, revoke=revoke)
+    return platform
