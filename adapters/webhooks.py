@@ -70,9 +70,9 @@ def already_applied(flow: Flow, source: str, notification_id: str) -> IngestResu
     call to the store's API): a duplicate is recognised before anything else is done."""
     with flow.store.transaction() as tx:
         hit = tx.idempotency_get(_result_key(source, notification_id))
-    if hit is None:
+    if hit is None or hit.result is None:
         return None
-    first = json.loads(hit[2])
+    first = json.loads(hit.result)
     return IngestResult(**{**first, "duplicate": True})
 
 
@@ -102,7 +102,8 @@ def apply_once(
     # ``apply`` (idempotent), nothing more.
     try:
         with flow.store.transaction() as tx:
-            if tx.idempotency_get(key) is not None:
+            hit = tx.idempotency_get(key)
+            if hit is not None and hit.result is not None:
                 return attrs.evolve(result, duplicate=True)
             tx.idempotency_put(key, "webhook", "", json.dumps(result.as_dict()), now)
     except Exception:
