@@ -81,6 +81,23 @@ class PlayClient:
             products.get(packageName=self.package_name, productId=product_id, token=token)
         )
 
+    def acknowledge(self, product_id: str, token: str, *, how: str) -> None:
+        """``how`` is ``consume`` (purchases.products.consume), ``acknowledge``
+        (purchases.products.acknowledge) or ``subscription``
+        (purchases.subscriptions.acknowledge)."""
+        purchases, app = self._service.purchases(), self.package_name
+        if how == "subscription":
+            call = purchases.subscriptions().acknowledge(
+                packageName=app, subscriptionId=product_id, token=token, body={}
+            )
+        elif how == "consume":
+            call = purchases.products().consume(packageName=app, productId=product_id, token=token)
+        else:
+            call = purchases.products().acknowledge(
+                packageName=app, productId=product_id, token=token, body={}
+            )
+        self._run(call)
+
     def subscription(self, token: str) -> dict[str, Any]:
         """purchases.subscriptionsv2.get: a subscription by its purchase token."""
         subs = self._service.purchases().subscriptionsv2()

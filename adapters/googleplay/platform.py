@@ -136,6 +136,40 @@ class GooglePlayPlatform:
                 user_id=order.user_id,
             )
 
+    def acknowledge(self, order: Order, token: str) -> None:
+        """Tell Google the purchase ``token`` of ``order`` was delivered: consumed
+        (consumables), acknowledged (other products, subscriptions). Google refunds a
+        purchase not acknowledged within 3 days (``voidedReason`` 8). Safe to repeat: a
+        purchase Google already has as acknowledged or consumed counts as done. Raises
+        PlatformUnavailable when Google does not answer (call again later)."""
+        product_id = self.product_id_for(order.sku)
+        if order.kind is ProductKind.SUBSCRIPTION:
+            how = "subscription"
+        elif order.kind is ProductKind.CONSUMABLE:
+            how = "consume"
+        else:
+            how = "acknowledge"
+        try:
+            self.client.acknowledge(product_id, token, how=how)
+        except PlayApiError as exc:
+            if exc.retryable:
+                raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
+            if not self._acknowledged(product_id, token, how):
+                raise
+        # Google may answer before it has it: nothing to do, a repeat is harmless.
+
+    def _acknowledged(self, product_id: str, token: str, how: str) -> bool:
+        try:
+            if how == "subscription":
+                state = self.client.subscription(token).get("acknowledgementState")
+                return bool(state == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED")
+            purchase = self.client.product_purchase(product_id, token)
+        except (PlayApiError, PlatformUnavailable):
+            return False
+        if how == "consume":
+            return bool(purchase.get("consumptionState") == 1)
+        return bool(purchase.get("acknowledgementState") == 1)
+
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         """Confirm a purchase the app made with Play Billing: ``token`` is its purchase token.

@@ -152,6 +152,8 @@ class FakePlay:
             return _error(404, "no such app")
         rest = call.path[len(PREFIX) :]
         parts = rest.split("/")
+        if rest.endswith((":acknowledge", ":consume")) and call.method == "POST":
+            return self._acknowledge(rest)
         if rest.startswith("purchases/products/") and call.method == "GET":
             token = parts[-1]
             if token in self.purchases:
@@ -193,6 +195,31 @@ class FakePlay:
             order = self.order_state(rest[len("orders/") :])
             return (200, order) if order is not None else _error(404, "Order not found.")
         return _error(404, "unknown endpoint")
+
+    def _acknowledge(self, rest: str) -> tuple[int, dict[str, Any]]:
+        """As Google: a second acknowledgement (or consumption) of a purchase is a 400."""
+        path, _, verb = rest.rpartition(":")
+        token = path.rsplit("/", 1)[1]
+        if path.startswith("purchases/subscriptions/"):
+            sub = self.subscriptions.get(token)
+            if sub is None:
+                return _error(404, "The purchase token was not found.")
+            done = "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"
+            if sub.get("acknowledgementState") == done:
+                return _error(400, "The subscription purchase is already acknowledged.")
+            sub["acknowledgementState"] = done
+            return 200, {}
+        purchase = self.purchases.get(token)
+        if purchase is None:
+            return _error(404, "The purchase token was not found.")
+        field = "consumptionState" if verb == "consume" else "acknowledgementState"
+        if purchase.get(field) == 1:
+            return _error(400, f"The purchase is already {verb}d.")
+        purchase[field] = 1
+        return 200, {}
+
+    def acknowledged(self) -> list[Call]:
+        return [c for c in self.calls if c.path.endswith((":acknowledge", ":consume"))]
 
     def refund_calls(self) -> list[Call]:
         return [c for c in self.calls if c.path.endswith(":refund")]
@@ -287,7 +314,7 @@ def product_purchase(order_id: str, account: str, *, state: int = 0) -> dict[str
         "orderId": order_id,
         "purchaseState": state,
         "consumptionState": 0,
-        "acknowledgementState": 1,
+        "acknowledgementState": 0,
         "purchaseTimeMillis": "1772442000000",
         "obfuscatedExternalAccountId": account,
     }
@@ -299,4 +326,5 @@ def subscription_purchase(product_id: str, latest_order_id: str, account: str) -
         "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
         "lineItems": [{"productId": product_id, "latestSuccessfulOrderId": latest_order_id}],
         "externalAccountIdentifiers": {"obfuscatedExternalAccountId": account},
+        "acknowledgementState": "ACKNOWLEDGEMENT_STATE_PENDING",
     }

@@ -279,3 +279,21 @@ def test_a_chargeback_answer_google_would_not_take_is_not_sent(
     assert refund.last_error is not None and why in refund.last_error
     assert env.play.review_calls() == []
     env.flow.close()
+
+
+@pytest.mark.parametrize("sku", ["gems", "pro"])
+def test_a_delivered_purchase_is_acknowledged_once_however_often_asked(env: Env, sku: str) -> None:
+    if sku == "pro":
+        sub = subscription_purchase("pro", "GPA.5500-0000-0000-00002", "u1")
+        env.play.subscriptions["tok-1"] = sub
+        order = env.order(env.deliver(subscription("tok-1", ms(START), kind=4)).order_id)
+    else:
+        _, _, order = env.bought()
+    env.platform.acknowledge(order, "tok-1")
+    env.platform.acknowledge(order, "tok-1")  # a retry after an unclear answer: no error
+    if sku == "pro":
+        assert sub["acknowledgementState"] == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"
+    else:
+        assert env.play.purchases["tok-1"]["consumptionState"] == 1  # a consumable: consumed
+    verb = ":acknowledge" if sku == "pro" else ":consume"
+    assert [c.path.endswith(verb) for c in env.play.acknowledged()] == [True, True]
