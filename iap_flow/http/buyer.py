@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from iap_flow.domain.errors import InvalidInput, NotFound
 from iap_flow.domain.models import OrderStatus, RefundRequest, RefundStatus, Ticket, TicketStatus
@@ -78,7 +78,9 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         ),
         **common,
     )
-    def place(request: Req, data: PlaceOrder, idempotency_key: IdempotencyKey) -> OrderOut:
+    def place(
+        request: Req, data: JSONBody[PlaceOrder], idempotency_key: IdempotencyKey
+    ) -> OrderOut:
         """Place an order for a product; it waits for payment."""
         actor = svc.buyer(request)
         order = flow.orders.place(
@@ -102,7 +104,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         **common,
     )
     def pay(
-        request: Req, order_id: OrderId, data: PayOrder, idempotency_key: IdempotencyKey
+        request: Req, order_id: OrderId, data: JSONBody[PayOrder], idempotency_key: IdempotencyKey
     ) -> OrderOut:
         """Pay an order with a payment platform token; paid, or payment_failed if declined."""
         actor = svc.buyer(request)
@@ -124,7 +126,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         responses=errors("not_found", "invalid_input", "notification_rejected"),
         **common,
     )
-    def attach_app_store(request: Req, data: AttachPurchase) -> OrderOut:
+    def attach_app_store(request: Req, data: JSONBody[AttachPurchase]) -> OrderOut:
         """Record an App Store purchase the app made (StoreKit's signed transaction)."""
         actor = svc.buyer(request)
         order = app_store.record_transaction(data.signed_transaction)
@@ -197,7 +199,10 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         **common,
     )
     def request_refund(
-        request: Req, order_id: OrderId, data: RequestRefund, idempotency_key: IdempotencyKey
+        request: Req,
+        order_id: OrderId,
+        data: JSONBody[RequestRefund],
+        idempotency_key: IdempotencyKey,
     ) -> RefundOut:
         """Ask for money back on a paid order; staff review it before its deadline."""
         actor = svc.buyer(request)
@@ -248,7 +253,9 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         responses=errors("not_found", "invalid_input", "idempotency_key_reused"),
         **common,
     )
-    def submit(request: Req, data: SubmitFeedback, idempotency_key: IdempotencyKey) -> TicketOut:
+    def submit(
+        request: Req, data: JSONBody[SubmitFeedback], idempotency_key: IdempotencyKey
+    ) -> TicketOut:
         """Rate (1-5) and comment, about an order or in general."""
         actor = svc.buyer(request)
         key = scoped(actor, idempotency_key)
@@ -298,7 +305,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         **common,
     )
     def reopen(
-        request: Req, ticket_id: TicketId, data: Message, idempotency_key: IdempotencyKey
+        request: Req, ticket_id: TicketId, data: JSONBody[Message], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """The answer did not solve it: staff must answer again."""
         actor = svc.buyer(request)
@@ -319,7 +326,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
         **common,
     )
     def resolve(
-        request: Req, ticket_id: TicketId, data: Resolve, idempotency_key: IdempotencyKey
+        request: Req, ticket_id: TicketId, data: JSONBody[Resolve], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """The answer solved it: close the ticket."""
         actor = svc.buyer(request)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from iap_flow.domain.models import AuditEvent, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
@@ -71,7 +71,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         **common,
     )
     def approve(
-        request: Req, refund_id: Id, data: Decision, idempotency_key: IdempotencyKey
+        request: Req, refund_id: Id, data: JSONBody[Decision], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
         """Approve a refund (paid out through the platform, or answered to it)."""
         actor = svc.staff_member(request)
@@ -89,7 +89,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         **common,
     )
     def reject(
-        request: Req, refund_id: Id, data: Rejection, idempotency_key: IdempotencyKey
+        request: Req, refund_id: Id, data: JSONBody[Rejection], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
         """Reject a refund with a reason the buyer will read."""
         actor = svc.staff_member(request)
@@ -134,7 +134,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         **common,
     )
     def answer(
-        request: Req, ticket_id: Id, data: Message, idempotency_key: IdempotencyKey
+        request: Req, ticket_id: Id, data: JSONBody[Message], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """Answer the buyer; the answer reaches them through the outbox."""
         actor = svc.staff_member(request)
@@ -152,7 +152,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         **common,
     )
     def staff_resolve(
-        request: Req, ticket_id: Id, data: Resolve, idempotency_key: IdempotencyKey
+        request: Req, ticket_id: Id, data: JSONBody[Resolve], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """Close a ticket for the buyer."""
         actor = svc.staff_member(request)
@@ -190,7 +190,9 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         responses=errors("forbidden", "permission_denied", "invalid_input", "conflict"),
         **common,
     )
-    def add_product(request: Req, data: NewProduct, idempotency_key: IdempotencyKey) -> ProductOut:
+    def add_product(
+        request: Req, data: JSONBody[NewProduct], idempotency_key: IdempotencyKey
+    ) -> ProductOut:
         """Put a product on the catalogue (product managers)."""
         actor = svc.staff_member(request)
         product = flow.catalogue.add(
