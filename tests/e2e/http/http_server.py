@@ -144,6 +144,13 @@ def serving(
         "--log-level",
         "warning",
     ]
+    # A server opens an existing store only (like every command but init): make it first.
+    subprocess.run(
+        [sys.executable, "-m", "iap_flow.cli", "--db", str(db), "init"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+    )
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
