@@ -10,7 +10,6 @@ from importlib.metadata import PackageNotFoundError, version
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
-    ApprovalLimitExceeded,
     BuyerFacingError,
     ConcurrentModification,
     ConflictError,
@@ -45,7 +44,7 @@ from iap_flow.domain.models import (
     TicketStatus,
 )
 from iap_flow.domain.money import Money
-from iap_flow.domain.policy import Policy
+from iap_flow.domain.policy import ApprovalLimitExceeded, Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
