@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from iap_flow.cli.plugins import EntryPointPlugins, Plugin, PluginCommand
 from iap_flow.cli.process_doc import process_document
 from iap_flow.cli.simulation import open_demo_flow, simulate
 from iap_flow.domain.errors import IapFlowError, InvalidInput
@@ -35,26 +36,8 @@ CLI_ACTOR = Actor("cli", Role.DEVELOPER)
 """Who the CLI acts as for reads and reports (the sweep runs as :data:`~iap_flow.domain.roles.SYSTEM`)."""
 
 
-@attrs.frozen
-class Plugin:
-    """A command that lives in an optional part of the package, imported only when run."""
-
-    target: str
-    """``module:attribute`` of a :class:`click.Command`."""
-    extra: str
-    """The pip extra that brings its dependencies."""
-    help: str
-
-
-PLUGINS: dict[str, Plugin] = {
-    "slack": Plugin("iap_flow.bots.slack.cli:command", "slack", "Run the Slack bot for support."),
-    "export": Plugin("iap_flow.analysis.cli:export", "analysis", "Export data for analysis."),
-    # Its topics need the analysis extra; without it the report prints everything else.
-    "report": Plugin(
-        "iap_flow.analysis.cli:report", "analysis", "Sales, refunds, service and feedback report."
-    ),
-}
-"""Commands provided by extras: name -> where to find it."""
+PLUGINS: Mapping[str, Plugin] = EntryPointPlugins()
+"""Commands provided by extras and other distributions (entry points, read when first needed)."""
 
 
 def db_url(value: str) -> str:
@@ -115,40 +98,6 @@ until_option = click.option(
 )
 
 
-class PluginCommand(click.Command):
-    """A placeholder listed in ``--help``; the group swaps in the real command when run."""
-
-    def __init__(self, name: str, plugin: Plugin) -> None:
-        super().__init__(name, help=plugin.help, short_help=plugin.help)
-        self.plugin = plugin
-
-    def load(self) -> click.Command:
-        """The real command, or one that says which extra to install and exits 2."""
-        module_name, _, attribute = self.plugin.target.partition(":")
-        try:
-            command = getattr(importlib.import_module(module_name), attribute)
-        except ImportError as exc:
-            return self._missing(f"{exc}")
-        if not isinstance(command, click.Command):
-            return self._missing(f"{self.plugin.target} is not a click command")
-        return command
-
-    def _missing(self, why: str) -> click.Command:
-        hint = f"pip install 'iap-flow[{self.plugin.extra}]'"
-        name = self.name
-
-        def fail() -> None:
-            _error(f"the {name} command needs the {self.plugin.extra} extra: {hint} ({why})")
-            raise click.exceptions.Exit(2)
-
-        return click.Command(
-            name,
-            callback=fail,
-            add_help_option=False,
-            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        )
-
-
 class FlowGroup(click.Group):
     """The ``iap-flow`` group: lazy plugin commands, and IapFlowError as one line + exit 1."""
 
@@ -158,7 +107,7 @@ class FlowGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         plugin = PLUGINS.get(cmd_name)
         if plugin is not None and cmd_name not in self.commands:
-            return PluginCommand(cmd_name, plugin)
+            return PluginCommand(cmd_name, plugin, _error)
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(
