@@ -102,7 +102,7 @@ class FlowGroup(click.Group):
     """The ``iap-flow`` group: lazy plugin commands, and IapFlowError as one line + exit 1."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *PLUGINS])
+        return sorted({*super().list_commands(ctx), *PLUGINS})  # a built-in wins a name
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         plugin = PLUGINS.get(cmd_name)
