@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench docs clean reliability
+.PHONY: demo test lint typecheck imports installed-tree unit bench docs clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,20 +25,27 @@ $(DEMO_STAMP): pyproject.toml
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/iap-flow demo --db demo.db --fresh
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck imports unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check iap_flow adapters bots tests examples benchmarks
 	$(BIN)/ruff format --check iap_flow adapters bots tests examples benchmarks
 
-# adapters/ and bots/ install as iap_flow.adapters / iap_flow.bots; mypy cannot follow the
-# editable install's import hook, so it checks a tree of symlinks laid out as installed.
-typecheck: $(STAMP)
-	rm -rf build/mypy && mkdir -p build/mypy
-	cp -rs $(CURDIR)/iap_flow build/mypy/iap_flow
-	cp -rs $(CURDIR)/adapters build/mypy/iap_flow/adapters
-	if [ -d bots ]; then cp -rs $(CURDIR)/bots build/mypy/iap_flow/bots; fi
-	cd build/mypy && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml --strict iap_flow $(CURDIR)/tests/typing
+# adapters/ and bots/ install as iap_flow.adapters / iap_flow.bots; mypy and lint-imports
+# cannot follow the editable install's import hook, so they check a tree of symlinks laid
+# out as installed.
+installed-tree: $(STAMP)
+	rm -rf build/installed && mkdir -p build/installed
+	cp -rs $(CURDIR)/iap_flow build/installed/iap_flow
+	cp -rs $(CURDIR)/adapters build/installed/iap_flow/adapters
+	if [ -d bots ]; then cp -rs $(CURDIR)/bots build/installed/iap_flow/bots; fi
+
+typecheck: installed-tree
+	cd build/installed && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml --strict iap_flow $(CURDIR)/tests/typing
+
+# The import rules ([tool.importlinter] in pyproject.toml).
+imports: installed-tree
+	cd build/installed && $(CURDIR)/$(BIN)/lint-imports --no-cache --no-logo $(CURDIR)/pyproject.toml
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests/e2e/appstore"), str(ROOT / "tests/e2e/googleplay")]
+sys.path.insert(0, str(ROOT / "tests"))  # the local Apple and Google fakes
 
 import httplib2  # type: ignore[import-untyped]  # noqa: E402
 from apple_fakes import APP_APPLE_ID, BUNDLE_ID, Apple, Chain  # noqa: E402

@@ -65,8 +65,7 @@ refund = flow.refunds.request(buyer, order_id, reason="The app crashes on my pho
 try:
     flow.refunds.approve(agent, refund.id)
 except iap_flow.ApprovalLimitExceeded as exc:
-    limit = Money(exc.limit, exc.currency)
-    print(f"agent_bo may not approve {refund.amount}: ApprovalLimitExceeded (limit {limit})")
+    print(f"agent_bo may not approve {exc.amount}: ApprovalLimitExceeded (limit {exc.limit})")
 refund = flow.refunds.approve(lead, refund.id, note="Known crash on that model")
 print(f"lead_cy approved it: refund {refund.status}, order {status(order_id)}")
 

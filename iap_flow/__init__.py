@@ -11,7 +11,6 @@ from iap_flow.config import Config, ConfigError, load_config, open_flow_from_con
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
-    ApprovalLimitExceeded,
     BuyerFacingError,
     ConcurrentModification,
     ConflictError,
@@ -47,7 +46,7 @@ from iap_flow.domain.models import (
     TicketStatus,
 )
 from iap_flow.domain.money import Money
-from iap_flow.domain.policy import Policy
+from iap_flow.domain.policy import ApprovalLimitExceeded, Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store

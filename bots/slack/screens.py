@@ -10,7 +10,6 @@ from typing import Any
 
 from iap_flow.domain.errors import (
     AlreadyDecided,
-    ApprovalLimitExceeded,
     ConflictError,
     IapFlowError,
     InvalidInput,
@@ -18,7 +17,7 @@ from iap_flow.domain.errors import (
     PermissionDenied,
     TransitionNotAllowed,
 )
-from iap_flow.domain.money import Money
+from iap_flow.domain.policy import ApprovalLimitExceeded
 
 from .blocks import (
     Block,
@@ -196,9 +195,8 @@ def error_text(exc: IapFlowError, *, mrkdwn: bool = True) -> str:
     if isinstance(exc, AlreadyDecided):
         text = f"Refund {code(exc.refund_id)} was already decided by {mention(exc.decided_by)}: it is {exc.state}."
     elif isinstance(exc, ApprovalLimitExceeded):
-        amount, limit = Money(exc.amount, exc.currency), Money(exc.limit, exc.currency)
         text = (
-            f"Refund {code(exc.refund_id)} is {amount}, above your limit of {limit}: "
+            f"Refund {code(exc.refund_id)} is {exc.amount}, above your limit of {exc.limit}: "
             "a support lead must decide it."
         )
     elif isinstance(exc, PermissionDenied):

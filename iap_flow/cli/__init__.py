@@ -5,7 +5,6 @@ These sit on top of the public API; nothing in the core imports them.
 
 from iap_flow.cli.commands import (
     PLUGINS,
-    Plugin,
     Settings,
     cli,
     db_url,
@@ -14,6 +13,7 @@ from iap_flow.cli.commands import (
     since_option,
     until_option,
 )
+from iap_flow.cli.plugins import Plugin
 
 # The command modules attach their commands to ``cli`` when imported.
 from iap_flow.cli import admin, oncall, reads, worker  # noqa: F401  # isort: skip

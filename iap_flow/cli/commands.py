@@ -14,7 +14,7 @@ at that path, a foreign file, a missing extra or folder). Errors are one line on
 from __future__ import annotations
 
 import importlib
-import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from rich.console import Console
 
 from iap_flow import observability
 from iap_flow.cli.output import instant, neutral
+from iap_flow.cli.plugins import EntryPointPlugins, Plugin, PluginCommand
 from iap_flow.cli.stores import SetupError, require, sqlite_file
 from iap_flow.config import Config, load_config, open_flow_from_config
 from iap_flow.domain.errors import IapFlowError
@@ -36,40 +37,8 @@ CLI_ACTOR = Actor("cli", Role.DEVELOPER)
 """Who the CLI acts as for reads and reports (the sweep runs as :data:`~iap_flow.domain.roles.SYSTEM`)."""
 
 
-@attrs.frozen
-class Plugin:
-    """A command that lives in an optional part of the package, imported only when run."""
-
-    target: str
-    """``module:attribute`` of a :class:`click.Command`."""
-    extra: str
-    """The pip extra that brings its dependencies."""
-    help: str
-    requires: tuple[str, ...] = ()
-    """Modules of the extra, checked before the command runs (so it fails at once)."""
-
-
-PLUGINS: dict[str, Plugin] = {
-    "slack": Plugin(
-        "iap_flow.bots.slack.cli:command",
-        "slack",
-        "Run the Slack bot for support.",
-        ("slack_bolt", "slack_sdk"),
-    ),
-    "webhooks": Plugin(
-        "iap_flow.cli.webhooks:webhooks",
-        "serve",
-        "Serve the App Store / Google Play endpoints.",
-        ("uvicorn",),
-    ),
-    "export": Plugin("iap_flow.analysis.cli:export", "analysis", "Export data for analysis."),
-    # Its topics need the analysis extra; without it the report prints everything else.
-    "report": Plugin(
-        "iap_flow.analysis.cli:report", "analysis", "Sales, refunds, service and feedback report."
-    ),
-    "serve": Plugin("iap_flow.http.serve:command", "http", "Serve the HTTP API (uvicorn)."),
-}
-"""Commands provided by extras: name -> where to find it."""
+PLUGINS: Mapping[str, Plugin] = EntryPointPlugins()
+"""Commands provided by extras and other distributions (entry points, read when first needed)."""
 
 
 def db_url(value: str) -> str:
@@ -117,54 +86,16 @@ json_option = click.option(
 )
 
 
-class PluginCommand(click.Command):
-    """A placeholder listed in ``--help``; the group swaps in the real command when run."""
-
-    def __init__(self, name: str, plugin: Plugin) -> None:
-        super().__init__(name, help=plugin.help, short_help=plugin.help)
-        self.plugin = plugin
-
-    def load(self) -> click.Command:
-        """The real command, or one that says which extra to install and exits 2."""
-        for module in self.plugin.requires:
-            if importlib.util.find_spec(module) is None:
-                return self._missing(f"no module named {module!r}")
-        module_name, _, attribute = self.plugin.target.partition(":")
-        try:
-            command = getattr(importlib.import_module(module_name), attribute)
-        except ImportError as exc:
-            return self._missing(f"{exc}")
-        if not isinstance(command, click.Command):
-            return self._missing(f"{self.plugin.target} is not a click command")
-        return command
-
-    def _missing(self, why: str) -> click.Command:
-        hint = f"pip install 'iap-flow[{self.plugin.extra}]'"
-        name = self.name
-
-        def fail() -> None:
-            raise SetupError(
-                f"the {name} command needs the {self.plugin.extra} extra: {hint} ({why})"
-            )
-
-        return click.Command(
-            name,
-            callback=fail,
-            add_help_option=False,
-            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        )
-
-
 class FlowGroup(click.Group):
     """The ``iap-flow`` group: lazy plugin commands, one-line errors, a log line per command."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *PLUGINS})
+        return sorted({*super().list_commands(ctx), *PLUGINS})  # a built-in wins a name
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         plugin = PLUGINS.get(cmd_name)
         if plugin is not None and cmd_name not in self.commands:
-            return PluginCommand(cmd_name, plugin)
+            return PluginCommand(cmd_name, plugin, error)
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 import attrs
 
 from iap_flow.domain.clock import ManualClock
-from iap_flow.domain.errors import ApprovalLimitExceeded, InvalidInput, PlatformUnavailable
+from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
 from iap_flow.domain.models import Order, OrderStatus, Period, ProductKind, RefundRequest, Ticket
 from iap_flow.domain.money import Money
+from iap_flow.domain.policy import ApprovalLimitExceeded
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Notifier

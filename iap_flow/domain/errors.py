@@ -2,7 +2,10 @@
 
 Errors carry the ids and states they are about, and a message a person can act on.
 :class:`BuyerFacingError` marks what may be shown to a buyer as it is; the rest are faults
-or mistakes for a developer or staff member.
+or mistakes for a developer or staff member. One lives elsewhere:
+:class:`~iap_flow.domain.policy.ApprovalLimitExceeded` carries :class:`~iap_flow.domain.money.Money`,
+and money's validation raises :class:`InvalidInput` from here, so it sits with the limits it
+is about (this module imports nothing of iap-flow's).
 """
 
 from __future__ import annotations
@@ -57,30 +60,6 @@ class PermissionDenied(IapFlowError, PermissionError):
         self.actor_id = actor_id
         self.role = role
         self.action = action
-
-
-class ApprovalLimitExceeded(PermissionDenied):
-    """A support agent tried to approve a refund above their amount limit."""
-
-    code: ClassVar[str] = "approval_limit_exceeded"
-
-    def __init__(
-        self, *, actor_id: str, refund_id: str, amount: int, currency: str, limit: int
-    ) -> None:
-        from iap_flow.domain.money import Money  # money imports this module: import it when needed
-
-        asked, most = Money.trusted(amount, currency), Money.trusted(limit, currency)
-        super().__init__(
-            f"refund {refund_id} is {asked}, above the support agent limit of {most}: "
-            "a support lead must decide it",
-            actor_id=actor_id,
-            role="support_agent",
-            action="refund.approve",
-        )
-        self.refund_id = refund_id
-        self.amount = amount
-        self.currency = currency
-        self.limit = limit
 
 
 class TransitionNotAllowed(IapFlowError):

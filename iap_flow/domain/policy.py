@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import ClassVar
 
 import attrs
 
+from iap_flow.domain.errors import PermissionDenied
 from iap_flow.domain.models import DeadlineKind
 from iap_flow.domain.money import Money
 
@@ -13,6 +15,36 @@ from iap_flow.domain.money import Money
 def _default_limits() -> dict[str, int]:
     # Support agents may approve refunds up to these amounts (minor units); leads, any amount.
     return {"USD": 5_000, "EUR": 5_000, "GBP": 4_000, "CNY": 35_000, "JPY": 7_000}
+
+
+class ApprovalLimitExceeded(PermissionDenied):
+    """A support agent tried to approve a refund above their amount limit.
+
+    ``amount`` is the refund's, ``limit`` the most an agent may approve, both :class:`Money`
+    in the refund's currency.
+
+    >>> exc = ApprovalLimitExceeded(
+    ...     actor_id="agent_bo", refund_id="rfd_1", amount=Money(7999, "USD"), limit=Money(5000, "USD")
+    ... )
+    >>> print(exc)
+    refund rfd_1 is 79.99 USD, above the support agent limit of 50.00 USD: a support lead must decide it
+    >>> exc.limit
+    Money(amount=5000, currency='USD')
+    """
+
+    code: ClassVar[str] = "approval_limit_exceeded"
+
+    def __init__(self, *, actor_id: str, refund_id: str, amount: Money, limit: Money) -> None:
+        super().__init__(
+            f"refund {refund_id} is {amount}, above the support agent limit of {limit}: "
+            "a support lead must decide it",
+            actor_id=actor_id,
+            role="support_agent",
+            action="refund.approve",
+        )
+        self.refund_id = refund_id
+        self.amount = amount
+        self.limit = limit
 
 
 @attrs.frozen

@@ -7,12 +7,12 @@ from datetime import datetime
 
 from iap_flow.domain.errors import (
     AlreadyDecided,
-    ApprovalLimitExceeded,
     InvalidInput,
     RefundNotAllowed,
 )
 from iap_flow.domain.models import OrderStatus, Platform, RefundRequest, RefundStatus
 from iap_flow.domain.money import Money
+from iap_flow.domain.policy import ApprovalLimitExceeded
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import REFUND
 from iap_flow.ports import UnitOfWork
@@ -175,12 +175,12 @@ class Refunds:
                 )
             REFUND.target(refund.id, refund.status, event)  # e.g. withdrawn: no one decides
             if event == "approve" and ctx.policy.needs_lead(actor.role, refund.amount):
+                limit = ctx.policy.agent_limit(refund.amount.currency)
                 raise ApprovalLimitExceeded(
                     actor_id=actor.id,
                     refund_id=refund.id,
-                    amount=refund.amount.amount,
-                    currency=refund.amount.currency,
-                    limit=ctx.policy.agent_limit(refund.amount.currency),
+                    amount=refund.amount,
+                    limit=Money.trusted(limit, refund.amount.currency),
                 )
             refund.decided_by = actor.id
             refund.decided_at = now

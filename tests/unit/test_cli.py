@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from iap_flow import Actor
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.cli import PLUGINS, Plugin, cli, db_url, notifications_path
 from iap_flow.cli import commands as cli_module
+from iap_flow.cli.plugins import EntryPointPlugins
 from iap_flow.cli.process_doc import process_document
 from iap_flow.cli.simulation import CATALOGUE, PM, open_demo_flow
 
@@ -241,3 +243,45 @@ def test_plugin_commands_are_listed_and_loaded_only_when_run(
 def test_default_plugins_name_their_extras() -> None:
     assert PLUGINS["slack"].extra == "slack"
     assert PLUGINS["export"].target == "iap_flow.analysis.cli:export"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    ours = {name: p.extra for name, p in PLUGINS.items() if p.distribution == "iap-flow"}
+    assert {"slack", "export", "report"} <= set(ours)
+    assert set(ours.values()) <= set(extras)
+
+
+def test_another_distribution_adds_a_command_through_an_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed distribution (a dist-info folder on the path, as pip leaves it) declares
+    two commands: one that works, one whose module is missing."""
+    (tmp_path / "acme_audit.py").write_text(
+        "import click\n\n"
+        "@click.command()\n"
+        "def command():\n"
+        '    """Audit the refunds of last week."""\n'
+        "    click.echo('audited')\n",
+        encoding="utf-8",
+    )
+    info = tmp_path / "acme_audit-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-audit\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[iap_flow.cli_plugins]\n"
+        "audit = acme_audit:command\n"
+        "forecast = acme_forecast.cli:command [forecast]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "acme_audit", raising=False)
+    monkeypatch.setattr(cli_module, "PLUGINS", EntryPointPlugins())
+    listing = invoke("--help").output
+    assert re.search(r"audit\s+Audit the refunds of last week\.", listing)
+    assert re.search(r"forecast\s+\(needs the forecast extra\)", listing)
+    assert re.search(r"slack\s+Run the Slack bot", listing)  # iap-flow's own, still there
+    assert invoke("audit").output == "audited\n"
+    missing = invoke("forecast", "--days", "7")
+    assert missing.exit_code == 2
+    assert "pip install 'acme-audit[forecast]'" in missing.output
+    assert "Traceback" not in missing.output

@@ -3,9 +3,12 @@ round-trip exactly, keep times sortable as text and refuse stored values they do
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -214,3 +217,66 @@ def test_unknown_stored_refund_and_ticket_states_are_store_errors() -> None:
     ticket = Ticket("tkt_1", "u1", 3, "b", TicketStatus.OPEN, refund.created_at, refund.created_at)
     with pytest.raises(StoreError, match="closed"):
         codec.ticket_from(codec.ticket_row(ticket) | {"status": "closed"})
+
+
+def test_a_cloned_order_has_every_field_of_the_original_in_its_place() -> None:
+    """Every field set away from its default, and every text field different: a field left
+    to its default or two fields swapped would show."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    order = Order(
+        id="ord_1",
+        user_id="user_1",
+        sku="sku_1",
+        title="title_1",
+        kind=ProductKind.SUBSCRIPTION,
+        amount=Money(499, "EUR"),
+        platform=Platform.GOOGLE_PLAY,
+        status=OrderStatus.PAID,
+        created_at=at,
+        updated_at=at + timedelta(seconds=1),
+        version=7,
+        period=Period.MONTH,
+        platform_transaction_id="txn_1",
+        subscription_id="sub_1",
+        paid_at=at + timedelta(seconds=2),
+    )
+    defaults = {f.name: f.default for f in attrs.fields(Order)}
+    assert all(getattr(order, name) != default for name, default in defaults.items())
+    clone = codec.clone_order(order)
+    assert clone is not order
+    for name in defaults:
+        assert getattr(clone, name) is getattr(order, name), name
+    clone.status = OrderStatus.REFUNDED
+    assert order.status is OrderStatus.PAID
+
+
+def test_time_text_is_right_when_threads_convert_at_once() -> None:
+    """Flows in several threads share ``ts``'s memo: each thread converts its own times twice
+    in a row (the second a memo hit, unless another thread got in between) and must always
+    get its own time's text. Switching threads as often as the interpreter allows gives the
+    others every chance to get in between."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    wrong: list[tuple[str, str]] = []
+
+    def convert(k: int) -> None:
+        times = [base + timedelta(seconds=k, microseconds=i) for i in range(50)]
+        wanted = [t.isoformat(timespec="microseconds") for t in times]
+        for _ in range(300):
+            for t, want in zip(times, wanted, strict=True):
+                codec.ts(t)
+                got = codec.ts(t)
+                if got != want:
+                    wrong.append((want, got))
+                    return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=convert, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []

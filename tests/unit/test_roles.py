@@ -344,8 +344,9 @@ def test_an_agent_may_still_reject_above_the_limit(world: Any) -> None:
 def test_limits_are_per_currency_and_configurable(make_world: Any) -> None:
     w = make_world(policy=Policy(agent_refund_limits={"USD": 100}))
     refund = w.refund("gems")  # 199 USD, above a 100 USD limit
-    with pytest.raises(ApprovalLimitExceeded, match=r"1\.00 USD"):
+    with pytest.raises(ApprovalLimitExceeded, match=r"1\.00 USD") as refused:
         w.flow.refunds.approve(w.agent, refund.id)
+    assert (refused.value.amount, refused.value.limit) == (Money(199, "USD"), Money(100, "USD"))
     jpy = w.refund("coins_jpy")  # no JPY limit configured: agents may approve none
     with pytest.raises(ApprovalLimitExceeded, match="0 JPY"):
         w.flow.refunds.approve(w.agent, jpy.id)
