@@ -45,6 +45,10 @@ from iap_flow.adapters.sandbox import SandboxPlatform
 from iap_flow.codec import ORDER_COLUMNS, ts
 from iap_flow.ports import PaymentResult
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from machine import describe, postgres_version  # the sibling module, found through sys.path
+
 ROUNDS = 5
 START = datetime(2026, 1, 1, tzinfo=UTC)
 INSERT_ORDER = (
@@ -81,8 +85,18 @@ def server_url() -> str:
     )
 
 
+APP = "iap_flow_bench"
+"""The benchmark's connections carry this application_name (pg_waits.py samples them)."""
+
+
+def async_commit(base: str) -> str:
+    """``base`` with ``synchronous_commit=off`` for its sessions: commits do not wait for the
+    WAL flush, so what is left is round trips and CPU (the flush is the noisiest part)."""
+    return base + f"{'&' if '?' in base else '?'}options={quote('-c synchronous_commit=off')}"
+
+
 def store_url(base: str, schema: str) -> str:
-    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}&application_name={APP}"
 
 
 @contextmanager
@@ -148,7 +162,7 @@ def raw(
 ) -> float:
     """Seconds for ``n`` lifecycles written by hand with psycopg, one transaction per step."""
     given = conninfo_to_dict(base).get("options") or ""
-    conn = psycopg.connect(base, options=f"{given} -c search_path={schema}")
+    conn = psycopg.connect(base, options=f"{given} -c search_path={schema}", application_name=APP)
     now = START
     t = ts(now)
     due = ts(now + timedelta(minutes=30))
@@ -238,25 +252,28 @@ def _pipelined_step(conn: psycopg.Connection[Any]) -> Step:
     return step
 
 
-def main() -> None:
+def main() -> list[tuple[str, str, str]]:
+    """Runs and prints the benchmark; returns its README table row."""
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n = int(args[0]) if args else 500
     base = server_url()
     if "--async-commit" in sys.argv:
-        base += f"{'&' if '?' in base else '?'}options={quote('-c synchronous_commit=off')}"
+        base = async_commit(base)
+    print(describe(postgres_version(base)))
     sdk_times, raw_times, pipe_times = [], [], []
-    for _ in range(ROUNDS):
-        with fresh_schema(base, "raw") as schema:
-            raw_times.append(raw(base, schema, n))
-        with fresh_schema(base, "pipe") as schema:
-            pipe_times.append(raw(base, schema, n, pipelined=True))
-        with fresh_schema(base, "sdk") as schema:
-            sdk_times.append(sdk(base, schema, n))
+    for r in range(ROUNDS):  # interleaved, alternating who goes first
+        for side in ("raw", "pipe", "sdk") if r % 2 == 0 else ("sdk", "pipe", "raw"):
+            with fresh_schema(base, side) as schema:
+                if side == "sdk":
+                    sdk_times.append(sdk(base, schema, n))
+                else:
+                    times = pipe_times if side == "pipe" else raw_times
+                    times.append(raw(base, schema, n, pipelined=side == "pipe"))
     s, w, p = (statistics.median(x) for x in (sdk_times, raw_times, pipe_times))
     changes = n * 4
     mode = " (synchronous_commit=off)" if "--async-commit" in sys.argv else ""
     print(
-        f"PostgreSQL lifecycle of {n} orders (4 state changes each){mode},"
+        f"PostgreSQL lifecycle, N={n} orders (4 state changes each){mode},"
         f" median of {ROUNDS} rounds"
     )
     for name, secs in (("raw psycopg", w), ("raw pipelined", p), ("iap-flow", s)):
@@ -266,6 +283,13 @@ def main() -> None:
         )
     print(f"  ratio SDK / raw psycopg:    {s / w:.2f}x (target <= 1.5x)")
     print(f"  ratio SDK / raw pipelined:  {s / p:.2f}x")
+    return [
+        (
+            f"the same on PostgreSQL vs raw psycopg, one process{mode} (`pg_lifecycle.py`)",
+            "<= 1.5x",
+            f"**{s / w:.2f}x** raw, {s / p:.2f}x raw pipelined ({n / s:.0f} orders/s)",
+        )
+    ]
 
 
 if __name__ == "__main__":
