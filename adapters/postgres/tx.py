@@ -79,11 +79,15 @@ class OutboxIds:
 
 
 class Transaction:
-    """BEGIN ... COMMIT on a pooled connection in pipeline mode; nested use is a savepoint.
+    """One transaction on a pooled connection in pipeline mode; nested use is a savepoint.
 
-    BEGIN, the writes and COMMIT are queued and sent with one Sync when the block ends, so a
-    change decided without a read costs one round trip (psycopg's own ``transaction()``
-    would sync around it). On any error the transaction is rolled back before the
+    The writes are queued and sent with one Sync when the block ends, so a change decided
+    without a read costs one round trip (psycopg's own ``transaction()`` would sync around
+    it). Everything up to that Sync is one implicit transaction in the server, committed by
+    the Sync itself: no BEGIN and COMMIT to send (they were two of a change's four or five
+    statements, and the client's CPU is what limits workers). A nested block first turns it
+    into an explicit one (BEGIN then, COMMIT at the end) so it can take a savepoint. On any
+    error the transaction is rolled back (a ROLLBACK queued before the Sync) before the
     connection goes back to the pool.
     """
 
@@ -97,6 +101,9 @@ class Transaction:
         self._outer = outer is not None
         if outer is not None:
             self._uow = outer
+            if not outer.explicit:  # a savepoint needs a transaction block
+                outer.run("BEGIN")
+                outer.explicit = True
             self._tx = outer.conn.transaction()
             self._tx.__enter__()
             return outer
@@ -104,13 +111,12 @@ class Transaction:
         try:
             self._pipe = conn.pipeline()
             self._pipe.__enter__()
-            self._uow = uow = PgUnitOfWork(conn, self._ids)
-            uow.run("BEGIN")
+            self._uow = PgUnitOfWork(conn, self._ids)
         except psycopg.Error as exc:
             self._pool.putconn(conn)
             raise translate(exc) from exc
-        self._local.uow = uow
-        return uow
+        self._local.uow = self._uow
+        return self._uow
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
@@ -130,11 +136,14 @@ class Transaction:
         conn = self._uow.conn
         failure: psycopg.Error | None = None
         try:
-            if exc is None:
+            # Implicit, the Sync commits; explicit, COMMIT does. On an error ROLLBACK ends
+            # either (skipped if the server already aborted the pipeline: rolled back).
+            end = "ROLLBACK" if exc is not None else "COMMIT" if self._uow.explicit else None
+            if end is not None:
                 try:
-                    self._uow.run("COMMIT")
+                    self._uow.run(end)
                 except psycopg.Error as failed:  # psycopg may read an error while queueing
-                    failure = failed
+                    failure = failed if exc is None else None
             try:
                 # Sends what is queued and waits. After a server error the pipeline reports
                 # itself aborted: that is the error already raised, not news.
