@@ -2,8 +2,10 @@
 
 Both sides write the same rows, one transaction per step, in one run on the same machine:
   place    -> INSERT order, INSERT audit event, INSERT payment deadline
+  (claim)  -> INSERT the payment's idempotency key, claimed before the platform is charged,
+              its own transaction (the caller passes a key, as an app paying should)
   pay      -> UPDATE order (version checked), INSERT audit event, close the deadline,
-              INSERT outbox notification (the buyer's confirmation)
+              INSERT outbox notification (the buyer's confirmation), the key's result
   deliver  -> UPDATE order, INSERT audit event
   complete -> UPDATE order, INSERT audit event
 The confirmation is written claimed by the writer (it sends it itself right after the commit)
@@ -17,6 +19,7 @@ SDK / raw (target <= 1.25x).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import statistics
@@ -55,7 +58,7 @@ def sdk(path: Path, n: int) -> float:
     start = time.perf_counter()
     for buyer in buyers:
         order = flow.orders.place(buyer, "gems")
-        flow.orders.pay(buyer, order.id, token="tok_approve")
+        flow.orders.pay(buyer, order.id, token="tok_approve", idempotency_key=f"pay-{order.id}")
         flow.orders.deliver(SYSTEM, order.id)
         flow.orders.complete(buyer, order.id)
     elapsed = time.perf_counter() - start
@@ -120,6 +123,15 @@ def raw(path: Path, n: int) -> float:
             (oid, due),
         )
         x("COMMIT")
+        key = f"pay-{oid}"
+        x("BEGIN IMMEDIATE")
+        claimed = x(
+            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+            " VALUES (?, 'order.pay', ?, '', ?) ON CONFLICT (key) DO NOTHING",
+            (key, hashlib.sha256(key.encode()).hexdigest(), t),
+        )
+        assert claimed.rowcount == 1
+        x("COMMIT")
         x("BEGIN IMMEDIATE")
         x(update, ("paid", 2, t, t, txn, oid, 1))
         x(
@@ -152,6 +164,11 @@ def raw(path: Path, n: int) -> float:
                 t,
                 lease,
             ),
+        )
+        paid = (oid, user, "gems", "Gems", "consumable", None, 199, "USD", "sandbox", txn)
+        x(
+            "UPDATE idempotency SET result = ? WHERE key = ? AND result = ''",
+            (json.dumps({"kind": "order", "row": [*paid, None, "paid", 2, t, t, t]}), key),
         )
         x("COMMIT")
         x("BEGIN IMMEDIATE")

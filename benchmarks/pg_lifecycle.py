@@ -3,8 +3,11 @@
 Both sides write the same rows as benchmarks/lifecycle.py, one transaction per step, in one
 run, each in its own fresh schema (created by the store, so the same tables and indexes):
   place    -> INSERT order, INSERT audit event, INSERT payment deadline
+  (claim)  -> INSERT the payment's idempotency key, claimed before the platform is charged,
+              its own transaction (the caller passes a key, as an app paying should)
   pay      -> UPDATE order (version checked), INSERT audit event, close the deadline,
-              INSERT outbox notification (claimed by the writer, which sends it itself)
+              INSERT outbox notification (claimed by the writer, which sends it itself),
+              the key's result
   (sent)   -> UPDATE outbox delivered, its own transaction
   deliver  -> UPDATE order (version checked), INSERT audit event
   complete -> UPDATE order (version checked), INSERT audit event
@@ -23,6 +26,7 @@ round trips and CPU (the flush is most of a commit here, and the noisiest part).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -76,6 +80,11 @@ OUTBOX = (
     " VALUES (%s, %s, %s, %s, %s) RETURNING id"
 )
 DELIVERED = "UPDATE outbox SET delivered_at = %s, attempts = attempts + 1 WHERE id = %s"
+CLAIM = (
+    "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+    " VALUES (%s, 'order.pay', %s, '', %s) ON CONFLICT (key) DO NOTHING"
+)
+RESULT = "UPDATE idempotency SET result = %s WHERE key = %s AND result = ''"
 
 
 def server_url() -> str:
@@ -148,7 +157,7 @@ def sdk(base: str, schema: str, n: int, tag: str = "", barrier: Any = None) -> f
     begin = time.perf_counter()
     for buyer in buyers:
         order = flow.orders.place(buyer, "gems")
-        flow.orders.pay(buyer, order.id, token="tok_approve")
+        flow.orders.pay(buyer, order.id, token="tok_approve", idempotency_key=f"pay-{order.id}")
         flow.orders.deliver(SYSTEM, order.id)
         flow.orders.complete(buyer, order.id)
     elapsed = time.perf_counter() - begin
@@ -184,12 +193,16 @@ def raw(
                 (DEADLINE, (oid, due)),
             ]
         )
+        key = f"pay-{oid}"
+        step([(CLAIM, (key, hashlib.sha256(key.encode()).hexdigest(), t))])
         payload = {"order_id": oid, "amount": 199, "currency": "USD", "transaction_id": txn}
+        paid = [*order[:9], txn, None, "paid", 2, t, t, t]
         note = step(
             [
                 (UPDATE, ("paid", 2, t, t, txn, oid, 1)),
                 (AUDIT, (oid, "pay", "pending_payment", "paid", user, "buyer", t, _data(txn))),
                 (CLOSE, (oid, ["order_payment"])),
+                (RESULT, (json.dumps({"kind": "order", "row": paid}), key)),
                 (OUTBOX, ("order.paid", user, json.dumps(payload), t, lease)),
             ]
         )
@@ -226,7 +239,7 @@ def _plain_step(conn: psycopg.Connection[Any]) -> Step:
         last = None
         for sql, params in statements:
             cur.execute(sql, params)
-            if sql is UPDATE and cur.rowcount != 1:
+            if (sql is UPDATE or sql is CLAIM) and cur.rowcount != 1:
                 raise RuntimeError("lost update")
             last = cur.fetchone() if sql is OUTBOX else None
         conn.commit()
@@ -242,7 +255,7 @@ def _pipelined_step(conn: psycopg.Connection[Any]) -> Step:
         with conn.pipeline():
             curs = [conn.execute(sql, params) for sql, params in statements]
         for (sql, _), cur in zip(statements, curs, strict=True):
-            if sql is UPDATE and cur.rowcount != 1:
+            if (sql is UPDATE or sql is CLAIM) and cur.rowcount != 1:
                 conn.rollback()
                 raise RuntimeError("lost update")
         last = curs[-1].fetchone() if statements[-1][0] is OUTBOX else None
