@@ -56,12 +56,13 @@ RELIABILITY_SCALE ?= 5
 reliability: $(STAMP)
 	IAP_FLOW_RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(BIN)/pytest -q -s tests/reliability
 
+# The PostgreSQL benchmarks read IAP_FLOW_BENCH_POSTGRES_URL (or IAP_FLOW_TEST_POSTGRES_URL);
+# `benchmarks/table.py` runs them all and prints the README's Performance table.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/lifecycle.py
-	$(BIN)/python benchmarks/queries.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/table.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/slack_ack.py
-	$(BIN)/python benchmarks/report_1m.py
 
 docs: $(STAMP)
 	mkdir -p build && $(BIN)/iap-flow docs --out build/PROCESS.md

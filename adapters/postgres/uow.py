@@ -151,6 +151,8 @@ class PgUnitOfWork:
 
     def __init__(self, conn: Conn, outbox_ids: OutboxIds, claimer: Callable[[], str]) -> None:
         self.conn = conn
+        self.explicit = False
+        """True once BEGIN was sent (a nested block); until then the pipeline's Sync commits."""
         self._ids = outbox_ids
         self._claimer = claimer
         self._cur = conn.cursor()
