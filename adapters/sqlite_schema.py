@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+from iap_flow.adapters.sqlite_subscriptions import migrate_5
+
+SCHEMA_VERSION = 5
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -146,4 +148,5 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     2: _migrate_2,
     3: _migrate_3,
     4: _migrate_4,
+    5: migrate_5,
 }

@@ -20,8 +20,10 @@ from typing import Any
 import sqlite_utils
 
 from iap_flow import codec
+from iap_flow.adapters import sqlite_subscriptions
 from iap_flow.adapters.sql import render
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
+from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
 from iap_flow.codec import ts, ts_opt
 from iap_flow.domain.errors import (
     ConcurrentModification,
@@ -40,10 +42,11 @@ from iap_flow.domain.models import (
     Platform,
     Product,
     RefundRequest,
+    Subscription,
     Ticket,
     TicketMessage,
 )
-from iap_flow.ports import IdempotencyRecord, OrderQuery
+from iap_flow.ports import HeldOrder, IdempotencyRecord, OrderQuery, SubscriptionState
 
 _PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products WHERE sku = ?"
 _ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
@@ -65,7 +68,7 @@ _AUDIT_INSERT = (
 )
 
 
-class _Tx:
+class _Tx(SubscriptionWrites):
     """A :class:`~iap_flow.ports.UnitOfWork` on one SQLite connection inside BEGIN IMMEDIATE."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -489,6 +492,20 @@ class SQLiteStore:
                 (subject_id,),
             )
         return [_deadline(r) for r in rows]
+
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        with self._lock:
+            return sqlite_subscriptions.get(self._conn, subscription_id)
+
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        with self._lock:
+            return sqlite_subscriptions.for_user(self._conn, user_id)
+
+    def entitlement_sources(
+        self, user_id: str, at: datetime | None
+    ) -> tuple[list[HeldOrder], list[SubscriptionState]]:
+        with self._lock:
+            return sqlite_subscriptions.sources(self._conn, user_id, at)
 
     def claim_notifications(
         self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
