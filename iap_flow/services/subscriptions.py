@@ -87,7 +87,10 @@ class Subscriptions:
             return "enter_grace"
 
         args = {"grace_until": None if grace is None else grace.isoformat()}
-        return self._run(actor, "renewal_failed", subscription_id, args, idempotency_key, change)
+        event = "hold" if grace is None else "enter_grace"
+        return self._run(
+            actor, "renewal_failed", subscription_id, args, idempotency_key, change, event=event
+        )
 
     def recovered(
         self,
@@ -236,24 +239,21 @@ class Subscriptions:
         args: Mapping[str, object],
         idempotency_key: str | None,
         change: Change,
+        *,
+        event: str | None = None,
     ) -> Subscription:
         ctx = self._ctx
         actor = ctx.actor(actor)
         sid = ident(subscription_id, "subscription_id")
         key = key_or_none(idempotency_key)
-        # Permission first, before any read: on the event the command fires (a failed
-        # renewal fires hold or enter_grace, which the same roles may fire).
-        check(actor, f"subscription.{_EVENT_OF.get(command, command)}")
+        check(actor, f"subscription.{event or command}")  # before any read
 
         def body(tx: UnitOfWork, now: datetime) -> Subscription:
             sub = must(tx.get_subscription(sid), "subscription", sid)
-            event = change(tx, sub, now)
-            return writes.apply(ctx, tx, sub, event, now, dict(args), actor=actor)
+            fired = change(tx, sub, now)
+            return writes.apply(ctx, tx, sub, fired, now, dict(args), actor=actor)
 
         return ctx.run(actor, f"subscription.{command}", {"id": sid, **args}, key, body)
-
-
-_EVENT_OF = {"renewal_failed": "hold"}
 
 
 def _fire(event: str) -> Change:

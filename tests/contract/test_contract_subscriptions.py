@@ -130,9 +130,7 @@ def test_every_subscription_transition(flow: Flow, clock: ManualClock) -> None:
     assert {(s, e) for s, e, _ in TRANSITIONS} == set(SUBSCRIPTION.targets)
 
 
-def test_events_not_allowed_are_refused_and_change_nothing(
-    flow: Flow, clock: ManualClock
-) -> None:
+def test_events_not_allowed_are_refused_and_change_nothing(flow: Flow, clock: ManualClock) -> None:
     for n, status in enumerate(SubscriptionStatus):
         state = status.value
         sub = subscribe(flow, buyer=Actor.buyer(f"r{n}"))
