@@ -317,3 +317,24 @@ def test_store_renewal_by_original_transaction_extends(flow: Flow, clock: Manual
     renewed = flow.subscriptions.get(SYSTEM, sub.id)
     assert renewed.latest_order_id == again.id
     assert renewed.period_start == sub.period_end
+
+
+def test_sandbox_billing_renews_fails_into_grace_and_recovers(
+    flow: Flow, clock: ManualClock
+) -> None:
+    from iap_flow.adapters.sandbox import APPROVE, DECLINE, SandboxBilling
+
+    sub = subscribe(flow)
+    billing = SandboxBilling(flow)
+    billing.track(sub.first_order_id, [APPROVE, DECLINE, DECLINE, APPROVE])
+    assert billing.run() == []  # nothing due yet
+    seen = []
+    for _ in range(4):
+        clock.advance(timedelta(days=31))
+        billing.run()
+        seen.append(flow.subscriptions.get(SYSTEM, sub.id).status.value)
+        flow.sweep()
+    assert seen == ["active", "in_grace_period", "in_grace_period", "active"]
+    events = [e.event for e in flow.history(SYSTEM, sub.id)]
+    assert events[:3] == ["start", "renew", "enter_grace"]
+    assert events[-1] == "renew" and "hold" in events
