@@ -163,14 +163,11 @@ def start(ctx: Context, tx: UnitOfWork, order: Order, now: datetime, first: str)
 
 
 def order_paid(ctx: Context, tx: UnitOfWork, order: Order, now: datetime) -> None:
-    """A paid order grants what it bought: a non-consumable is announced, a subscription's
-    first order starts it and a renewal extends its period (a pending downgrade applies)."""
-    if order.kind is ProductKind.NON_CONSUMABLE:
-        payload = {"order_id": order.id, "sku": order.sku, "kind": order.kind.value}
-        ctx.notify(tx, "entitlement.granted", order.user_id, payload | {"expires_at": None}, now)
-        return
+    """A paid subscription order: the first starts the subscription, a renewal extends its
+    period (and a pending downgrade applies). Other products need nothing here: their
+    entitlement is the order itself, and ``order.paid`` already told the buyer."""
     if order.kind is not ProductKind.SUBSCRIPTION:
-        return  # consumables are granted when delivered (the app's own doing)
+        return
     first = order.subscription_id or order.id
     sub = tx.find_subscription(first)
     if sub is None:
@@ -199,11 +196,11 @@ def renewal_declined(ctx: Context, tx: UnitOfWork, order: Order, now: datetime) 
 
 
 def order_refunded(ctx: Context, tx: UnitOfWork, order: Order, now: datetime) -> None:
-    """A refunded order revokes what it granted: the subscription if it paid the current
-    period (a refund of an earlier period is audited only), else the product or units."""
+    """A refunded subscription order revokes the subscription if it paid the current period
+    (a refund of an earlier period is audited only). A refunded one-off product needs nothing
+    here: its entitlement ends with the order, and ``refund.succeeded`` (or the platform's
+    refund notification) already tells the app what to take back."""
     if order.kind is not ProductKind.SUBSCRIPTION:
-        payload = {"order_id": order.id, "sku": order.sku, "kind": order.kind.value, "units": 1}
-        ctx.notify(tx, "entitlement.revoked", order.user_id, payload, now)
         return
     sub = tx.find_subscription(order.subscription_id or order.id)
     if sub is None or sub.status is SubscriptionStatus.REVOKED:
