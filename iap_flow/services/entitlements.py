@@ -14,6 +14,7 @@ from datetime import datetime
 
 from iap_flow.domain.clock import utc
 from iap_flow.domain.models import Entitlement, OrderStatus, ProductKind
+from iap_flow.domain.roles import Actor
 from iap_flow.ports import HeldOrder, SubscriptionState
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident
@@ -72,7 +73,7 @@ class Entitlements:
         self._ctx = ctx
 
     def active(
-        self, actor: object, user_id: str, *, at: datetime | None = None
+        self, actor: Actor, user_id: str, *, at: datetime | None = None
     ) -> list[Entitlement]:
         """The buyer's entitlements now, or as they stood at ``at``, sorted by sku.
 
