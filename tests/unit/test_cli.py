@@ -18,6 +18,7 @@ from iap_flow.cli import PLUGINS, Plugin, cli, db_url, notifications_path
 from iap_flow.cli import commands as cli_module
 from iap_flow.cli.process_doc import process_document
 from iap_flow.cli.simulation import CATALOGUE, PM, open_demo_flow
+from iap_flow.domain.machines import MACHINES
 
 ORDER_ID = re.compile(r"\bord_[0-9A-Z]{20}\b")
 REFUND_ID = re.compile(r"\brfd_[0-9A-Z]{20}\b")
@@ -186,7 +187,7 @@ def test_docs_writes_the_process_document(tmp_path: Path) -> None:
     assert to_stdout.output == process_document()
     target = tmp_path / "PROCESS.md"
     assert invoke("docs", "--out", str(target)).exit_code == 0
-    assert target.read_text(encoding="utf-8").count("```mermaid") == 3
+    assert target.read_text(encoding="utf-8").count("```mermaid") == len(MACHINES)
 
 
 def test_report_period_and_env_db(demo_db: Path) -> None:
