@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
 from iap_flow.domain.errors import PlatformUnavailable
-from iap_flow.domain.models import Order, Platform, RefundRequest
+from iap_flow.domain.models import Order, Platform, RefundRequest, SubscriptionStatus
 from iap_flow.domain.money import Money
+from iap_flow.domain.roles import SYSTEM
 from iap_flow.ports import PaymentKind, PaymentResult
+
+if TYPE_CHECKING:
+    from iap_flow.flow import Flow
 
 APPROVE = "tok_approve"
 DECLINE = "tok_decline"
@@ -150,3 +156,37 @@ class SandboxPlatform:
     def refunded(self, order_id: str) -> list[LedgerEntry]:
         """Refunds paid out for ``order_id`` (at most one, if the flow is right)."""
         return [e for e in self.ledger if e.kind is PaymentKind.REFUND and e.order_id == order_id]
+
+
+class SandboxBilling:
+    """The store's side of subscriptions, simulated under the flow's clock: renews each
+    tracked subscription when its period ends and retries a failed renewal, with scripted
+    outcomes (deterministic, like the tokens): ``track(first_order_id, [APPROVE, DECLINE,
+    APPROVE])``, then ``run()`` after each move of the clock renews, fails into the grace
+    period, and recovers.
+    """
+
+    def __init__(self, flow: Flow) -> None:
+        self._flow = flow
+        self._scripts: dict[str, list[str]] = {}
+
+    def track(self, first_order_id: str, outcomes: Sequence[str]) -> None:
+        """Renew the subscription ``first_order_id`` started with these tokens, in order
+        (then :data:`APPROVE` once they run out)."""
+        self._scripts[first_order_id] = list(outcomes)
+
+    def run(self) -> list[Order]:
+        """Charge every tracked subscription that is due: its period ended (active), or a
+        failed renewal is retried (in grace period or on hold). Returns the renewal orders."""
+        flow, done = self._flow, []
+        now = flow.clock.now()
+        for first_order_id, script in self._scripts.items():
+            sub = flow.subscriptions.for_order(SYSTEM, first_order_id)
+            retry = sub.status in (SubscriptionStatus.IN_GRACE_PERIOD, SubscriptionStatus.ON_HOLD)
+            due = sub.status is SubscriptionStatus.ACTIVE and sub.period_end <= now
+            if not (retry or due):
+                continue
+            token = script.pop(0) if script else APPROVE
+            key = f"sandbox-billing:{sub.id}:{sub.period_end.isoformat()}:{len(script)}"
+            done.append(flow.orders.renew(SYSTEM, first_order_id, token=token, idempotency_key=key))
+        return done

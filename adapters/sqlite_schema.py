@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 5
+from iap_flow.adapters.sqlite_subscriptions import migrate_5 as migrate_subscriptions
+
+SCHEMA_VERSION = 6
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -152,4 +154,5 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     3: _migrate_3,
     4: _migrate_4,
     5: _migrate_5,
+    6: migrate_subscriptions,
 }

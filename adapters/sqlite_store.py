@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from iap_flow import codec
-from iap_flow.adapters import sql
+from iap_flow.adapters import sql, sqlite_subscriptions
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.adapters.sqlite_uow import (
     DRIVER_ERRORS,
@@ -44,9 +44,10 @@ from iap_flow.domain.models import (
     Order,
     Product,
     RefundRequest,
+    Subscription,
     Ticket,
 )
-from iap_flow.ports import OrderQuery
+from iap_flow.ports import HeldOrder, OrderQuery, SubscriptionState
 
 
 def seconds_between(start: str, end: str) -> str:
@@ -300,6 +301,20 @@ class SQLiteStore:
         return [deadline(r) for r in rows]
 
     # the outbox
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        with self._lock:
+            return sqlite_subscriptions.get(self._conn, subscription_id)
+
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        with self._lock:
+            return sqlite_subscriptions.for_user(self._conn, user_id)
+
+    def entitlement_sources(
+        self, user_id: str, at: datetime | None
+    ) -> tuple[list[HeldOrder], list[SubscriptionState]]:
+        with self._lock:
+            return sqlite_subscriptions.sources(self._conn, user_id, at)
+
     def claim_notifications(
         self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
     ) -> list[Notification]:

@@ -16,6 +16,7 @@ from typing import Any
 from iap_flow import codec
 from iap_flow.adapters.sql import check_json, check_text
 from iap_flow.adapters.sqlite_schema import OPEN
+from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
 from iap_flow.codec import ts, ts_opt
 from iap_flow.domain.errors import (
     ConcurrentModification,
@@ -132,7 +133,7 @@ _OUTBOX_INSERT = (
 )
 
 
-class SQLiteUnitOfWork:
+class SQLiteUnitOfWork(SubscriptionWrites):
     """A :class:`~iap_flow.ports.UnitOfWork` on one SQLite connection inside BEGIN IMMEDIATE.
 
     Text that carries a caller's words is checked for NUL and lone surrogates before it is

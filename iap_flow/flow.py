@@ -32,11 +32,13 @@ from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.context import Context
+from iap_flow.services.entitlements import Entitlements
 from iap_flow.services.feedback import Feedback
 from iap_flow.services.inputs import check, ident, text
 from iap_flow.services.orders import Orders
 from iap_flow.services.platform_events import PlatformEvents
 from iap_flow.services.refunds import Refunds
+from iap_flow.services.subscriptions import Subscriptions
 from iap_flow.services.sweep import Sweeper, SweepResult
 
 STORES: dict[str, str] = {
@@ -92,6 +94,7 @@ class Flow:
     """One order-management process on one store. Build it with :func:`open_flow`.
 
     Areas: :attr:`catalogue`, :attr:`orders`, :attr:`refunds`, :attr:`feedback`,
+    :attr:`subscriptions`, :attr:`entitlements` (what a buyer may use now),
     :attr:`platform_events` (what a payment platform did by itself, fed by store adapters); and
     :meth:`sweep`, :meth:`history`, :meth:`deliver_notifications`, :meth:`report`.
     """
@@ -103,6 +106,8 @@ class Flow:
         self.refunds = Refunds(ctx)
         self.platform_events = PlatformEvents(ctx, self.refunds)
         self.feedback = Feedback(ctx)
+        self.subscriptions = Subscriptions(ctx)
+        self.entitlements = Entitlements(ctx)
         self._sweeper = Sweeper(ctx, self.refunds)
 
     @property

@@ -21,9 +21,13 @@ from iap_flow.domain.models import (
     DeadlineState,
     Notification,
     Order,
+    OrderStatus,
     Platform,
     Product,
+    ProductKind,
     RefundRequest,
+    Subscription,
+    SubscriptionStatus,
     Ticket,
     TicketMessage,
 )
@@ -80,6 +84,18 @@ class UnitOfWork(Protocol):
     def due_reminders(self, now: datetime, limit: int) -> list[Deadline]: ...
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None: ...
 
+    def get_subscription(self, subscription_id: str) -> Subscription | None: ...
+    def find_subscription(self, first_order_id: str) -> Subscription | None:
+        """The subscription that ``first_order_id`` (its first order) started, if any."""
+        ...
+
+    def insert_subscription(self, subscription: Subscription) -> None: ...
+    def update_subscription(self, subscription: Subscription, expected_version: int) -> None: ...
+    def add_subscription_period(self, subscription: Subscription, at: datetime) -> None:
+        """Append the subscription's state as of ``at`` (status, period, grace) to its history,
+        which answers "what did the buyer have at time t" later."""
+        ...
+
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         """What is stored for ``key``, if anything. Commands sharing a key are serialised:
         a second transaction asking for a key waits until the first one commits."""
@@ -124,6 +140,29 @@ class OrderQuery:
     """The subscription's first order and its renewals."""
 
 
+@attrs.frozen
+class HeldOrder:
+    """An order that may grant a non-consumable or consumable units (for entitlements)."""
+
+    order_id: str
+    sku: str
+    kind: ProductKind
+    status: OrderStatus
+    refunded_at: datetime | None = None
+
+
+@attrs.frozen
+class SubscriptionState:
+    """A subscription as it stood at some time (for entitlements)."""
+
+    subscription_id: str
+    sku: str
+    status: SubscriptionStatus
+    latest_order_id: str
+    period_end: datetime
+    grace_until: datetime | None
+
+
 class Store(Protocol):
     """Persistence: transactions for writes, plain methods for reads."""
 
@@ -141,6 +180,15 @@ class Store(Protocol):
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]: ...
     def history(self, aggregate_id: str) -> list[AuditEvent]: ...
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]: ...
+    def get_subscription(self, subscription_id: str) -> Subscription | None: ...
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]: ...
+    def entitlement_sources(
+        self, user_id: str, at: datetime | None
+    ) -> tuple[list[HeldOrder], list[SubscriptionState]]:
+        """What may grant ``user_id`` something now (``at`` None) or as it stood at ``at``:
+        their non-subscription orders that were paid (with when they were refunded, if they
+        were by then) and their subscriptions' states."""
+        ...
 
     def claim_notifications(
         self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]

@@ -37,10 +37,12 @@ from iap_flow.domain.models import (
     Order,
     Product,
     RefundRequest,
+    Subscription,
     Ticket,
 )
-from iap_flow.ports import OrderQuery
+from iap_flow.ports import HeldOrder, OrderQuery, SubscriptionState
 
+from . import subscriptions
 from . import uow as q
 from .schema import OPEN, migrate, schema_name
 from .tx import OutboxIds, Transaction, getconn, translate
@@ -260,6 +262,21 @@ class PostgresStore:
                     query + " AND subject_id = %s ORDER BY due_at, id", (subject_id,)
                 ).fetchall()
         return [q.deadline_from(r) for r in rows]
+
+    # subscriptions and entitlements
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        with self._conn() as conn:
+            return subscriptions.get(conn, subscription_id)
+
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        with self._conn() as conn:
+            return subscriptions.for_user(conn, user_id)
+
+    def entitlement_sources(
+        self, user_id: str, at: datetime | None
+    ) -> tuple[list[HeldOrder], list[SubscriptionState]]:
+        with self._conn() as conn:
+            return subscriptions.sources(conn, user_id, at)
 
     # outbox
     def claim_notifications(

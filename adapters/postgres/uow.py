@@ -40,6 +40,7 @@ from iap_flow.domain.models import (
 from iap_flow.ports import IdempotencyRecord
 
 from .schema import OPEN
+from .subscriptions import SubscriptionWrites
 
 if TYPE_CHECKING:
     from .tx import OutboxIds
@@ -146,7 +147,7 @@ def get_product(conn: Conn, sku: str) -> Product | None:
 _FOR_UPDATE = " FOR UPDATE"
 
 
-class PgUnitOfWork:
+class PgUnitOfWork(SubscriptionWrites):
     """A :class:`~iap_flow.ports.UnitOfWork` on one connection inside BEGIN ... COMMIT."""
 
     def __init__(self, conn: Conn, outbox_ids: OutboxIds, claimer: Callable[[], str]) -> None:

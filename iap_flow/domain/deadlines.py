@@ -82,6 +82,38 @@ RULES: tuple[DeadlineRule, ...] = (
         reminds=True,
         summary="staff resolve the buyer's problem; escalated to a lead after",
     ),
+    # Subscription deadlines are opened by the subscription service at the record's own
+    # times (the period end plus the leeway, the grace end, the hold end), not at now + window.
+    DeadlineRule(
+        DeadlineKind.SUBSCRIPTION_PERIOD_END,
+        "subscription",
+        frozenset(),
+        frozenset({"active", "cancelled"}),
+        "expire",
+        Role.SYSTEM,
+        reminds=False,
+        summary="a subscription not renewed by its period end (plus the leeway) expires",
+    ),
+    DeadlineRule(
+        DeadlineKind.SUBSCRIPTION_GRACE_END,
+        "subscription",
+        frozenset(),
+        frozenset({"in_grace_period"}),
+        "hold",
+        Role.SYSTEM,
+        reminds=False,
+        summary="a failed renewal not recovered by the grace end goes on hold (no access)",
+    ),
+    DeadlineRule(
+        DeadlineKind.SUBSCRIPTION_HOLD_END,
+        "subscription",
+        frozenset(),
+        frozenset({"on_hold"}),
+        "expire",
+        Role.SYSTEM,
+        reminds=False,
+        summary="a subscription on hold that is not recovered expires",
+    ),
 )
 
 BY_KIND: dict[DeadlineKind, DeadlineRule] = {rule.kind: rule for rule in RULES}

@@ -1,4 +1,4 @@
-"""The three state machines: the single source of truth for states and events.
+"""The state machines: the single source of truth for states and events.
 
 Diagrams, the process document, the permission table and the fast transition table used on
 the write path (:mod:`iap_flow.domain.transitions`) are all derived from these classes.
@@ -85,9 +85,60 @@ class TicketMachine(StateMachine):
     escalate = open.to.itself() | answered.to.itself() | reopened.to.itself()
 
 
+class SubscriptionMachine(StateMachine):
+    """A subscription from its first paid period to expiry or revocation.
+
+    Access is derived from the state and the period (see ``iap_flow.services.entitlements``):
+    active and cancelled until the period end, in grace period until the grace end, none on
+    hold, paused, expired or revoked.
+    """
+
+    active = State("Active", initial=True)
+    in_grace_period = State("In grace period")
+    on_hold = State("On hold (billing retry)")
+    paused = State("Paused")
+    cancelled = State("Cancelled (auto-renew off)")
+    expired = State("Expired")
+    revoked = State("Revoked", final=True)
+
+    # A paid renewal (or a resubscription on the same original purchase) starts a period.
+    renew = (
+        active.to.itself()
+        | in_grace_period.to(active)
+        | on_hold.to(active)
+        | cancelled.to(active)
+        | expired.to(active)
+        | paused.to(active)
+    )
+    # The store collected a failed renewal without a new period of its own.
+    recover = in_grace_period.to(active) | on_hold.to(active)
+    enter_grace = active.to(in_grace_period) | cancelled.to(in_grace_period)
+    hold = active.to(on_hold) | in_grace_period.to(on_hold) | cancelled.to(on_hold)
+    pause = active.to(paused)
+    resume = paused.to(active)
+    cancel = active.to(cancelled) | in_grace_period.to(cancelled) | on_hold.to(cancelled)
+    uncancel = cancelled.to(active)
+    expire = (
+        active.to(expired)
+        | in_grace_period.to(expired)
+        | on_hold.to(expired)
+        | paused.to(expired)
+        | cancelled.to(expired)
+    )
+    revoke = (
+        active.to(revoked)
+        | in_grace_period.to(revoked)
+        | on_hold.to(revoked)
+        | paused.to(revoked)
+        | cancelled.to(revoked)
+        | expired.to(revoked)
+    )
+
+
 MACHINES: dict[str, type[StateMachine]] = {
     "order": OrderMachine,
     "refund": RefundMachine,
     "ticket": TicketMachine,
+    "subscription": SubscriptionMachine,
 }
 """Machine class per aggregate name, as used in audit events and the permission table."""

@@ -65,6 +65,16 @@ class TicketStatus(enum.StrEnum):
     REOPENED = "reopened"
 
 
+class SubscriptionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    IN_GRACE_PERIOD = "in_grace_period"
+    ON_HOLD = "on_hold"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
 class Audience(enum.StrEnum):
     """Who a notification is for: buyers (push, e-mail) or staff (the Slack review channel).
 
@@ -84,6 +94,9 @@ class DeadlineKind(enum.StrEnum):
     REFUND_RETRY = "refund_retry"
     TICKET_FIRST_RESPONSE = "ticket_first_response"
     TICKET_RESOLUTION = "ticket_resolution"
+    SUBSCRIPTION_PERIOD_END = "subscription_period_end"
+    SUBSCRIPTION_GRACE_END = "subscription_grace_end"
+    SUBSCRIPTION_HOLD_END = "subscription_hold_end"
 
 
 class DeadlineState(enum.StrEnum):
@@ -152,6 +165,50 @@ class RefundRequest:
     attempts: int = 0
     platform_refund_id: str | None = None
     last_error: str | None = None
+
+
+@attrs.define
+class Subscription:
+    """A buyer's subscription: the plan, the paid period and where billing stands.
+
+    ``first_order_id`` is the order that started it (renewal orders name it as their
+    ``subscription_id``); ``latest_order_id`` paid the current period. ``grace_until`` is set
+    while a failed renewal keeps access (grace period); ``pending_sku`` is a downgrade that
+    takes effect at the next renewal.
+    """
+
+    id: str
+    user_id: str
+    sku: str
+    platform: Platform
+    status: SubscriptionStatus
+    first_order_id: str
+    latest_order_id: str
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+    grace_until: datetime | None = None
+    pending_sku: str | None = None
+    auto_renew: bool = True
+
+
+@attrs.frozen
+class Entitlement:
+    """Something a buyer may use, derived from their orders and subscriptions when asked.
+
+    ``expires_at`` None means no end (a non-consumable, or consumable units delivered).
+    For a consumable, ``units`` counts the delivered, unrefunded orders of the product.
+    """
+
+    sku: str
+    kind: ProductKind
+    source_order_id: str
+    expires_at: datetime | None
+    subscription_id: str | None = None
+    subscription_status: SubscriptionStatus | None = None
+    units: int = 1
 
 
 @attrs.frozen

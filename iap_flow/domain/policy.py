@@ -62,6 +62,12 @@ class Policy:
     refund_window: timedelta = timedelta(days=14)
     refund_retry_delay: timedelta = timedelta(minutes=15)
     refund_max_attempts: int = 5
+    subscription_expiry_leeway: timedelta = timedelta(hours=1)
+    """How long after its period end an unrenewed subscription waits for the store's word."""
+    subscription_grace: timedelta = timedelta(days=7)
+    """Grace after a failed renewal when the store names no grace end."""
+    subscription_hold: timedelta = timedelta(days=30)
+    """How long a subscription stays on hold (billing retry) before it expires."""
     remind_at_fraction: float = 0.75
     agent_refund_limits: dict[str, int] = attrs.Factory(_default_limits)
 
@@ -72,6 +78,9 @@ class Policy:
             DeadlineKind.REFUND_RETRY: self.refund_retry_delay,
             DeadlineKind.TICKET_FIRST_RESPONSE: self.ticket_first_response,
             DeadlineKind.TICKET_RESOLUTION: self.ticket_resolution,
+            DeadlineKind.SUBSCRIPTION_PERIOD_END: self.subscription_expiry_leeway,
+            DeadlineKind.SUBSCRIPTION_GRACE_END: self.subscription_grace,
+            DeadlineKind.SUBSCRIPTION_HOLD_END: self.subscription_hold,
         }[kind]
 
     def agent_limit(self, currency: str) -> int:

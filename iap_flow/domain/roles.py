@@ -120,6 +120,21 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "ticket.resolve": frozenset({B, AG, LD}),
     "ticket.reopen": frozenset({B}),
     "ticket.escalate": frozenset({SYS}),
+    # subscriptions: started by a paid order, then driven by the store's notifications
+    "subscription.start": frozenset({SYS}),  # a paid subscription order starts it
+    "subscription.renew": frozenset({SYS}),  # a paid renewal order extends it
+    "subscription.recover": frozenset({SYS}),
+    "subscription.enter_grace": frozenset({SYS}),
+    "subscription.hold": frozenset({SYS}),
+    "subscription.pause": frozenset({SYS}),
+    "subscription.resume": frozenset({SYS}),
+    "subscription.cancel": frozenset({SYS}),
+    "subscription.uncancel": frozenset({SYS}),
+    "subscription.expire": frozenset({SYS}),
+    "subscription.revoke": frozenset({SYS}),
+    "subscription.change_plan": frozenset({SYS}),
+    "subscription.read": frozenset({B, AG, LD, DA, DEV, SYS}),
+    "entitlement.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     # reads and maintenance
     "order.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     "refund.read": frozenset({B, AG, LD, DA, DEV, SYS}),

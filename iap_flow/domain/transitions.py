@@ -16,7 +16,7 @@ from statemachine import StateMachine
 
 from iap_flow.domain.errors import TransitionNotAllowed
 from iap_flow.domain.machines import MACHINES
-from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
+from iap_flow.domain.models import OrderStatus, RefundStatus, SubscriptionStatus, TicketStatus
 
 S = TypeVar("S", bound=enum.StrEnum)
 
@@ -78,4 +78,9 @@ class TransitionTable(Generic[S]):
 ORDER = TransitionTable.from_machine("order", MACHINES["order"], OrderStatus)
 REFUND = TransitionTable.from_machine("refund", MACHINES["refund"], RefundStatus)
 TICKET = TransitionTable.from_machine("ticket", MACHINES["ticket"], TicketStatus)
-TABLES: dict[str, TransitionTable[Any]] = {t.aggregate: t for t in (ORDER, REFUND, TICKET)}
+SUBSCRIPTION = TransitionTable.from_machine(
+    "subscription", MACHINES["subscription"], SubscriptionStatus
+)
+TABLES: dict[str, TransitionTable[Any]] = {
+    t.aggregate: t for t in (ORDER, REFUND, TICKET, SUBSCRIPTION)
+}

@@ -40,18 +40,19 @@ from iap_flow.domain.models import (
     Order,
     Platform,
     RefundRequest,
+    Subscription,
     Ticket,
 )
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
-from iap_flow.domain.transitions import ORDER, REFUND, TICKET, TransitionTable
+from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
 from iap_flow.services.inputs import check
 from iap_flow.services.outbox import Outbox
 
 T = TypeVar("T")
 R = TypeVar("R")
-Record = TypeVar("Record", bound=Order | RefundRequest | Ticket)
+Record = TypeVar("Record", bound=Order | RefundRequest | Ticket | Subscription)
 
 CLAIM = timedelta(seconds=30)
 """How long an idempotency key claimed for a platform call stays another caller's to finish;
@@ -68,6 +69,10 @@ _WRITERS: dict[type, tuple[TransitionTable[Any], Callable[[UnitOfWork, Any, int]
     Order: (ORDER, lambda tx, record, version: tx.update_order(record, version)),
     RefundRequest: (REFUND, lambda tx, record, version: tx.update_refund(record, version)),
     Ticket: (TICKET, lambda tx, record, version: tx.update_ticket(record, version)),
+    Subscription: (
+        SUBSCRIPTION,
+        lambda tx, record, version: tx.update_subscription(record, version),
+    ),
 }
 
 
@@ -336,7 +341,7 @@ class Context(Outbox):
     def _save(
         tx: UnitOfWork,
         update: Callable[[UnitOfWork, Any, int], None],
-        record: Order | RefundRequest | Ticket,
+        record: Order | RefundRequest | Ticket | Subscription,
         now: datetime,
     ) -> None:
         version = record.version

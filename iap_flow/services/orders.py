@@ -20,6 +20,7 @@ from iap_flow.domain.models import Order, OrderStatus, Page, Platform, ProductKi
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import ORDER
 from iap_flow.ports import OrderQuery, PaymentResult, UnitOfWork
+from iap_flow.services import subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
 
@@ -63,6 +64,7 @@ def mark_paid(
         },
         now,
     )
+    subscription_writes.order_paid(ctx, tx, order, now)
     return order
 
 
@@ -257,6 +259,7 @@ class Orders:
         if order.status is OrderStatus.PENDING_PAYMENT:
             # The platform declined: its event (system-only in PERMISSIONS), not the payer's.
             ctx.change(tx, order, "fail_payment", SYSTEM, now, {"error": result.error})
+            subscription_writes.renewal_declined(ctx, tx, order, now)
         # else: a declined attempt that crossed an expiry or a cancel; the order stays so.
         ctx.notify(
             tx,

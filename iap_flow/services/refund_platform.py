@@ -15,6 +15,7 @@ from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
 from iap_flow.domain.models import DeadlineKind, RefundRequest, RefundStatus
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
+from iap_flow.services import subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, must
 
@@ -35,6 +36,7 @@ def refund_order(ctx: Context, tx: UnitOfWork, refund: RefundRequest, now: datet
     """The money went back: the refund's order becomes refunded, in the same transaction."""
     order = must(tx.get_order(refund.order_id), "order", refund.order_id)
     ctx.change(tx, order, "refund", SYSTEM, now, {"refund_id": refund.id})
+    subscription_writes.order_refunded(ctx, tx, order, now)
 
 
 def platform_decides(ctx: Context, refund: RefundRequest) -> bool:

@@ -18,10 +18,12 @@ from iap_flow.domain.models import (
     Order,
     RefundRequest,
     RefundStatus,
+    Subscription,
     Ticket,
 )
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import UnitOfWork
+from iap_flow.services import subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check
 from iap_flow.services.refund_platform import platform_decides
@@ -187,6 +189,9 @@ class Sweeper:
         record = _LOADERS[rule.aggregate](tx, deadline.subject_id)
         if record is None or record.status not in rule.while_in:
             return None  # moot: the record left the states the deadline stands in
+        if isinstance(record, Subscription):
+            subscription_writes.deadline_due(ctx, tx, record, rule.on_due, kind, now)
+            return "expired"
         if rule.on_due == "submit":
             # A payout calls the platform: retried after this batch commits, not inside it.
             assert isinstance(record, RefundRequest)
@@ -203,10 +208,13 @@ class Sweeper:
         return "expired" if rule.on_due == "expire" else "escalated"
 
 
-_LOADERS: dict[str, Callable[[UnitOfWork, str], Order | RefundRequest | Ticket | None]] = {
+_LOADERS: dict[
+    str, Callable[[UnitOfWork, str], Order | RefundRequest | Ticket | Subscription | None]
+] = {
     "order": lambda tx, id: tx.get_order(id),
     "refund": lambda tx, id: tx.get_refund(id),
     "ticket": lambda tx, id: tx.get_ticket(id),
+    "subscription": lambda tx, id: tx.get_subscription(id),
 }
 
 

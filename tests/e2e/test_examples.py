@@ -39,6 +39,22 @@ EXPECTED: dict[str, list[str]] = {
         "16 Mar: renewal, payment_failed",
         "money moved: 3 charges of 4.99 USD",
     ],
+    "subscription_lifecycle.py": [
+        "15 Jan subscribed: active; user_8 has pro_monthly until 15 Feb (active);"
+        " told entitlement.granted",
+        "15 Feb renewed: user_8 has pro_monthly until 15 Mar (active)",
+        "15 Mar renewal declined: in_grace_period; user_8 has pro_monthly until 22 Mar"
+        " (in_grace_period)",
+        "23 Mar grace over: on_hold; user_8 has nothing; told",
+        "23 Mar recovered: user_8 has pro_monthly until 23 Apr (active); told entitlement.granted",
+        "23 Mar auto-renew off: cancelled; user_8 has pro_monthly until 23 Apr (cancelled)",
+        "24 Apr past the period end: expired; user_8 has nothing",
+        "on 20 Mar user_8 had: [('pro_monthly', 'in_grace_period')]",
+        "25 Apr resubscribed: active; user_8 has pro_monthly until 25 May (active)",
+        "25 Apr refunded: subscription revoked; user_8 has nothing; told entitlement.revoked",
+        "the subscription's trail: start -> renew -> enter_grace -> hold -> recover -> cancel"
+        " -> expire -> renew -> revoke",
+    ],
     "refund_approved_and_rejected.py": [
         "agent_bo approved it: refund refunded, order refunded",
         "sandbox ledger: 1 refund of 1.99 USD for this order",

@@ -32,7 +32,10 @@ from iap_flow import (
 )
 from iap_flow.domain.roles import PERMISSIONS
 
-STATUS_SQL = "SELECT id, status FROM orders UNION ALL SELECT id, status FROM refunds UNION ALL SELECT id, status FROM tickets"
+STATUS_SQL = (
+    "SELECT id, status FROM orders UNION ALL SELECT id, status FROM refunds"
+    " UNION ALL SELECT id, status FROM tickets UNION ALL SELECT id, status FROM subscriptions"
+)
 
 
 class AuditChecker:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import iap_flow
 from iap_flow.domain.models import OrderStatus
-from iap_flow.domain.transitions import ORDER, REFUND, TICKET
+from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET
 
 SERVICES = Path(iap_flow.__file__).parent / "services"
-WRITES = re.compile(r"\.update_(order|refund|ticket)\(|\.version\s*[+]?=|\.status\s*=[^=]")
+WRITES = re.compile(
+    r"\.update_(order|refund|ticket|subscription)\(|\.version\s*[+]?=|\.status\s*=[^=]"
+)
 
 
 def test_only_the_context_writes_records() -> None:
@@ -30,6 +32,6 @@ def test_only_the_context_writes_records() -> None:
 
 def test_the_transition_tables_hand_back_the_records_status_enum() -> None:
     assert ORDER.target("ord_1", "pending_payment", "pay") is OrderStatus.PAID
-    for table in (ORDER, REFUND, TICKET):
+    for table in (ORDER, REFUND, TICKET, SUBSCRIPTION):
         assert all(isinstance(t, table.status) for t in table.targets.values())
         assert isinstance(table.initial, table.status)

@@ -56,6 +56,20 @@ def _refund_the_platform_decides(w: Any) -> str:
     return str(refund.id)
 
 
+def _subscription(*steps: str) -> Callable[[Any], str]:
+    """A subscription of the buyer (a paid pro_month order), driven by the system through
+    ``steps`` (subscription commands with no arguments)."""
+
+    def make(w: Any) -> str:
+        order = w.order("pro_month")
+        sub = w.flow.subscriptions.for_order(w.system, order.id)
+        for step in steps:
+            getattr(w.flow.subscriptions, step)(w.system, sub.id)
+        return str(sub.id)
+
+    return make
+
+
 def _with(make_id: Callable[[Any], str], call: Callable[[Any, Actor, str], object]) -> Prepare:
     """Prepare a record with ``make_id`` (as other actors), then call ``call`` on it."""
 
@@ -156,6 +170,40 @@ COMMANDS: dict[str, Prepare] = {
     "sweep.run": _plain(lambda w, a: w.flow.sweep(a)),
     "outbox.deliver": _plain(lambda w, a: w.flow.deliver_notifications(a)),
     "event.remember": _plain(lambda w, a: w.flow.remember_event(a, "test", f"evt-{a.role}")),
+    "subscription.recover": _with(
+        _subscription("renewal_failed"), lambda w, a, i: w.flow.subscriptions.recovered(a, i)
+    ),
+    "subscription.enter_grace": _with(
+        _subscription(),
+        lambda w, a, i: w.flow.subscriptions.renewal_failed(
+            a, i, grace_until=w.clock.now() + timedelta(days=3)
+        ),
+    ),
+    "subscription.hold": _with(
+        _subscription(), lambda w, a, i: w.flow.subscriptions.renewal_failed(a, i)
+    ),
+    "subscription.pause": _with(_subscription(), lambda w, a, i: w.flow.subscriptions.paused(a, i)),
+    "subscription.resume": _with(
+        _subscription("paused"), lambda w, a, i: w.flow.subscriptions.resumed(a, i)
+    ),
+    "subscription.cancel": _with(
+        _subscription(), lambda w, a, i: w.flow.subscriptions.cancelled(a, i)
+    ),
+    "subscription.uncancel": _with(
+        _subscription("cancelled"), lambda w, a, i: w.flow.subscriptions.uncancelled(a, i)
+    ),
+    "subscription.expire": _with(
+        _subscription(), lambda w, a, i: w.flow.subscriptions.expired(a, i)
+    ),
+    "subscription.revoke": _with(
+        _subscription(), lambda w, a, i: w.flow.subscriptions.revoked(a, i, reason="family")
+    ),
+    "subscription.change_plan": _with(
+        _subscription(),
+        lambda w, a, i: w.flow.subscriptions.plan_changed(a, i, sku="pro_month", immediate=True),
+    ),
+    "subscription.read": _with(_subscription(), lambda w, a, i: w.flow.subscriptions.get(a, i)),
+    "entitlement.read": _plain(lambda w, a: w.flow.entitlements.active(a, "u1")),
 }
 """Action -> how to prepare a record for it and call its public command as an actor."""
 
@@ -168,6 +216,8 @@ INDIRECT: dict[str, str] = {
     "refund.confirm": "execute(), when the platform pays the refund out",
     "refund.fail": "execute(), when the platform refuses or does not answer",
     "ticket.escalate": "the sweep, when a ticket's response or resolution deadline passes",
+    "subscription.start": "a paid subscription order (pay, platform_events.purchased)",
+    "subscription.renew": "a paid renewal order (orders.renew, purchased with an original)",
 }
 """Actions with no command of their own, and where the system fires them."""
 
@@ -182,6 +232,17 @@ MORE_COMMANDS: dict[str, tuple[str, Prepare]] = {
     ),
     "refunds.queue": ("refund.read", _plain(lambda w, a: w.flow.refunds.queue(a))),
     "feedback.queue": ("ticket.read", _plain(lambda w, a: w.flow.feedback.queue(a))),
+    "subscriptions.for_user": (
+        "subscription.read",
+        _plain(lambda w, a: w.flow.subscriptions.for_user(a, "u1")),
+    ),
+    "subscriptions.for_order": (
+        "subscription.read",
+        _with(
+            lambda w: w.order("pro_month").id,
+            lambda w, a, i: w.flow.subscriptions.for_order(a, i),
+        ),
+    ),
     "platform_events.refunded": (
         "refund.platform_refund",
         _with(
