@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -60,6 +60,8 @@ _POLICY_DURATIONS = (
 
 class ConfigError(InvalidInput):
     """A configuration value is missing or wrong; ``key`` and ``source`` say where."""
+
+    code: ClassVar[str] = "config_error"
 
     def __init__(self, key: str, source: str, problem: str) -> None:
         super().__init__(f"{source}: {key}: {problem}", field=key)

@@ -53,6 +53,7 @@ def app_store(table: Section) -> PaymentPlatform:
         "api_url",
         "enable_online_checks",
     )
+    client = _module("iap_flow.adapters.appstore.client", "appstore", table)
     adapter = _module("iap_flow.adapters.appstore.platform", "appstore", table)
     environment_module = _module("appstoreserverlibrary.models.Environment", "appstore", table)
     env_name = (table.text("environment") or "production").lower()
@@ -80,7 +81,7 @@ def app_store(table: Section) -> PaymentPlatform:
         )
     key_file = table.file("private_key_file")
     assert key_file is not None
-    api = adapter.api_client(
+    api = client.api_client(
         signing_key=key_file.read_bytes(),
         key_id=table.need("key_id"),
         issuer_id=table.need("issuer_id"),

@@ -53,18 +53,45 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()} {record.name}: {record.getMessage()} {pairs}".rstrip()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (not the one at set-up)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # the base class assigns it; ignore
+        pass
+
+
 def configure_logging(
     fmt: str = "text", level: str = "warning", stream: TextIO | None = None
 ) -> None:
-    """Send ``iap_flow`` logs to ``stream`` (stderr) as ``text`` or ``json`` from ``level``."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Send ``iap_flow`` logs to ``stream`` (stderr) as ``text`` or ``json`` from ``level``.
+
+    The level is the handler's: the ``iap_flow`` logger is only opened further when ``level``
+    asks for more than it lets through, and it keeps propagating. So calling this in-process
+    (the CLI under a test runner or an embedder) neither hides records from handlers on the
+    root logger (pytest's ``caplog``) nor silences levels they asked for.
+    """
+    wanted = logging.getLevelName(level.upper())
+    if not isinstance(wanted, int):
+        raise ValueError(f"unknown log level {level!r}")
+    handler: logging.Handler = (
+        _StderrHandler() if stream is None else logging.StreamHandler(stream)
+    )
     handler.set_name(_HANDLER_NAME)
+    handler.setLevel(wanted)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     for old in [h for h in LOGGER.handlers if h.get_name() == _HANDLER_NAME]:
         LOGGER.removeHandler(old)
     LOGGER.addHandler(handler)
-    LOGGER.setLevel(level.upper())
-    LOGGER.propagate = False
+    if LOGGER.getEffectiveLevel() > wanted:
+        LOGGER.setLevel(wanted)
 
 
 def log(level: int, message: str, **fields: Any) -> None:

@@ -36,7 +36,7 @@ def init(settings: Settings) -> None:
             + ("nothing to do" if state.ready else "run `iap-flow migrate`")
         )
     with settings.open(create=True) as flow:
-        version = getattr(flow.store, "schema_version", "?")
+        version = flow.readiness()[1] or "?"
     console().print(
         f"created an iap-flow store at {inert(settings.url)} (schema version {version})"
     )

@@ -74,7 +74,7 @@ class EntryPointPlugins(MutableMapping[str, Plugin]):
     >>> from iap_flow.cli.plugins import EntryPointPlugins
     >>> plugins = EntryPointPlugins()
     >>> plugins["slack"]
-    Plugin(target='iap_flow.bots.slack.cli:command', extra='slack', help=None, distribution='iap-flow')
+    Plugin(target='iap_flow.bots.slack.cli:command', extra='slack', help=None, requires=(), distribution='iap-flow')
     """
 
     def __init__(self, group: str = GROUP) -> None:

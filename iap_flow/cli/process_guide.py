@@ -128,8 +128,10 @@ def limit_phrase(rule: DeadlineRule, policy: Policy, lang: str) -> str:
         at = when(window * policy.remind_at_fraction, lang)
         text += " (" + w.word(w.TEXT, "reminder", lang).format(at=at) + ")"
     consequence = {"escalate": "else_lead", "expire": "else_expire", "submit": "else_retry"}
+    consequence |= {"subscription.expire": "else_sub_expire", "subscription.hold": "else_hold"}
+    key = consequence.get(f"{rule.aggregate}.{rule.on_due}") or consequence[rule.on_due]
     comma = "\uff0c" if lang == "zh" else ", "  # a full-width comma in Chinese
-    return text + comma + w.word(w.TEXT, consequence[rule.on_due], lang)
+    return text + comma + w.word(w.TEXT, key, lang)
 
 
 FULFILLED_BY: dict[str, tuple[str, ...]] = {
@@ -138,6 +140,10 @@ FULFILLED_BY: dict[str, tuple[str, ...]] = {
     "refund_retry": ("refund.confirm",),
     "ticket_first_response": ("ticket.answer",),
     "ticket_resolution": ("ticket.resolve",),
+    # A renewal opens the next period's deadline itself: no step ends this one as intended.
+    "subscription_period_end": (),
+    "subscription_grace_end": ("subscription.renew", "subscription.recover"),
+    "subscription_hold_end": ("subscription.renew", "subscription.recover"),
 }
 """Deadline kind -> the steps that meet it as intended (a test checks each ends the deadline)."""
 

@@ -31,6 +31,19 @@ STATES: dict[str, dict[str, str]] = {
     "ticket.answered": {"en": "answered", "zh": "已答复"},
     "ticket.resolved": {"en": "resolved", "zh": "已解决"},
     "ticket.reopened": {"en": "reopened", "zh": "重新打开"},
+    "subscription.active": {"en": "active", "zh": "生效中"},
+    "subscription.in_grace_period": {
+        "en": "in the grace period (still usable)",
+        "zh": "宽限期",
+    },
+    "subscription.on_hold": {
+        "en": "on hold (billing retry, no access)",
+        "zh": "账户保留（重试扣款）",
+    },
+    "subscription.paused": {"en": "paused", "zh": "已暂停"},
+    "subscription.cancelled": {"en": "auto-renew turned off", "zh": "已取消自动续订"},
+    "subscription.expired": {"en": "expired", "zh": "已过期"},
+    "subscription.revoked": {"en": "revoked", "zh": "已撤销"},
 }
 """``machine.state`` -> its name for people."""
 
@@ -66,6 +79,26 @@ STEPS: dict[str, dict[str, str]] = {
     "ticket.resolve": {"en": "Mark the problem solved", "zh": "问题解决"},
     "ticket.reopen": {"en": "Reopen: the problem is back", "zh": "重新打开"},
     "ticket.escalate": {"en": "Tell the lead", "zh": "上报客服主管"},
+    "subscription.start": {"en": "A paid order starts a subscription", "zh": "订阅开通"},
+    "subscription.renew": {"en": "A paid renewal starts a new period", "zh": "续订成功"},
+    "subscription.recover": {"en": "The store collects a failed renewal", "zh": "补扣成功"},
+    "subscription.enter_grace": {
+        "en": "A renewal fails: the grace period starts",
+        "zh": "续订失败，进入宽限期",
+    },
+    "subscription.hold": {
+        "en": "Put on hold: no access while billing retries",
+        "zh": "转入账户保留",
+    },
+    "subscription.pause": {"en": "Pause the subscription", "zh": "暂停订阅"},
+    "subscription.resume": {"en": "Resume after a pause", "zh": "恢复订阅"},
+    "subscription.cancel": {"en": "Turn auto-renew off", "zh": "取消自动续订"},
+    "subscription.uncancel": {"en": "Turn auto-renew back on", "zh": "恢复自动续订"},
+    "subscription.expire": {"en": "End an unrenewed subscription", "zh": "订阅到期失效"},
+    "subscription.revoke": {"en": "Revoke the subscription", "zh": "撤销订阅"},
+    "subscription.change_plan": {"en": "Change the plan", "zh": "变更订阅方案"},
+    "subscription.read": {"en": "Look up subscriptions", "zh": "订阅查询"},
+    "entitlement.read": {"en": "Check what a buyer may use", "zh": "查询使用权益"},
     "order.read": {"en": "Look up orders", "zh": "订单查询"},
     "refund.read": {"en": "Look up refunds", "zh": "退款查询"},
     "ticket.read": {"en": "Read feedback", "zh": "查看用户反馈"},
@@ -91,6 +124,7 @@ MACHINES: dict[str, dict[str, str]] = {
     "order": {"en": "Order", "zh": "订单"},
     "refund": {"en": "Refund", "zh": "退款"},
     "ticket": {"en": "Feedback", "zh": "售后反馈"},
+    "subscription": {"en": "Subscription", "zh": "订阅"},
 }
 
 TEXT: dict[str, dict[str, str]] = {
@@ -123,6 +157,11 @@ TEXT: dict[str, dict[str, str]] = {
     "else_lead": {"en": "else the lead is told", "zh": "否则通知客服主管"},
     "else_expire": {"en": "else the order is closed", "zh": "否则订单自动关闭"},
     "else_retry": {"en": "else it is sent again", "zh": "否则系统自动重试"},
+    "else_sub_expire": {"en": "else the subscription expires", "zh": "否则订阅过期"},
+    "else_hold": {
+        "en": "else it goes on hold (no access)",
+        "zh": "否则转入账户保留（暂停使用）",
+    },
     "agent_limit": {
         "en": "A support agent approves refunds up to {limits}; above that, the lead decides.",
         "zh": "客服团队可批准不超过 {limits} 的退款；超过此金额由客服主管决定。",
@@ -141,6 +180,18 @@ LIMIT_WHAT: dict[str, dict[str, str]] = {
     },
     "ticket_first_response": {"en": "Support answers new feedback", "zh": "客服首次答复用户反馈"},
     "ticket_resolution": {"en": "Support solves the buyer's problem", "zh": "客服解决用户问题"},
+    "subscription_period_end": {
+        "en": "The store renews a subscription after its period ends",
+        "zh": "订阅周期结束后，商店完成续订",
+    },
+    "subscription_grace_end": {
+        "en": "The store collects a failed renewal in the grace period",
+        "zh": "宽限期内，商店补扣续订费用",
+    },
+    "subscription_hold_end": {
+        "en": "The store collects a renewal while the subscription is on hold",
+        "zh": "账户保留期间，商店补扣续订费用",
+    },
 }
 """Deadline kind -> what must happen before it, in plain words."""
 
@@ -149,6 +200,7 @@ PHASES: dict[str, dict[str, str]] = {
     "order": {"en": "2. Buying and delivery", "zh": "2. 用户购买与订单管理"},
     "refund": {"en": "3. Refunds", "zh": "3. 退款处理"},
     "ticket": {"en": "4. After-sales feedback", "zh": "4. 售后服务"},
+    "subscription": {"en": "5. Subscriptions", "zh": "5. 订阅管理"},
 }
 
 

@@ -322,7 +322,7 @@ def _record(flow: Flow, prefix: str, record_id: str) -> dict[str, Any]:
         data["ticket"] = _ticket_row(ticket)
         data["replies"] = ticket.messages
     data["history"] = flow.history(CLI_ACTOR, record_id)
-    data["deadlines"] = flow.store.pending_deadlines(record_id)
+    data["deadlines"] = flow.pending_deadlines(CLI_ACTOR, record_id)
     return data
 
 

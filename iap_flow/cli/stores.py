@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sqlite3
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import attrs
@@ -26,6 +27,8 @@ class SetupError(IapFlowError):
 
     The CLI prints it as one line and exits 2, like a usage mistake: nothing was done.
     """
+
+    code: ClassVar[str] = "setup_error"
 
 
 @attrs.frozen

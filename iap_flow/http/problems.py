@@ -68,6 +68,15 @@ STATUS: Mapping[str, int] = {
     "play_api_error": 502,
     "platform_unavailable": 503,
     "store_error": 503,
+    "store_fault": 503,
+    "store_busy": 503,
+    "store_unavailable": 503,
+    "store_read_only": 503,
+    "store_full": 503,
+    "store_corrupt": 503,
+    "schema_too_new": 503,
+    "commit_outcome_unknown": 503,
+    "purchase_not_owned": 403,
 }
 """Problem code -> HTTP status. An error type without a row here answers 400."""
 
@@ -96,6 +105,15 @@ TITLES: Mapping[str, str] = {
     "play_api_error": "Google Play did not answer as expected; try again shortly",
     "platform_unavailable": "The payment platform did not answer; try again shortly",
     "store_error": "The service is unavailable; try again shortly",
+    "store_fault": "The service is unavailable; try again shortly",
+    "store_busy": "The service is busy; try again shortly",
+    "store_unavailable": "The service is unavailable; try again shortly",
+    "store_read_only": "The service is unavailable; try again shortly",
+    "store_full": "The service is unavailable; try again shortly",
+    "store_corrupt": "The service is unavailable; try again shortly",
+    "schema_too_new": "The service is unavailable; try again shortly",
+    "commit_outcome_unknown": "It is not known whether this went through; retry with the same Idempotency-Key",
+    "purchase_not_owned": "This purchase belongs to another account",
 }
 
 _SHOWN_TO_BUYERS = (BuyerFacingError, InvalidInput, NotFound, TransitionNotAllowed, Unauthenticated)

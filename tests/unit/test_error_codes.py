@@ -41,6 +41,7 @@ def test_the_http_service_maps_every_code_a_route_can_meet() -> None:
     from iap_flow.http.problems import STATUS, TITLES
 
     relay_only = {"relay_held_back", "relay_unavailable"}  # never raised by a request
+    relay_only |= {"setup_error", "config_error"}  # a process that cannot start
     for cls in every_error():
         if cls.code in relay_only or cls is IapFlowError or cls.code == "buyer_facing_error":
             continue
