@@ -114,6 +114,9 @@ def google_play(table: Section) -> PaymentPlatform:
         "service_account_file",
         "api_endpoint",
         "push_token",
+        "push_service_account",
+        "push_audience",
+        "push_certs_url",
         "subscription",
         "revoke",
     )
@@ -143,3 +146,29 @@ def google_play(table: Section) -> PaymentPlatform:
     play = client.PlayClient(service, table.need("package_name"))
     platform: PaymentPlatform = adapter.GooglePlayPlatform(play, revoke=revoke)
     return platform
+
+
+def google_play_push_auth(table: Section) -> Any:
+    """The Pub/Sub push authentication of ``[platforms.google_play]``: the OIDC token of
+    ``push_service_account`` for ``push_audience`` (the push subscription's
+    ``--push-auth-service-account`` / ``--push-auth-token-audience``), checked against
+    Google's certificates (``push_certs_url`` only for a test double). Without it the push
+    endpoint would refuse every push, so it is required."""
+    push_auth = _module("iap_flow.adapters.googleplay.push_auth", "googleplay", table)
+    email = table.text("push_service_account")
+    if email is None:
+        raise table.error(
+            "push_service_account",
+            "is required for the push endpoint (the push subscription's "
+            "--push-auth-service-account)",
+        )
+    options: dict[str, Any] = {}
+    certs_url = table.text("push_certs_url")
+    if certs_url is not None:
+        options["certs_url"] = certs_url
+    try:
+        return push_auth.PubSubPushAuth(
+            audience=table.need("push_audience"), service_account_email=email, **options
+        )
+    except InvalidInput as exc:
+        raise table.error("push_service_account", str(exc)) from exc

@@ -60,7 +60,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> TextIO:  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
@@ -81,9 +81,7 @@ def configure_logging(
     wanted = logging.getLevelName(level.upper())
     if not isinstance(wanted, int):
         raise ValueError(f"unknown log level {level!r}")
-    handler: logging.Handler = (
-        _StderrHandler() if stream is None else logging.StreamHandler(stream)
-    )
+    handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setLevel(wanted)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -272,15 +272,15 @@ class SlackBot:
             payloads.whisper(client, body, screens.not_staff_text())
             return
         record_id = str(payloads.action(body)["value"])
-        try:
-            run(actor)
-        except IapFlowError as exc:
-            payloads.whisper(client, body, screens.error_text(self._explain(exc, record_id)))
-            if not isinstance(exc, ConflictError):
+        with self.keeper.deciding(record_id):  # a click here at the same time waits for us
+            try:
+                run(actor)
+            except IapFlowError as exc:
+                payloads.whisper(client, body, screens.error_text(self._explain(exc, record_id)))
+                if isinstance(exc, ConflictError):  # lost: bring the cards the winner did not
+                    self.keeper.refresh(record_id, payloads.where(body), stale_only=True)
                 return  # refused: nothing changed, the cards are right as they are
-        self.keeper.refresh(
-            record_id, payloads.where(body)
-        )  # won or lost: every card shows the truth
+            self.keeper.refresh(record_id, payloads.where(body))  # every card shows the truth
 
     def _explain(self, exc: IapFlowError, record_id: str) -> IapFlowError:
         """A lost race (the record moved under us) said as who decided it, when we can tell."""

@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from typing import ClassVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -48,6 +50,8 @@ FIRST_CARD = frozenset({"refund.review_requested", "ticket.opened"})
 class PostDeferred(IapFlowError):
     """A staff notification waits for its next retry after Slack refused it."""
 
+    code: ClassVar[str] = "post_deferred"
+
 
 class CardKeeper:
     """Draws refund and ticket cards and keeps every posted copy in step with its record."""
@@ -56,6 +60,26 @@ class CardKeeper:
         self.flow = flow
         self.client = client
         self.cards = cards or MemoryCards()
+        self._guard = threading.Lock()
+        self._deciding: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def deciding(self, record_id: str) -> Iterator[None]:
+        """Hold the record while this instance changes it and redraws its cards: a second
+        click on it here waits, then finds the cards already in step."""
+        with self._guard:
+            lock, users = self._deciding.get(record_id, (threading.Lock(), 0))
+            self._deciding[record_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._deciding[record_id]
+                if users == 1:
+                    del self._deciding[record_id]
+                else:
+                    self._deciding[record_id] = (lock, users - 1)
 
     def draw(self, kind: str, record_id: str) -> tuple[blocks.Message, str]:
         """The card of ``kind`` for a record as it is now, and the record's state."""
@@ -71,11 +95,24 @@ class CardKeeper:
         self.cards.add(Card(record_id, channel, ts, kind, state))
 
     def refresh(
-        self, record_id: str, clicked: dict[str, str] | None = None, *, skip: str | None = None
+        self,
+        record_id: str,
+        clicked: dict[str, str] | None = None,
+        *,
+        skip: str | None = None,
+        stale_only: bool = False,
     ) -> int:
         """Redraw every card of a record (and the clicked message, if not tracked) but the
-        one at ``skip``; returns how many messages were updated."""
+        one at ``skip``; ``stale_only``: only the tracked cards drawn in another state than
+        the record's now (a lost race: the winner already redrew them). Returns how many
+        messages were updated."""
         cards = [c for c in self.cards.of(record_id) if c.ts != skip]
+        if stale_only:
+            now = self._state(record_id)
+            cards = [c for c in cards if c.state != now]
+            known = {(c.channel, c.ts) for c in self.cards.of(record_id)}
+            if clicked and (clicked.get("channel"), clicked.get("ts")) in known:
+                clicked = None  # tracked: redrawn above only if stale
         if clicked and clicked.get("channel") and clicked.get("ts"):
             known = {(c.channel, c.ts) for c in cards}
             if (clicked["channel"], clicked["ts"]) not in known:

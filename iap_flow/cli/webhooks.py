@@ -2,7 +2,8 @@
 the configuration describes.
 
 ``POST /google-play?token=...`` takes Pub/Sub pushes of Google Play real-time developer
-notifications (``[platforms.google_play]`` with ``push_token`` and ``subscription``);
+notifications (``[platforms.google_play]`` with ``push_service_account``, ``push_audience``,
+``push_token`` and ``subscription``; each push's OIDC token is verified);
 ``POST /app-store`` takes App Store Server Notifications V2 (``[platforms.app_store]``);
 ``GET /healthz`` answers ``ok``. Each is mounted only if its platform is configured.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import click
 
 from iap_flow.config import Config, open_flow_from_config
+from iap_flow.config_platforms import google_play_push_auth
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.flow import Flow
 
@@ -45,7 +47,11 @@ def webhook_app(flow: Flow, config: Config, platforms: list[Any]) -> WsgiApp:
                     "is required for the push endpoint (IAP_FLOW_GOOGLE_PLAY_PUSH_TOKEN)",
                 )
             notes = GooglePlayNotifications(
-                flow, platform, push_token=token, subscription=play.text("subscription")
+                flow,
+                platform,
+                push_auth=google_play_push_auth(play),
+                push_token=token,
+                subscription=play.text("subscription"),
             )
             routes[PATHS[name]] = notes.wsgi_app()
         elif name == "app_store":

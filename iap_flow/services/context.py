@@ -186,7 +186,8 @@ class Context(Outbox):
         if the first died, the claim lapses after :data:`CLAIM` and the second takes over. The
         platform is always called with a key of its own derived from the record, so a call
         made again after a crash or a timeout never moves money twice. If the platform does
-        not answer, the claim is released and the error raised: nothing changed.
+        not answer, or the transaction recording its answer fails, the claim is released and
+        the error raised: a retry with the same key runs at once.
         """
         if key is None:
             answer = call()
@@ -206,30 +207,38 @@ class Context(Outbox):
             delay = min(delay * 2, 0.2)
         try:
             answer = call()
+            return self.run(
+                actor, command, args, key, lambda tx, now: body(tx, now, answer), claimed=True
+            )
         except BaseException:
+            # Nothing recorded (or, after a lost COMMIT, the result is stored and this is a
+            # no-op: only a claim without a result is released): a retry with the key goes
+            # ahead at once instead of waiting out CLAIM, and the platform key makes it safe.
             self._release(key)
             raise
-        return self.run(
-            actor, command, args, key, lambda tx, now: body(tx, now, answer), claimed=True
-        )
 
     def _claim(self, command: str, key: str, fingerprint: str) -> object:
         """Claim ``key`` for this caller (:data:`_CLAIMED`), or the first result, or
         :class:`_Pending` if another caller holds a live claim."""
         now = self.now()
-        with self.store.transaction() as tx:
-            hit = tx.idempotency_get(key)
-            if hit is None:
+        claiming = False
+        try:
+            with self.store.transaction() as tx:
+                hit = tx.idempotency_get(key)
+                if hit is not None:
+                    if hit.fingerprint != fingerprint:
+                        raise IdempotencyKeyReused(key, hit.command)
+                    if hit.result is not None:
+                        return codec.load_result(hit.result)
+                    if now - hit.at < CLAIM:
+                        return _Pending()
+                claiming = True  # a new claim, or the holder died: take over
                 tx.idempotency_claim(key, command, fingerprint, now)
                 return _CLAIMED
-            if hit.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(key, hit.command)
-            if hit.result is not None:
-                return codec.load_result(hit.result)
-            if now - hit.at < CLAIM:
-                return _Pending()
-            tx.idempotency_claim(key, command, fingerprint, now)  # the holder died: take over
-            return _CLAIMED
+        except StoreError:
+            if claiming:  # the COMMIT may have been lost after the claim was written
+                self._release(key)
+            raise
 
     def _release(self, key: str) -> None:
         try:

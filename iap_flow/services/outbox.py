@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from iap_flow.delivery import send_claimed
 from iap_flow.domain.errors import StoreError
 from iap_flow.domain.models import Audience, Notification
 from iap_flow.domain.roles import Role
@@ -67,23 +68,16 @@ class Outbox:
             )
 
     def _send(self, notes: list[Notification]) -> int:
-        """Send ``notes`` and mark them. Runs after a commit, so it never raises: a store that
-        cannot record the outcome leaves the notification claimed, and it is sent again once
-        the claim lapses (at least once)."""
-        delivered: list[int] = []
+        """Send ``notes`` (claimed by this worker) through :func:`~iap_flow.delivery.send_claimed`:
+        each marked delivered as it is sent, the lease on the rest renewed while a long batch
+        runs. Runs after a commit, so it never raises a store error: a store that cannot
+        record the outcome leaves the notification claimed, and it is sent again once the
+        claim lapses (at least once)."""
         try:
-            for note in notes:
-                assert note.id is not None
-                try:
-                    self.notifier.send(note)
-                except Exception as exc:  # any notifier fault: keep it pending, record why
-                    self.store.mark_failed(note.id, f"{type(exc).__name__}: {exc}")
-                else:
-                    delivered.append(note.id)
-            self.store.mark_delivered(delivered, self.now())
+            return send_claimed(self.store, self.notifier, notes, self, LEASE_SECONDS)
         except StoreError as exc:
             log.warning("could not record the delivery of %d notifications: %s", len(notes), exc)
-        return len(delivered)
+            return 0
 
     def deliver(self, limit: int = 500) -> int:
         """Send pending outbox notifications; failures stay pending for the next try."""

@@ -38,6 +38,7 @@ from iap_flow import (
     RefundRequest,
     RefundStatus,
 )
+from iap_flow.adapters.accounts import app_account_token
 from iap_flow.adapters.appstore import AppStorePlatform, api_client
 from iap_flow.adapters.googleplay import GooglePlayPlatform, PlayClient, androidpublisher
 from iap_flow.testing import APPROVE, REFUND_TIMEOUT, TIMEOUT, SandboxPlatform
@@ -149,7 +150,10 @@ class AppStoreHarness:
 
     def bought(self, n: int) -> tuple[Order, str]:
         txn = f"20000000{n:04d}"
-        self.api.transactions[txn] = self.apple.transaction("gems", AT, transaction_id=txn)
+        # bound to the order's buyer, as the app sets it (the adapter refuses anything else)
+        self.api.transactions[txn] = self.apple.transaction(
+            "gems", AT, transaction_id=txn, account=app_account_token("u1")
+        )
         return order(n, self.platform), txn
 
     def money_moved(self) -> list[str]:

@@ -94,7 +94,12 @@ def scrape(metrics_url: str) -> dict[str, float]:
 def test_worker_sweeps_delivers_and_serves_metrics_until_sigterm(url: str, tmp_path: Path) -> None:
     seed_backlog(url, datetime.now(UTC) - timedelta(days=2))
     notes = tmp_path / "sent.jsonl"
-    args = ["--db", url, "--log-format", "json", "--log-level", "info", "worker"]
+    # Staff notifications go only where a destination is configured (else they wait for the
+    # Slack bot): this deployment's worker writes them to the same file as the buyers'.
+    config = tmp_path / "iap-flow.toml"
+    config.write_text(f'[notifications]\nstaff = "jsonl:{notes}"\n', encoding="utf-8")
+    args = ["--db", url, "--config", str(config), "--log-format", "json", "--log-level", "info"]
+    args += ["worker"]
     args += ["--every", "0.2", "--metrics-port", "0", "--notifications", str(notes)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "iap_flow.cli", *args], stderr=subprocess.PIPE, text=True

@@ -22,7 +22,16 @@ from slack_fakes import Driver, FakeSlack
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "googleplay"))
-from play_fakes import PACKAGE, SUBSCRIPTION, FakePlay, one_time, product_purchase, push  # noqa: E402
+from play_fakes import (  # noqa: E402
+    AUDIENCE,
+    PACKAGE,
+    PUSHER,
+    SUBSCRIPTION,
+    FakePlay,
+    one_time,
+    product_purchase,
+    push,
+)
 
 PUSH_TOKEN = "push-s3cret"
 STAFF_TOPICS = ("refund.review_requested", "deadline.", "ticket.opened", "refund.escalated")
@@ -188,6 +197,9 @@ def test_a_google_play_refund_from_request_to_payout_across_the_deployment(
 package_name = "{PACKAGE}"
 api_endpoint = "{play.url}"
 subscription = "{SUBSCRIPTION}"
+push_service_account = "{PUSHER}"
+push_audience = "{AUDIENCE}"
+push_certs_url = "{play.certs_url}"
 
 [notifications]
 buyer = "app"
@@ -211,7 +223,10 @@ staff = "slack"
             request = urllib.request.Request(
                 f"{hooks_url}google-play?token={PUSH_TOKEN}",
                 data=json.dumps(envelope).encode(),
-                headers={"Content-Type": "application/json"},
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {play.keys[0].token()}",
+                },
                 method="POST",
             )
             with urllib.request.urlopen(request, timeout=10) as response:
