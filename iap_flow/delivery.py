@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from iap_flow.domain.errors import StoreError
 from iap_flow.domain.models import Notification
 from iap_flow.ports import Clock, Notifier, Store
 
@@ -36,7 +37,11 @@ def send_claimed(
         now = clock.now()
         if now >= renew_at:
             rest = [n.id for n in notes[i:] if n.id is not None]
-            held = set(store.renew_claims(rest, now, lease_seconds))
+            try:
+                held = set(store.renew_claims(rest, now, lease_seconds))
+            except StoreError as exc:  # cannot tell what is still ours: leave the rest
+                log.warning("could not renew the claim on %d notifications: %s", len(rest), exc)
+                return sent
             renew_at = now + lease / 2
         if held is not None and note.id not in held:
             log.info("notification %s: claim lost or already delivered, not sent", note.id)
