@@ -2,21 +2,18 @@
 transaction, with idempotency keys.
 
 Every service command runs through :meth:`Context.run` (or :meth:`Context.run_calling` when
-it calls a payment platform), and every change to a record through :meth:`Context.change`
-(a state change) or :meth:`Context.amend` (an audited change within a state). Nothing else in
-the core writes.
+it calls a payment platform; its key claims are in :mod:`.claims`), and every change to a
+record through :meth:`Context.change` (a state change) or :meth:`Context.amend` (an audited
+change within a state). Nothing else in the core writes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from datetime import datetime
+from typing import Any, TypeVar
 
 import attrs
 
@@ -28,7 +25,6 @@ from iap_flow.domain.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     OperationInProgress,
-    StoreError,
 )
 from iap_flow.domain.ids import IdGenerator
 from iap_flow.domain.models import (
@@ -47,18 +43,14 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
+from iap_flow.services.claims import Claims
+from iap_flow.services.claims import command_fingerprint as _fingerprint
 from iap_flow.services.inputs import check
 from iap_flow.services.outbox import Outbox
 
 T = TypeVar("T")
-R = TypeVar("R")
 Record = TypeVar("Record", bound=Order | RefundRequest | Ticket | Subscription)
 
-CLAIM = timedelta(seconds=30)
-"""How long an idempotency key claimed for a platform call stays another caller's to finish;
-past it a caller with the same key takes over (calling the platform with the same key)."""
-CLAIM_WAIT = timedelta(seconds=15)
-"""How long a caller waits for another holder of its key to finish before giving up."""
 MAX_CONFLICT_RETRIES = 4
 """A command whose version check lost to a concurrent write runs again on fresh reads."""
 
@@ -77,7 +69,7 @@ _WRITERS: dict[type, tuple[TransitionTable[Any], Callable[[UnitOfWork, Any, int]
 
 
 @attrs.define
-class Context(Outbox):
+class Context(Outbox, Claims):
     """What every service shares: the store, the clock, policy, platforms and notifier."""
 
     store: Store
@@ -169,83 +161,6 @@ class Context(Outbox):
         if written:
             local.sent = self._send(written)
         return result
-
-    def run_calling(
-        self,
-        actor: Actor,
-        command: str,
-        args: dict[str, Any],
-        key: str | None,
-        call: Callable[[], R],
-        body: Callable[[UnitOfWork, datetime, R], T],
-    ) -> T:
-        """A command that calls a payment platform between two transactions, at most once.
-
-        With ``key``, the key is claimed (committed) before the platform is called: a second
-        caller with the same key, in any process, waits for the first and returns its result;
-        if the first died, the claim lapses after :data:`CLAIM` and the second takes over. The
-        platform is always called with a key of its own derived from the record, so a call
-        made again after a crash or a timeout never moves money twice. If the platform does
-        not answer, or the transaction recording its answer fails, the claim is released and
-        the error raised: a retry with the same key runs at once.
-        """
-        if key is None:
-            answer = call()
-            return self.run(actor, command, args, None, lambda tx, now: body(tx, now, answer))
-        fingerprint = _fingerprint(command, actor, args)
-        give_up = time.monotonic() + CLAIM_WAIT.total_seconds()
-        delay = 0.005
-        while True:
-            state = self._claim(command, key, fingerprint)
-            if state is _CLAIMED:
-                break
-            if not isinstance(state, _Pending):
-                return cast(T, state)
-            if time.monotonic() > give_up:
-                raise OperationInProgress(key)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-        try:
-            answer = call()
-            return self.run(
-                actor, command, args, key, lambda tx, now: body(tx, now, answer), claimed=True
-            )
-        except BaseException:
-            # Nothing recorded (or, after a lost COMMIT, the result is stored and this is a
-            # no-op: only a claim without a result is released): a retry with the key goes
-            # ahead at once instead of waiting out CLAIM, and the platform key makes it safe.
-            self._release(key)
-            raise
-
-    def _claim(self, command: str, key: str, fingerprint: str) -> object:
-        """Claim ``key`` for this caller (:data:`_CLAIMED`), or the first result, or
-        :class:`_Pending` if another caller holds a live claim."""
-        now = self.now()
-        claiming = False
-        try:
-            with self.store.transaction() as tx:
-                hit = tx.idempotency_get(key)
-                if hit is not None:
-                    if hit.fingerprint != fingerprint:
-                        raise IdempotencyKeyReused(key, hit.command)
-                    if hit.result is not None:
-                        return codec.load_result(hit.result)
-                    if now - hit.at < CLAIM:
-                        return _Pending()
-                claiming = True  # a new claim, or the holder died: take over
-                tx.idempotency_claim(key, command, fingerprint, now)
-                return _CLAIMED
-        except StoreError:
-            if claiming:  # the COMMIT may have been lost after the claim was written
-                self._release(key)
-            raise
-
-    def _release(self, key: str) -> None:
-        try:
-            with self.store.transaction() as tx:
-                tx.idempotency_release(key)
-        except StoreError:  # the claim lapses by itself after CLAIM
-            log.warning("could not release idempotency key %r; it lapses by itself", key)
 
     @property
     def sent_inline(self) -> int:
@@ -397,15 +312,3 @@ class Context(Outbox):
             window = self.policy.window(rule.kind)
             remind = now + window * self.policy.remind_at_fraction if rule.reminds else None
             tx.add_deadline(Deadline(rule.kind, subject_id, now + window, remind_at=remind))
-
-
-class _Pending:
-    """Another caller holds a live claim on the key."""
-
-
-_CLAIMED = object()
-
-
-def _fingerprint(command: str, actor: Actor, args: dict[str, Any]) -> str:
-    blob = json.dumps([command, actor.id, actor.role, args], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
