@@ -94,18 +94,9 @@ def product_row(p: Product) -> dict[str, Any]:
     }
 
 
-PRODUCT_COLUMNS = (
-    "sku",
-    "title",
-    "description",
-    "price_amount",
-    "currency",
-    "kind",
-    "period",
-    "active",
-    "version",
-    "created_at",
-    "updated_at",
+PRODUCT_COLUMNS = tuple(
+    "sku title description price_amount currency kind period active version created_at"
+    " updated_at".split()
 )
 
 
@@ -128,23 +119,9 @@ def product_from(r: Row | Sequence[Any]) -> Product:
     )
 
 
-ORDER_COLUMNS = (
-    "id",
-    "user_id",
-    "sku",
-    "title",
-    "kind",
-    "period",
-    "amount",
-    "currency",
-    "platform",
-    "platform_transaction_id",
-    "subscription_id",
-    "status",
-    "version",
-    "created_at",
-    "updated_at",
-    "paid_at",
+ORDER_COLUMNS = tuple(
+    "id user_id sku title kind period amount currency platform platform_transaction_id"
+    " subscription_id status version created_at updated_at paid_at".split()
 )
 
 
@@ -336,16 +313,8 @@ def message_from(r: Row) -> TicketMessage:
     )
 
 
-AUDIT_COLUMNS = (
-    "aggregate",
-    "aggregate_id",
-    "event",
-    "from_state",
-    "to_state",
-    "actor_id",
-    "role",
-    "at",
-    "data",
+AUDIT_COLUMNS = tuple(
+    "aggregate aggregate_id event from_state to_state actor_id role at data".split()
 )
 
 

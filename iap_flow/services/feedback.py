@@ -10,10 +10,9 @@ from iap_flow.domain.models import Ticket, TicketMessage, TicketStatus
 from iap_flow.domain.roles import Actor, Role
 from iap_flow.domain.transitions import TICKET
 from iap_flow.ports import UnitOfWork
+from iap_flow.services import inputs
 from iap_flow.services.context import Context
-from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
-
-_STATUSES = frozenset(s.value for s in TicketStatus)
+from iap_flow.services.inputs import check, ident, key_or_none, must, text
 
 
 class Feedback:
@@ -164,10 +163,5 @@ class Feedback:
         check(actor, "ticket.read")
         if actor.role is Role.BUYER:
             user_id = actor.id
-        items = names(status, "status")
-        for item in items:
-            if item not in _STATUSES:
-                raise InvalidInput(f"unknown ticket status {item!r}", field="status")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be an int from 1 to 1000", field="limit")
-        return self._ctx.store.tickets([str(i) for i in items], user_id, limit)
+        found = inputs.statuses(status, TicketStatus)
+        return self._ctx.store.tickets(found, user_id, inputs.limit(limit, 1000))

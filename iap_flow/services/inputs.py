@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import TypeVar
 
 from iap_flow.domain import roles
@@ -61,6 +62,28 @@ def names(value: object, field: str) -> list[str]:
                 f"{field} must be a name or a list of names, got {value!r}", field=field
             )
     return items
+
+
+def statuses(value: object, known: type[Enum]) -> tuple[str, ...]:
+    """One status or several (None: none), each a value of ``known``, as text."""
+    if value is None:
+        return ()
+    values = [str(member.value) for member in known]
+    found = []
+    for item in names(value, "status"):
+        if item not in values:
+            raise InvalidInput(
+                f"status must be one of {', '.join(values)}, got {item!r}", field="status"
+            )
+        found.append(str(item))
+    return tuple(found)
+
+
+def limit(value: object, most: int) -> int:
+    """A page size: an int from 1 to ``most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidInput(f"limit must be an int from 1 to {most}", field="limit")
+    return value
 
 
 def key_or_none(value: object) -> str | None:

@@ -20,11 +20,10 @@ from iap_flow.domain.models import Order, OrderStatus, Page, Platform, ProductKi
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import ORDER
 from iap_flow.ports import OrderQuery, PaymentResult, UnitOfWork
-from iap_flow.services import subscription_writes
+from iap_flow.services import inputs, subscription_writes
 from iap_flow.services.context import Context
-from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
+from iap_flow.services.inputs import check, ident, key_or_none, must, statuses, text
 
-_STATUSES = frozenset(s.value for s in OrderStatus)
 MAX_PAGE = 200
 RECENT = 1_024
 _CANNOT_RENEW = (
@@ -75,20 +74,6 @@ def _platform(value: object) -> Platform:
         raise InvalidInput(
             f"platform must be one of {', '.join(Platform)}, got {value!r}", field="platform"
         ) from None
-
-
-def _statuses(value: OrderStatus | str | Iterable[OrderStatus | str] | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = names(value, "status")
-    out = []
-    for item in items:
-        if item not in _STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(OrderStatus)}, got {item!r}", field="status"
-            )
-        out.append(str(item))
-    return tuple(out)
 
 
 class Orders:
@@ -367,14 +352,12 @@ class Orders:
                     action="order.read",
                 )
             user_id = actor.id
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be an int from 1 to {MAX_PAGE}", field="limit")
         query = OrderQuery(
             user_id=None if user_id is None else ident(user_id, "user_id"),
-            statuses=_statuses(status),
+            statuses=statuses(status, OrderStatus),
             since=None if since is None else utc(since, "since"),
             until=None if until is None else utc(until, "until"),
-            limit=limit,
+            limit=inputs.limit(limit, MAX_PAGE),
             cursor=None if cursor is None else ident(cursor, "cursor"),
             subscription_id=None
             if subscription_id is None

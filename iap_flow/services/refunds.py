@@ -16,9 +16,9 @@ from iap_flow.domain.policy import ApprovalLimitExceeded
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import REFUND
 from iap_flow.ports import UnitOfWork
-from iap_flow.services import refund_platform
+from iap_flow.services import inputs, refund_platform
 from iap_flow.services.context import Context
-from iap_flow.services.inputs import check, ident, key_or_none, must, names, text
+from iap_flow.services.inputs import check, ident, key_or_none, must, text
 from iap_flow.services.refund_platform import platform_decides, refund_summary
 
 REFUNDABLE = frozenset(
@@ -245,15 +245,8 @@ class Refunds:
         check(actor, "refund.read")
         if actor.role is Role.BUYER:
             user_id = actor.id
-        items = names(status, "status")
-        statuses = []
-        for item in items:
-            if item not in _STATUSES:
-                raise InvalidInput(f"unknown refund status {item!r}", field="status")
-            statuses.append(str(item))
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be an int from 1 to 1000", field="limit")
-        return self._ctx.store.refunds(statuses, user_id, limit)
+        found = inputs.statuses(status, RefundStatus)
+        return self._ctx.store.refunds(found, user_id, inputs.limit(limit, 1000))
 
     def of_order(self, actor: Actor, order_id: str) -> list[RefundRequest]:
         """Every refund of one order, oldest first; a buyer sees only their own orders'."""
@@ -264,9 +257,6 @@ class Refunds:
         check(actor, "refund.read", order.user_id)
         with self._ctx.store.transaction() as tx:
             return tx.refunds_for_order(order.id)
-
-
-_STATUSES = frozenset(s.value for s in RefundStatus)
 
 
 def open_refund(
