@@ -19,7 +19,7 @@ from iap_flow.adapters.sql_reports import REPORTS as REPORTS
 from iap_flow.adapters.sql_reports import render as render
 from iap_flow.codec import ts
 from iap_flow.domain.errors import InvalidInput
-from iap_flow.domain.models import Audience, Notification, Order
+from iap_flow.domain.models import Order
 from iap_flow.ports import OrderQuery
 
 
@@ -35,6 +35,10 @@ class Dialect:
     """``(a, b) < (x, y)`` uses the index (PostgreSQL); else the expanded OR."""
     seconds: Callable[[str, str], str]
     day: Callable[[str], str]
+
+    def sql(self, text: str) -> str:
+        """``text``, written with ``?`` placeholders, in this dialect's."""
+        return text if self.mark == "?" else text.replace("?", self.mark)
 
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column`` equal to one of ``values``, and its parameters."""
@@ -172,49 +176,93 @@ def page_of(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[Order], str
 ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
 
 
-# -- the outbox: claims with a lease, renewed while a batch is sent ---------------------------
+def status_user(d: Dialect, statuses: Sequence[str], user_id: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") of a queue read: any of ``statuses``, of ``user_id``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if statuses:
+        clause, values = d.any_of("status", statuses)
+        clauses.append(clause)
+        params.extend(values)
+    if user_id is not None:
+        clauses.append(f"user_id = {d.mark}")
+        params.append(user_id)
+    check_text([user_id, *statuses], "query")
+    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), params
 
-NOTE_COLUMNS = "id, topic, recipient, payload, created_at, attempts, audience"
 
-
-def claim_sql(d: Dialect, audiences: Sequence[Audience]) -> tuple[str, list[Any]]:
-    """Take up to ``limit`` free notifications for a claimer; parameters follow as
-    ``[until, claimer, *audiences, now, limit]``: the caller fills in the values."""
-    m = d.mark
-    clause, values = d.any_of("audience", [a.value for a in audiences])
+def refund_queue(
+    d: Dialect, statuses: Sequence[str], user_id: str | None, limit: int
+) -> tuple[str, list[Any]]:
+    """Refunds by status and buyer, soonest review deadline first."""
+    where, params = status_user(d, statuses, user_id)
     return (
-        f"UPDATE outbox SET claimed_until = {m}, claimed_by = {m} WHERE id IN (SELECT id FROM"
-        f" outbox WHERE delivered_at IS NULL AND {clause}"
-        f" AND (claimed_until IS NULL OR claimed_until <= {m})"
-        f" ORDER BY id LIMIT {m}{d.skip_locked}) RETURNING {NOTE_COLUMNS}",
-        values,
+        f"SELECT * FROM refunds{where} ORDER BY review_due_at IS NULL, review_due_at, id"
+        f" LIMIT {d.mark}",
+        [*params, limit],
     )
 
 
-def renew_sql(d: Dialect, ids: Sequence[int]) -> tuple[str, list[Any]]:
-    """Extend the lease of those of ``ids`` still undelivered and claimed by the claimer;
-    parameters ``[until, *ids, claimer]``; returns their ids."""
-    m = d.mark
-    clause, values = d.any_of("id", list(ids))
-    return (
-        f"UPDATE outbox SET claimed_until = {m} WHERE {clause} AND claimed_by = {m}"
-        " AND delivered_at IS NULL RETURNING id",
-        values,
-    )
+def ticket_queue(
+    d: Dialect, statuses: Sequence[str], user_id: str | None, limit: int
+) -> tuple[str, list[Any]]:
+    """Tickets (their rows, without messages) by status and buyer, oldest first."""
+    where, params = status_user(d, statuses, user_id)
+    return f"SELECT * FROM tickets{where} ORDER BY created_at, id LIMIT {d.mark}", [*params, limit]
 
 
-def delivered_sql(d: Dialect, ids: Sequence[int]) -> tuple[str, list[Any]]:
-    """Mark ``ids`` delivered (once: a row already marked keeps its first time); parameters
-    ``[at, *ids]``."""
-    clause, values = d.any_of("id", list(ids))
-    return (
-        f"UPDATE outbox SET delivered_at = {d.mark}, attempts = attempts + 1,"
-        f" claimed_until = NULL WHERE {clause} AND delivered_at IS NULL",
-        values,
-    )
+# -- the unit of work's statements that differ only in their placeholder ------------------------
+
+_STATEMENTS = {
+    "order_select": ORDER_SELECT,
+    "order_insert": (
+        f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(codec.ORDER_COLUMNS))})"
+    ),
+    "history": "SELECT * FROM audit_events WHERE aggregate_id = ? ORDER BY id",
+    "refunds_of_order": "SELECT * FROM refunds WHERE order_id = ? ORDER BY id",
+    "audit_insert": (
+        f"INSERT INTO audit_events ({', '.join(codec.AUDIT_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(codec.AUDIT_COLUMNS))})"
+    ),
+    "deadline_insert": (
+        "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (?, ?, ?, ?, ?)"
+    ),
+    "deadline_state": "UPDATE deadlines SET state = ? WHERE id = ?",
+    "idempotency_get": (
+        "SELECT command, fingerprint, result, created_at FROM idempotency WHERE key = ?"
+    ),
+    # '' is a claim without a result yet (the column predates claims and is NOT NULL)
+    "idempotency_claim": (
+        "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+        " VALUES (?, ?, ?, '', ?) ON CONFLICT (key) DO UPDATE"
+        " SET created_at = excluded.created_at WHERE idempotency.result = ''"
+    ),
+    "idempotency_put": (
+        "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+        " SET result = excluded.result WHERE idempotency.result = ''"
+    ),
+    "idempotency_release": "DELETE FROM idempotency WHERE key = ? AND result = ''",
+}
 
 
-def notes_of(rows: Iterable[Any]) -> list[Notification]:
-    found = [codec.notification_from(r) for r in rows]
-    found.sort(key=lambda n: n.id or 0)
-    return found
+@attrs.frozen
+class Statements:
+    """SQL both units of work run alike, in one dialect: ``Statements.of(DIALECT)``."""
+
+    order_select: str
+    order_insert: str
+    history: str
+    refunds_of_order: str
+    audit_insert: str
+    deadline_insert: str
+    deadline_state: str
+    idempotency_get: str
+    idempotency_claim: str
+    idempotency_put: str
+    idempotency_release: str
+
+    @classmethod
+    def of(cls, d: Dialect) -> Statements:
+        return cls(**{name: d.sql(text) for name, text in _STATEMENTS.items()})

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,12 @@ import sqlite_utils
 
 from iap_flow import codec
 from iap_flow.adapters import sql, sqlite_subscriptions
+from iap_flow.adapters.sql_outbox import RelationalOutbox
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.adapters.sqlite_uow import (
+    DIALECT,
     DRIVER_ERRORS,
+    STATEMENTS,
     SQLiteUnitOfWork,
     deadline,
     dicts,
@@ -34,13 +37,10 @@ from iap_flow.adapters.sqlite_uow import (
     rollback,
     translate,
 )
-from iap_flow.codec import ts
-from iap_flow.domain.errors import InvalidInput, SchemaTooNew, StoreError
+from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 from iap_flow.domain.models import (
-    Audience,
     AuditEvent,
     Deadline,
-    Notification,
     Order,
     Product,
     RefundRequest,
@@ -48,20 +48,6 @@ from iap_flow.domain.models import (
     Ticket,
 )
 from iap_flow.ports import HeldOrder, OrderQuery, SubscriptionState
-
-
-def seconds_between(start: str, end: str) -> str:
-    """SQLite's seconds from ISO-text column ``start`` to ``end`` (for report SQL)."""
-    return f"((julianday({end}) - julianday({start})) * 86400.0)"
-
-
-DIALECT = sql.Dialect(
-    mark="?",
-    skip_locked="",
-    row_compare=False,
-    seconds=seconds_between,
-    day=lambda col: f"substr({col}, 1, 10)",
-)
 
 
 class _Transaction:
@@ -117,13 +103,15 @@ class _Transaction:
             store._lock.release()
 
 
-class SQLiteStore:
+class SQLiteStore(RelationalOutbox):
     """The SQLite store. ``SQLiteStore.from_url("sqlite:///orders.db")``; ``sqlite://`` is memory.
 
     One connection per store, guarded by a lock, so one store may be shared by threads.
     Several processes may open the same file: writers queue on SQLite's lock (busy timeout).
     Opening takes the write lock only when there is something to migrate.
     """
+
+    DIALECT = DIALECT
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
@@ -269,26 +257,17 @@ class SQLiteStore:
     def refunds(
         self, statuses: Sequence[str], user_id: str | None, limit: int
     ) -> list[RefundRequest]:
-        where, params = _status_user(statuses, user_id)
-        rows = self._read(
-            f"SELECT * FROM refunds{where} ORDER BY review_due_at IS NULL, review_due_at, id LIMIT ?",
-            [*params, limit],
-        )
+        rows = self._read(*sql.refund_queue(DIALECT, statuses, user_id, limit))
         return [codec.refund_from(r) for r in rows]
 
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
-        where, params = _status_user(statuses, user_id)
-        rows = self._read(
-            f"SELECT id FROM tickets{where} ORDER BY created_at, id LIMIT ?", [*params, limit]
-        )
+        rows = self._read(*sql.ticket_queue(DIALECT, statuses, user_id, limit))
         with self._reading() as conn:
             return [t for r in rows if (t := get_ticket(conn, r["id"])) is not None]
 
     def history(self, aggregate_id: str) -> list[AuditEvent]:
         sql.check_text((aggregate_id,), "subject_id")
-        rows = self._read(
-            "SELECT * FROM audit_events WHERE aggregate_id = ? ORDER BY id", (aggregate_id,)
-        )
+        rows = self._read(STATEMENTS.history, (aggregate_id,))
         return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
@@ -300,7 +279,7 @@ class SQLiteStore:
             rows = self._read(query + " AND subject_id = ? ORDER BY due_at", (subject_id,))
         return [deadline(r) for r in rows]
 
-    # the outbox
+    # subscriptions and entitlements
     def get_subscription(self, subscription_id: str) -> Subscription | None:
         with self._lock:
             return sqlite_subscriptions.get(self._conn, subscription_id)
@@ -315,52 +294,13 @@ class SQLiteStore:
         with self._lock:
             return sqlite_subscriptions.sources(self._conn, user_id, at)
 
-    def claim_notifications(
-        self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
-    ) -> list[Notification]:
-        text, values = sql.claim_sql(DIALECT, audiences)
-        until = ts(now + timedelta(seconds=lease_seconds))
+    # the outbox (shared SQL: adapters/sql_outbox.py)
+    def _outbox_write(self, text: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
         with self.transaction():
-            rows = dicts(
-                self._conn.execute(text, (until, self._claimer(), *values, ts(now), limit))
-            )
-        return sql.notes_of(rows)
+            return self._conn.execute(text, params).fetchall()
 
-    def renew_claims(self, ids: Sequence[int], now: datetime, lease_seconds: int) -> list[int]:
-        """Extend this claimer's lease on those of ``ids`` still undelivered; their ids."""
-        if not ids:
-            return []
-        text, values = sql.renew_sql(DIALECT, ids)
-        until = ts(now + timedelta(seconds=lease_seconds))
-        with self.transaction():
-            rows = self._conn.execute(text, (until, *values, self._claimer())).fetchall()
-        return sorted(int(r[0]) for r in rows)
-
-    def mark_delivered(self, ids: Sequence[int], at: datetime) -> bool:
-        """Record ``ids`` as delivered. Bookkeeping after the fact: it never raises (a failure
-        is logged, and the notifications are sent again later: at least once). False then."""
-        if not ids:
-            return True
-        text, values = sql.delivered_sql(DIALECT, ids)
-        return self._bookkeeping("mark delivered", text, (ts(at), *values))
-
-    def mark_failed(self, notification_id: int, error: str) -> bool:
-        """Record a failed delivery and release the claim; never raises (see mark_delivered)."""
-        return self._bookkeeping(
-            "mark failed",
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = NULL,"
-            " claimed_by = NULL WHERE id = ? AND delivered_at IS NULL",
-            (error[:1000].replace("\x00", "?"), notification_id),
-        )
-
-    def _bookkeeping(self, what: str, text: str, params: Sequence[Any]) -> bool:
-        try:
-            with self.transaction():
-                self._conn.execute(text, params)
-        except StoreError as exc:
-            log.warning("outbox %s on %s failed, will be sent again: %s", what, self.path, exc)
-            return False
-        return True
+    def _where(self) -> str:
+        return self.path
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id once; False if it was already recorded."""
@@ -377,16 +317,3 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _status_user(statuses: Sequence[str], user_id: str | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses:
-        clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
-        params.extend(statuses)
-    if user_id is not None:
-        clauses.append("user_id = ?")
-        params.append(user_id)
-    sql.check_text(params, "query")
-    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), params

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from iap_flow import codec
-from iap_flow.adapters.sql import check_json, check_text
+from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text
 from iap_flow.adapters.sqlite_schema import OPEN
 from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
 from iap_flow.codec import ts, ts_opt
@@ -114,18 +114,24 @@ def rollback(conn: sqlite3.Connection, path: str) -> None:
         log.warning("ROLLBACK on %s failed after an error: %s", path, exc)
 
 
-_ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
-_ORDER_INSERT = (
-    f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(codec.ORDER_COLUMNS))})"
+def seconds_between(start: str, end: str) -> str:
+    """SQLite's seconds from ISO-text column ``start`` to ``end`` (for report SQL)."""
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+DIALECT = Dialect(
+    mark="?",
+    skip_locked="",
+    row_compare=False,
+    seconds=seconds_between,
+    day=lambda col: f"substr({col}, 1, 10)",
 )
+STATEMENTS = Statements.of(DIALECT)
+_ORDER_SELECT = STATEMENTS.order_select
+_ORDER_INSERT = STATEMENTS.order_insert
 _ORDER_UPDATE = (
     "UPDATE orders SET status = ?, version = ?, updated_at = ?, paid_at = ?,"
     " platform_transaction_id = ? WHERE id = ? AND version = ?"
-)
-_AUDIT_INSERT = (
-    "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
-    " role, at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OUTBOX_INSERT = (
     "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until, claimed_by,"
@@ -229,7 +235,7 @@ class SQLiteUnitOfWork(SubscriptionWrites):
 
     def refunds_for_order(self, order_id: str) -> list[RefundRequest]:
         check_text((order_id,), "order_id")
-        rows = dicts(self._x("SELECT * FROM refunds WHERE order_id = ? ORDER BY id", (order_id,)))
+        rows = dicts(self._x(STATEMENTS.refunds_of_order, (order_id,)))
         return [codec.refund_from(r) for r in rows]
 
     def insert_refund(self, refund: RefundRequest) -> None:
@@ -265,7 +271,7 @@ class SQLiteUnitOfWork(SubscriptionWrites):
         row = codec.audit_row(e)
         check_text((e.actor_id, e.role), "actor")
         check_json(row[-1], "audit data")
-        self._x(_AUDIT_INSERT, row)
+        self._x(STATEMENTS.audit_insert, row)
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         payload = json.dumps(n.payload)
@@ -287,7 +293,7 @@ class SQLiteUnitOfWork(SubscriptionWrites):
 
     def add_deadline(self, d: Deadline) -> None:
         self._x(
-            "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (?, ?, ?, ?, ?)",
+            STATEMENTS.deadline_insert,
             (d.kind.value, d.subject_id, ts(d.due_at), ts_opt(d.remind_at), d.state.value),
         )
 
@@ -315,14 +321,11 @@ class SQLiteUnitOfWork(SubscriptionWrites):
         return [deadline(r) for r in dicts(rows)]
 
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
-        self._x("UPDATE deadlines SET state = ? WHERE id = ?", (state.value, deadline_id))
+        self._x(STATEMENTS.deadline_state, (state.value, deadline_id))
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")
-        row = self._one(
-            "SELECT command, fingerprint, result, created_at FROM idempotency WHERE key = ?",
-            (key,),
-        )
+        row = self._one(STATEMENTS.idempotency_get, (key,))
         if row is None:
             return None
         # '' is a claim without a result yet (the column predates claims and is NOT NULL)
@@ -330,27 +333,17 @@ class SQLiteUnitOfWork(SubscriptionWrites):
 
     def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
         check_text((key, command), "idempotency_key")
-        self._x(
-            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
-            " VALUES (?, ?, ?, '', ?) ON CONFLICT (key) DO UPDATE SET created_at = excluded.created_at"
-            " WHERE idempotency.result = ''",
-            (key, command, fingerprint, ts(at)),
-        )
+        self._x(STATEMENTS.idempotency_claim, (key, command, fingerprint, ts(at)))
 
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
         check_text((key, command), "idempotency_key")
         check_json(result, "result")
-        self._x(
-            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET result = excluded.result"
-            " WHERE idempotency.result = ''",
-            (key, command, fingerprint, result, ts(at)),
-        )
+        self._x(STATEMENTS.idempotency_put, (key, command, fingerprint, result, ts(at)))
 
     def idempotency_release(self, key: str) -> None:
-        self._x("DELETE FROM idempotency WHERE key = ? AND result = ''", (key,))
+        self._x(STATEMENTS.idempotency_release, (key,))
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id (webhook, Slack retry); False if it was seen before."""

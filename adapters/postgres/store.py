@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -27,13 +27,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from iap_flow import codec
 from iap_flow.adapters import sql
-from iap_flow.codec import ts
-from iap_flow.domain.errors import InvalidInput, StoreError, StoreFault, StoreUnavailable
+from iap_flow.adapters.sql_outbox import RelationalOutbox
+from iap_flow.domain.errors import InvalidInput, StoreFault, StoreUnavailable
 from iap_flow.domain.models import (
-    Audience,
     AuditEvent,
     Deadline,
-    Notification,
     Order,
     Product,
     RefundRequest,
@@ -46,18 +44,10 @@ from . import subscriptions
 from . import uow as q
 from .schema import OPEN, migrate, schema_name
 from .tx import OutboxIds, Transaction, getconn, translate
-from .uow import Conn, PgUnitOfWork
+from .uow import DIALECT, STATEMENTS, Conn, PgUnitOfWork, day_of, seconds_between
 
 DEFAULT_SCHEMA = "iap_flow"
 _PARAM = re.compile(r"(?<![:\w]):([a-z_]\w*)")
-
-
-def _seconds(start: str, end: str) -> str:
-    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
-
-
-def _day(col: str) -> str:
-    return f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
 @cache
@@ -73,13 +63,10 @@ def report_sql(sql_name: str) -> str:
             return f"CAST(%({m[1]})s AS timestamptz)"
         return f"%({m[1]})s"
 
-    text = sql.render(sql_name, seconds=_seconds, day=_day)
+    text = sql.render(sql_name, seconds=seconds_between, day=day_of)
     return _PARAM.sub(param, text.replace("%", "%%"))
 
 
-DIALECT = sql.Dialect(
-    mark="%s", skip_locked=" FOR UPDATE SKIP LOCKED", row_compare=True, seconds=_seconds, day=_day
-)
 log = logging.getLogger("iap_flow.store")
 
 
@@ -89,12 +76,14 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("jsonb", TextLoader)
 
 
-class PostgresStore:
+class PostgresStore(RelationalOutbox):
     """The PostgreSQL store; safe to share between threads, processes and machines.
 
     ``schema`` (URL ``?schema=``) names the PostgreSQL schema holding the tables, created
     if missing; ``pool_size`` (URL ``?pool_size=``) caps the connections of this process.
     """
+
+    DIALECT = DIALECT
 
     def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA, pool_size: int = 10) -> None:
         self.schema = schema_name(schema)
@@ -220,19 +209,13 @@ class PostgresStore:
     def refunds(
         self, statuses: Sequence[str], user_id: str | None, limit: int
     ) -> list[RefundRequest]:
-        where, params = _status_user(statuses, user_id)
-        rows = self._rows(
-            f"SELECT * FROM refunds{where} ORDER BY review_due_at IS NULL, review_due_at, id"
-            " LIMIT %s",
-            [*params, limit],
-        )
+        rows = self._rows(*sql.refund_queue(DIALECT, statuses, user_id, limit))
         return [codec.refund_from(r) for r in rows]
 
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
-        where, params = _status_user(statuses, user_id)
         with self._conn() as conn:
             heads = conn.cursor(row_factory=dict_row).execute(
-                f"SELECT * FROM tickets{where} ORDER BY created_at, id LIMIT %s", [*params, limit]
+                *sql.ticket_queue(DIALECT, statuses, user_id, limit)
             )
             tickets = heads.fetchall()
             messages = conn.cursor(row_factory=dict_row).execute(
@@ -246,9 +229,7 @@ class PostgresStore:
 
     def history(self, aggregate_id: str) -> list[AuditEvent]:
         sql.check_text((aggregate_id,), "subject_id")
-        rows = self._rows(
-            "SELECT * FROM audit_events WHERE aggregate_id = %s ORDER BY id", (aggregate_id,)
-        )
+        rows = self._rows(STATEMENTS.history, (aggregate_id,))
         return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
@@ -278,50 +259,14 @@ class PostgresStore:
         with self._conn() as conn:
             return subscriptions.sources(conn, user_id, at)
 
-    # outbox
-    def claim_notifications(
-        self, limit: int, now: datetime, lease_seconds: int, audiences: Sequence[Audience]
-    ) -> list[Notification]:
-        text, values = sql.claim_sql(DIALECT, audiences)
-        until = ts(now + timedelta(seconds=lease_seconds))
-        rows = self._rows(text, (until, self._claimer(), *values, ts(now), limit))
-        return sql.notes_of(rows)
-
-    def renew_claims(self, ids: Sequence[int], now: datetime, lease_seconds: int) -> list[int]:
-        """Extend this claimer's lease on those of ``ids`` still undelivered; their ids."""
-        if not ids:
-            return []
-        text, values = sql.renew_sql(DIALECT, ids)
-        until = ts(now + timedelta(seconds=lease_seconds))
+    # the outbox (shared SQL: adapters/sql_outbox.py)
+    def _outbox_write(self, text: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
         with self._conn() as conn:
-            rows = conn.execute(text, (until, *values, self._claimer())).fetchall()
-        return sorted(int(r[0]) for r in rows)
+            cursor = conn.execute(text, params)
+            return cursor.fetchall() if cursor.description is not None else []
 
-    def mark_delivered(self, ids: Sequence[int], at: datetime) -> bool:
-        """Record ``ids`` as delivered. Bookkeeping after the fact: it never raises (a failure
-        is logged, and the notifications are sent again later: at least once). False then."""
-        if not ids:
-            return True
-        text, values = sql.delivered_sql(DIALECT, ids)
-        return self._bookkeeping("mark delivered", text, (ts(at), *values))
-
-    def mark_failed(self, notification_id: int, error: str) -> bool:
-        """Record a failed delivery and release the claim; never raises (see mark_delivered)."""
-        return self._bookkeeping(
-            "mark failed",
-            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, claimed_until = NULL,"
-            " claimed_by = NULL WHERE id = %s AND delivered_at IS NULL",
-            (error[:1000].replace("\x00", "?"), notification_id),
-        )
-
-    def _bookkeeping(self, what: str, text: str, params: Sequence[Any]) -> bool:
-        try:
-            with self._conn() as conn:
-                conn.execute(text, params)
-        except StoreError as exc:
-            log.warning("outbox %s in %s failed, will be sent again: %s", what, self.schema, exc)
-            return False
-        return True
+    def _where(self) -> str:
+        return f"PostgreSQL schema {self.schema!r}"
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id once; False if it was already recorded (any process)."""
@@ -337,16 +282,3 @@ class PostgresStore:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _status_user(statuses: Sequence[str], user_id: str | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if statuses:
-        clauses.append("status = ANY(%s)")
-        params.append(list(statuses))
-    if user_id is not None:
-        clauses.append("user_id = %s")
-        params.append(user_id)
-    sql.check_text([user_id, *statuses], "query")
-    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), params

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from iap_flow import codec
-from iap_flow.adapters.sql import check_json, check_text
+from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text
 from iap_flow.codec import ts, ts_opt
 from iap_flow.domain.models import (
     AuditEvent,
@@ -47,13 +47,27 @@ if TYPE_CHECKING:
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-ORDER_SELECT = "SELECT " + ", ".join(codec.ORDER_COLUMNS) + " FROM orders"
+
+def seconds_between(start: str, end: str) -> str:
+    return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
+
+def day_of(col: str) -> str:
+    return f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+DIALECT = Dialect(
+    mark="%s",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    row_compare=True,
+    seconds=seconds_between,
+    day=day_of,
+)
+STATEMENTS = Statements.of(DIALECT)
+ORDER_SELECT = STATEMENTS.order_select
 PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products"
 DEADLINE_SELECT = "SELECT id, kind, subject_id, due_at, remind_at, state FROM deadlines"
-_ORDER_INSERT = (
-    f"INSERT INTO orders ({', '.join(codec.ORDER_COLUMNS)})"
-    f" VALUES ({', '.join(['%s'] * len(codec.ORDER_COLUMNS))})"
-)
+_ORDER_INSERT = STATEMENTS.order_insert
 _CHECKED = (
     "WITH u AS ({update} RETURNING 1) SELECT expect_one((SELECT count(*) FROM u), %s, %s, %s)"
 )
@@ -61,16 +75,9 @@ _ORDER_UPDATE = _CHECKED.format(
     update="UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
     " platform_transaction_id = %s WHERE id = %s AND version = %s"
 )
-_AUDIT_INSERT = (
-    "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
-    " role, at, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
 _OUTBOX_INSERT = (
     "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until, claimed_by,"
     " audience) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_DEADLINE_INSERT = (
-    "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state) VALUES (%s, %s, %s, %s, %s)"
 )
 # Sweepers share the due deadlines: each locks the rows it takes and skips those others hold,
 # and takes a deadline only with its subject's advisory lock, so two deadlines of one ticket
@@ -231,7 +238,7 @@ class PgUnitOfWork(SubscriptionWrites):
     def refunds_for_order(self, order_id: str) -> list[RefundRequest]:
         check_text((order_id,), "order_id")
         cur = self.conn.cursor(row_factory=dict_row).execute(
-            "SELECT * FROM refunds WHERE order_id = %s ORDER BY id", (order_id,)
+            STATEMENTS.refunds_of_order, (order_id,)
         )
         return [codec.refund_from(r) for r in cur.fetchall()]
 
@@ -266,7 +273,7 @@ class PgUnitOfWork(SubscriptionWrites):
         row = codec.audit_row(e)
         check_text((e.actor_id, e.role), "actor")
         check_json(row[-1], "audit data")
-        self._q(_AUDIT_INSERT, row)
+        self._q(STATEMENTS.audit_insert, row)
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         payload = json.dumps(n.payload)
@@ -290,7 +297,7 @@ class PgUnitOfWork(SubscriptionWrites):
 
     def add_deadline(self, d: Deadline) -> None:
         self._q(
-            _DEADLINE_INSERT,
+            STATEMENTS.deadline_insert,
             (d.kind.value, d.subject_id, ts(d.due_at), ts_opt(d.remind_at), d.state.value),
         )
 
@@ -312,17 +319,14 @@ class PgUnitOfWork(SubscriptionWrites):
         return [deadline_from(r) for r in rows]
 
     def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
-        self._q("UPDATE deadlines SET state = %s WHERE id = %s", (state.value, deadline_id))
+        self._q(STATEMENTS.deadline_state, (state.value, deadline_id))
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")
         # Serialise commands sharing a key: a second one waits for the first to commit and
         # then finds its result (the lock is queued with the read: still one round trip).
         self._q("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (key,))
-        row = self.conn.execute(
-            "SELECT command, fingerprint, result, created_at FROM idempotency WHERE key = %s",
-            (key,),
-        ).fetchone()
+        row = self.conn.execute(STATEMENTS.idempotency_get, (key,)).fetchone()
         if row is None:
             return None
         # '' is a claim without a result yet (the column predates claims and is NOT NULL)
@@ -331,27 +335,17 @@ class PgUnitOfWork(SubscriptionWrites):
 
     def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
         check_text((key, command), "idempotency_key")
-        self._q(
-            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
-            " VALUES (%s, %s, %s, '', %s) ON CONFLICT (key) DO UPDATE"
-            " SET created_at = excluded.created_at WHERE idempotency.result = ''",
-            (key, command, fingerprint, ts(at)),
-        )
+        self._q(STATEMENTS.idempotency_claim, (key, command, fingerprint, ts(at)))
 
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
         check_text((key, command), "idempotency_key")
         check_json(result, "result")
-        self._q(
-            "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
-            " SET result = excluded.result WHERE idempotency.result = ''",
-            (key, command, fingerprint, result, ts(at)),
-        )
+        self._q(STATEMENTS.idempotency_put, (key, command, fingerprint, result, ts(at)))
 
     def idempotency_release(self, key: str) -> None:
-        self._q("DELETE FROM idempotency WHERE key = %s AND result = ''", (key,))
+        self._q(STATEMENTS.idempotency_release, (key,))
 
     def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event id (webhook, Slack retry); False if it was seen before."""
