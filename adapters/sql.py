@@ -244,6 +244,11 @@ _STATEMENTS = {
         " SET result = excluded.result WHERE idempotency.result = ''"
     ),
     "idempotency_release": "DELETE FROM idempotency WHERE key = ? AND result = ''",
+    "event_insert": (
+        "INSERT INTO processed_events (source, event_id, created_at, result) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING RETURNING 1"
+    ),
+    "event_result": "SELECT result FROM processed_events WHERE source = ? AND event_id = ?",
 }
 
 
@@ -262,6 +267,8 @@ class Statements:
     idempotency_claim: str
     idempotency_put: str
     idempotency_release: str
+    event_insert: str
+    event_result: str
 
     @classmethod
     def of(cls, d: Dialect) -> Statements:

@@ -12,7 +12,7 @@ import sqlite_utils
 
 from iap_flow.adapters.sqlite_subscriptions import migrate_5 as migrate_subscriptions
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -148,6 +148,21 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN claimed_by TEXT")
 
 
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    """One record of a processed inbound event, with what processing it did: the store
+    notifications' results move here from the idempotency table (keys ``webhook:<source>:<id>``),
+    beside the Slack events' ids."""
+    db.execute("ALTER TABLE processed_events ADD COLUMN result TEXT")
+    db.execute(
+        "INSERT OR IGNORE INTO processed_events (source, event_id, created_at, result)"
+        " SELECT substr(k, 1, instr(k, ':') - 1), substr(k, instr(k, ':') + 1), created_at, result"
+        " FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency"
+        "  WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '')"
+        " WHERE instr(k, ':') > 1"
+    )
+    db.execute("DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%'")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_1,
     2: _migrate_2,
@@ -155,4 +170,5 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     4: _migrate_4,
     5: _migrate_5,
     6: migrate_subscriptions,
+    7: _migrate_7,
 }

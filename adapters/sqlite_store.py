@@ -302,11 +302,6 @@ class SQLiteStore(RelationalOutbox):
     def _where(self) -> str:
         return self.path
 
-    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
-        """Record an inbound event id once; False if it was already recorded."""
-        with self.transaction() as tx:
-            return tx.remember_event(source, event_id, at)
-
     def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             text = sql.render(sql_name, seconds=DIALECT.seconds, day=DIALECT.day)

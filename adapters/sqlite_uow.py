@@ -345,14 +345,18 @@ class SQLiteUnitOfWork(SubscriptionWrites):
     def idempotency_release(self, key: str) -> None:
         self._x(STATEMENTS.idempotency_release, (key,))
 
-    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
-        """Record an inbound event id (webhook, Slack retry); False if it was seen before."""
+    def remember_event(
+        self, source: str, event_id: str, at: datetime, result: str | None = None
+    ) -> bool:
+        """Record an inbound event (webhook, Slack retry); False if it was seen before."""
         check_text((source, event_id), "event_id")
-        cursor = self._x(
-            "INSERT OR IGNORE INTO processed_events (source, event_id, created_at) VALUES (?, ?, ?)",
-            (source, event_id, ts(at)),
-        )
-        return cursor.rowcount == 1
+        check_json(result, "result")
+        return bool(self._x(STATEMENTS.event_insert, (source, event_id, ts(at), result)).fetchall())
+
+    def event_result(self, source: str, event_id: str) -> str | None:
+        check_text((source, event_id), "event_id")
+        row = self._one(STATEMENTS.event_result, (source, event_id))
+        return None if row is None or row[0] is None else str(row[0])
 
 
 def dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

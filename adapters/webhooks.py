@@ -66,7 +66,7 @@ Applied = tuple[str, str | None, str | None]
 def already_applied(flow: Flow, source: str, notification_id: str) -> IngestResult | None:
     """What the first delivery of this notification did, if one was applied (one read, no
     call to the store's API): a duplicate is recognised before anything else is done."""
-    first = flow.processed(SYSTEM, source, notification_id)
+    first = flow.event_result(SYSTEM, source, notification_id)
     if first is None:
         return None
     return IngestResult(**{**first, "duplicate": True})
@@ -96,7 +96,7 @@ def apply_once(
     # Remembered with its result in one transaction; a crash before it costs a repeat of
     # ``apply`` (idempotent), nothing more.
     try:
-        first = flow.record_processed(SYSTEM, source, notification_id, result.as_dict())
+        first = flow.record_event(SYSTEM, source, notification_id, result.as_dict())
     except IapFlowError:
         if already_applied(flow, source, notification_id) is None:
             raise

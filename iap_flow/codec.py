@@ -78,6 +78,11 @@ def _enum(enum_type: Any, value: Any, what: str) -> Any:
         raise StoreError(f"stored {what} {value!r} is not a known value") from None
 
 
+def _names(words: str) -> tuple[str, ...]:
+    """Column names written as one string: ``"id user_id"`` -> ``("id", "user_id")``."""
+    return tuple(words.split())
+
+
 def product_row(p: Product) -> dict[str, Any]:
     return {
         "sku": p.sku,
@@ -94,9 +99,8 @@ def product_row(p: Product) -> dict[str, Any]:
     }
 
 
-PRODUCT_COLUMNS = tuple(
-    "sku title description price_amount currency kind period active version created_at"
-    " updated_at".split()
+PRODUCT_COLUMNS = _names(
+    "sku title description price_amount currency kind period active version created_at updated_at"
 )
 
 
@@ -119,9 +123,9 @@ def product_from(r: Row | Sequence[Any]) -> Product:
     )
 
 
-ORDER_COLUMNS = tuple(
+ORDER_COLUMNS = _names(
     "id user_id sku title kind period amount currency platform platform_transaction_id"
-    " subscription_id status version created_at updated_at paid_at".split()
+    " subscription_id status version created_at updated_at paid_at"
 )
 
 
@@ -313,9 +317,7 @@ def message_from(r: Row) -> TicketMessage:
     )
 
 
-AUDIT_COLUMNS = tuple(
-    "aggregate aggregate_id event from_state to_state actor_id role at data".split()
-)
+AUDIT_COLUMNS = _names("aggregate aggregate_id event from_state to_state actor_id role at data")
 
 
 def audit_row(e: AuditEvent) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ import importlib
 import importlib.metadata
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +22,7 @@ from iap_flow.domain.models import (
     AuditEvent,
     Deadline,
     Order,
+    OutboxBacklog,
     Platform,
     RefundRequest,
     Ticket,
@@ -30,6 +31,7 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import Report, build_report
+from iap_flow.services import inputs
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.context import Context
 from iap_flow.services.entitlements import Entitlements
@@ -174,39 +176,64 @@ class Flow:
         found = self._ctx.store.pending_deadlines(subject_id)
         return sorted(found, key=lambda d: (d.due_at, d.kind.value))
 
-    def remember_event(self, actor: Actor, source: str, event_id: str) -> bool:
-        """Record that an inbound event (a store notification, a Slack retry) was processed;
-        False if any process recorded it before. Several instances agree through the store."""
-        actor = self._ctx.actor(actor)
-        check(actor, "event.remember")
-        source = ident(source, "source")
-        event_id = text(event_id, "event_id", max_len=500)
-        return self._ctx.store.remember_event(source, event_id, self._ctx.now())
+    def deadlines_due(self, actor: Actor, *, within: timedelta = timedelta(0)) -> list[Deadline]:
+        """Every open deadline overdue or due ``within`` from now, soonest first (on-call)."""
+        check(self._ctx.actor(actor), "operations.read")
+        if not isinstance(within, timedelta) or within < timedelta(0):
+            raise InvalidInput("within must be a timedelta of 0 or more", field="within")
+        until = self._ctx.now() + within
+        found = [d for d in self._ctx.store.pending_deadlines(None) if d.due_at <= until]
+        return sorted(found, key=lambda d: (d.due_at, d.kind.value))
 
-    def processed(self, actor: Actor, source: str, event_id: str) -> dict[str, Any] | None:
-        """What processing an inbound event (a store notification) recorded with
-        :meth:`record_processed`, or None if no process has recorded it yet."""
-        check(self._ctx.actor(actor), "event.remember")
-        key = _inbound_key(ident(source, "source"), text(event_id, "event_id", max_len=500))
-        with self._ctx.store.transaction() as tx:
-            hit = tx.idempotency_get(key)
-        if hit is None or hit.result is None:
-            return None
-        found: dict[str, Any] = json.loads(hit.result)
-        return found
+    def outbox_backlog(self, actor: Actor) -> OutboxBacklog:
+        """How many notifications wait to be delivered, the oldest's time, how many failed."""
+        check(self._ctx.actor(actor), "operations.read")
+        row = self._ctx.store.report_rows("outbox_backlog", {})[0]
+        return OutboxBacklog(
+            int(row["pending"] or 0), _instant(row["oldest"]), int(row["failing"] or 0)
+        )
 
-    def record_processed(
-        self, actor: Actor, source: str, event_id: str, result: Mapping[str, Any]
+    def outbox_pending(
+        self, actor: Actor, *, after: int = 0, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Notifications not delivered yet after id ``after``, oldest first: id, topic,
+        recipient, audience, created_at, attempts and last_error."""
+        check(self._ctx.actor(actor), "operations.read")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidInput("after must be an int of 0 or more", field="after")
+        rows = self._ctx.store.report_rows(
+            "outbox_pending", {"after": after, "limit": inputs.limit(limit, 1000)}
+        )
+        return [{**r, "created_at": _instant(r["created_at"])} for r in rows]
+
+    def report_rows(
+        self, actor: Actor, sql_name: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows of one named aggregate (:mod:`iap_flow.report`, the analysis): the
+        analysts' read of the whole store."""
+        check(self._ctx.actor(actor), "report.read")
+        return self._ctx.store.report_rows(sql_name, params)
+
+    def record_event(
+        self, actor: Actor, source: str, event_id: str, result: Mapping[str, Any] | None = None
     ) -> bool:
-        """Record an inbound event as processed, with what it did; False if another process
-        recorded it first (its record is kept)."""
+        """Record that an inbound event (a store notification, a Slack retry) was processed,
+        with what processing it did (``result``) if given; False if any process recorded it
+        before (its record is kept). Several instances agree through the store."""
         check(self._ctx.actor(actor), "event.remember")
-        key = _inbound_key(ident(source, "source"), text(event_id, "event_id", max_len=500))
+        source, event_id = _event(source, event_id)
+        kept = None if result is None else json.dumps(dict(result))
         with self._ctx.store.transaction() as tx:
-            if tx.idempotency_get(key) is not None:
-                return False
-            tx.idempotency_put(key, "inbound", "", json.dumps(dict(result)), self._ctx.now())
-        return True
+            return tx.remember_event(source, event_id, self._ctx.now(), kept)
+
+    def event_result(self, actor: Actor, source: str, event_id: str) -> dict[str, Any] | None:
+        """The ``result`` :meth:`record_event` kept for an inbound event; None if the event
+        was not recorded (or was recorded without one)."""
+        check(self._ctx.actor(actor), "event.remember")
+        source, event_id = _event(source, event_id)
+        with self._ctx.store.transaction() as tx:
+            found = tx.event_result(source, event_id)
+        return None if found is None else dict(json.loads(found))
 
     def deliver_notifications(self, actor: Actor = SYSTEM) -> int:
         """Send pending outbox notifications now; returns how many were delivered."""
@@ -303,5 +330,12 @@ def _audience(value: object) -> Audience:
         ) from None
 
 
-def _inbound_key(source: str, event_id: str) -> str:
-    return f"webhook:{source}:{event_id}"
+def _event(source: str, event_id: str) -> tuple[str, str]:
+    return ident(source, "source"), text(event_id, "event_id", max_len=500)
+
+
+def _instant(value: object) -> datetime | None:
+    """A time from a report row (text on every store), or None."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))

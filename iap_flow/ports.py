@@ -115,6 +115,18 @@ class UnitOfWork(Protocol):
         """Drop a claim on ``key`` that has no result (the guarded call did not happen)."""
         ...
 
+    def remember_event(
+        self, source: str, event_id: str, at: datetime, result: str | None = None
+    ) -> bool:
+        """Record an inbound event (a webhook, a Slack retry) as processed, with what it did
+        (JSON text) if given; False if it was recorded before (that record is kept), so
+        several instances agree on what they processed."""
+        ...
+
+    def event_result(self, source: str, event_id: str) -> str | None:
+        """The result recorded with an inbound event; None if none was (or no event)."""
+        ...
+
 
 @attrs.frozen
 class IdempotencyRecord:
@@ -212,11 +224,6 @@ class Store(Protocol):
     def mark_failed(self, notification_id: int, error: str) -> bool:
         """Record a failed delivery and release the claim so a later run retries it; never
         raises (as :meth:`mark_delivered`)."""
-        ...
-
-    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
-        """Record an inbound event id (a webhook, a Slack retry) in its own transaction;
-        False if it was recorded before, so several instances agree on what they processed."""
         ...
 
     def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -139,7 +139,20 @@ ALTER TABLE outbox ADD COLUMN claimed_by text;
 """
 """Outbox claims name their claimer, so a worker renews (and trusts) only its own lease."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5}
+_V6 = """
+ALTER TABLE processed_events ADD COLUMN result text;
+INSERT INTO processed_events (source, event_id, created_at, result)
+  SELECT split_part(k, ':', 1), substr(k, strpos(k, ':') + 1), created_at, result
+  FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency
+    WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '') AS old
+  WHERE strpos(k, ':') > 1
+  ON CONFLICT DO NOTHING;
+DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%';
+"""
+"""One record of a processed inbound event, with what processing it did: the store
+notifications' results move here from the idempotency table, beside the Slack events' ids."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5, 6: _V6}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

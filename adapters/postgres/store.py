@@ -268,11 +268,6 @@ class PostgresStore(RelationalOutbox):
     def _where(self) -> str:
         return f"PostgreSQL schema {self.schema!r}"
 
-    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
-        """Record an inbound event id once; False if it was already recorded (any process)."""
-        with self.transaction() as tx:
-            return tx.remember_event(source, event_id, at)
-
     def report_rows(self, sql_name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             text = report_sql(sql_name)

@@ -347,12 +347,18 @@ class PgUnitOfWork(SubscriptionWrites):
     def idempotency_release(self, key: str) -> None:
         self._q(STATEMENTS.idempotency_release, (key,))
 
-    def remember_event(self, source: str, event_id: str, at: datetime) -> bool:
-        """Record an inbound event id (webhook, Slack retry); False if it was seen before."""
+    def remember_event(
+        self, source: str, event_id: str, at: datetime, result: str | None = None
+    ) -> bool:
+        """Record an inbound event (webhook, Slack retry); False if it was seen before."""
         check_text((source, event_id), "event_id")
+        check_json(result, "result")
         row = self.conn.execute(
-            "INSERT INTO processed_events (source, event_id, created_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            (source, event_id, ts(at)),
+            STATEMENTS.event_insert, (source, event_id, ts(at), result)
         ).fetchone()
         return row is not None
+
+    def event_result(self, source: str, event_id: str) -> str | None:
+        check_text((source, event_id), "event_id")
+        row = self.conn.execute(STATEMENTS.event_result, (source, event_id)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])

@@ -76,7 +76,7 @@ class SlackBot:
         """Skip an Events API delivery whose event id was processed before (Slack retries),
         recorded in the store so that several bot instances agree."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not self.flow.remember_event(SYSTEM, EVENT_SOURCE, str(event_id)):
+        if event_id and not self.flow.record_event(SYSTEM, EVENT_SOURCE, str(event_id)):
             log.info("skipping event %s: already processed", event_id)
             return BoltResponse(status=200, body="")
         next()

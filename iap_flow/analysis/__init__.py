@@ -14,6 +14,7 @@ Parquet exports; those libraries are imported when first used, never by ``import
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from iap_flow.analysis.compute import EXPORTS, MAX_TEXTS, QUERIES
 from iap_flow.analysis.model import Analysis
@@ -43,7 +44,7 @@ def analyse(
     if since is not None and until is not None and since >= until:
         raise InvalidInput(f"the period is empty or inverted: {since} is not before {until}")
     return compute(
-        flow.store.report_rows,
+        partial(flow.report_rows, actor),
         since,
         until,
         now=flow.clock.now(),

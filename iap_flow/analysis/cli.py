@@ -11,6 +11,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,11 @@ def export(
         raise SetupError(f"folder {out_dir.expanduser().resolve().parent} does not exist")
     if out_dir.exists() and not out_dir.is_dir():
         raise SetupError(f"{out_dir} is a file, not a folder")
+    actor = _actor(role, actor_id)
     with settings.open() as flow:
         written = write_export(
-            flow.store.report_rows,
-            _actor(role, actor_id),
+            partial(flow.report_rows, actor),
+            actor,
             out_dir,
             fmt=fmt,
             since=since,

@@ -7,16 +7,12 @@ do and the audit trail records who did it, like any other actor's change.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import click
 
 from iap_flow import observability
 from iap_flow.cli.commands import CLI_ACTOR, Settings, cli, json_option
 from iap_flow.cli.output import console, emit_json, inert, table, when
 from iap_flow.domain.models import RefundRequest
-from iap_flow.domain.roles import check
 
 key_option = click.option(
     "--idempotency-key",
@@ -83,10 +79,6 @@ def notify() -> None:
     """The outbox of notifications: what waits, and delivering it now."""
 
 
-def _instant(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
 @notify.command("list")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option(
@@ -96,19 +88,17 @@ def _instant(value: Any) -> datetime:
 @click.pass_obj
 def notify_list(settings: Settings, limit: int, after: int, as_json: bool) -> None:
     """Notifications not delivered yet, oldest first, with their failed attempts."""
-    check(CLI_ACTOR, "audit.read")
     with settings.open() as flow:
-        backlog = flow.store.report_rows("outbox_backlog", {})[0]
-        rows = flow.store.report_rows("outbox_pending", {"after": after, "limit": limit})
+        backlog = flow.outbox_backlog(CLI_ACTOR)
+        items = flow.outbox_pending(CLI_ACTOR, after=after, limit=limit)
         now = flow.clock.now()
-    pending = int(backlog["pending"] or 0)
-    items = [{**r, "created_at": _instant(r["created_at"])} for r in rows]
+    pending = backlog.pending
     more = bool(items) and pending > len(items) and after == 0
     if as_json:
         emit_json(
             {
                 "pending": pending,
-                "failing": int(backlog["failing"] or 0),
+                "failing": backlog.failing,
                 "items": items,
                 "more": more,
             }
@@ -163,7 +153,7 @@ def notify_deliver(settings: Settings, notifications: str | None, as_json: bool)
     actor = settings.staff()
     with settings.open(Path(notifications) if notifications else None) as flow:
         delivered = flow.deliver_notifications(actor)
-        left = int(flow.store.report_rows("outbox_backlog", {})[0]["pending"] or 0)
+        left = flow.outbox_backlog(actor).pending
     observability.note(delivered=delivered, left=left)
     if as_json:
         emit_json({"delivered": delivered, "waiting": left})

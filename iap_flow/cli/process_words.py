@@ -106,6 +106,10 @@ STEPS: dict[str, dict[str, str]] = {
     "report.read": {"en": "Analyse the data", "zh": "数据分析"},
     "sweep.run": {"en": "Act on due time limits", "zh": "处理到期时限"},
     "outbox.deliver": {"en": "Send notifications", "zh": "确认信息推送"},
+    "operations.read": {
+        "en": "Read the outbox backlog and open deadlines",
+        "zh": "查看待发通知与未到期时限",
+    },
     "event.remember": {"en": "Record a platform event once", "zh": "记录平台事件（去重）"},
 }
 """Action -> the step's name for people."""

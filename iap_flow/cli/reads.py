@@ -238,8 +238,7 @@ def deadlines(settings: Settings, within: str, limit: int, as_json: bool) -> Non
     horizon = duration(within)
     with settings.open() as flow:
         now = flow.clock.now()
-        soon = [d for d in flow.store.pending_deadlines(None) if d.due_at <= now + horizon]
-    soon.sort(key=lambda d: d.due_at)
+        soon = flow.deadlines_due(CLI_ACTOR, within=horizon)
     more = len(soon) > limit
     soon = soon[:limit]
     observability.note(rows=len(soon))

@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -27,20 +25,14 @@ from iap_flow.domain.roles import SYSTEM
 from iap_flow.flow import Flow
 
 
-def _instant(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def health(flow: Flow) -> dict[str, float]:
     """The figures on-call alerts on, read from the store now."""
     now = flow.clock.now()
-    backlog = flow.store.report_rows("outbox_backlog", {})[0]
-    oldest = _instant(backlog["oldest"])
-    overdue = [d.due_at for d in flow.store.pending_deadlines(None) if d.due_at < now]
+    backlog = flow.outbox_backlog(SYSTEM)
+    oldest = backlog.oldest
+    overdue = [d.due_at for d in flow.deadlines_due(SYSTEM) if d.due_at < now]
     return {
-        "outbox_backlog": float(backlog["pending"] or 0),
+        "outbox_backlog": float(backlog.pending),
         "outbox_oldest_age_seconds": 0.0 if oldest is None else (now - oldest).total_seconds(),
         "deadlines_overdue": float(len(overdue)),
         "deadline_oldest_overdue_seconds": (now - min(overdue)).total_seconds() if overdue else 0.0,

@@ -292,3 +292,13 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+@attrs.frozen
+class OutboxBacklog:
+    """Notifications not delivered yet: how many, when the oldest was written, and how many
+    of them failed at least once (on-call's figures)."""
+
+    pending: int
+    oldest: datetime | None
+    failing: int

@@ -143,6 +143,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "report.read": frozenset({PM, LD, DA, DEV}),
     "sweep.run": frozenset({SYS, DEV}),
     "outbox.deliver": frozenset({SYS, DEV}),
+    "operations.read": frozenset({AG, LD, DEV, SYS}),  # the outbox backlog, every open deadline
     "event.remember": frozenset({SYS, DEV}),  # an inbound event processed, once per store
 }
 """Action -> roles that may perform it. Buyers are further limited to their own records."""

@@ -158,9 +158,15 @@ def test_refunds_and_tickets_are_version_checked(flow: Flow) -> None:
 
 def test_remember_event_records_each_id_once(flow: Flow) -> None:
     store = flow.store
-    assert store.remember_event("apple", "evt-1", START)
-    assert not store.remember_event("apple", "evt-1", START)
-    assert store.remember_event("google", "evt-1", START)
+    with store.transaction() as tx:
+        assert tx.remember_event("apple", "evt-1", START)
+    with store.transaction() as tx:
+        assert not tx.remember_event("apple", "evt-1", START, '{"outcome": "other"}')
+        assert tx.remember_event("google", "evt-1", START, '{"outcome": "paid"}')
+    with store.transaction() as tx:
+        assert tx.event_result("apple", "evt-1") is None  # recorded first without a result
+        assert tx.event_result("google", "evt-1") == '{"outcome": "paid"}'
+        assert tx.event_result("google", "evt-2") is None
 
 
 def _scripted_history(flow: Flow, clock: ManualClock) -> Report:

@@ -211,16 +211,6 @@ STORE_OWNERS = (
 )
 """Who may use ``flow.store`` / ``ctx.store``: the stores, the composition root, the core."""
 
-STORE_USES_TO_REMOVE = {
-    # Each reaches past the core's reads and commands; each goes once the core has the call
-    # it needs (issue 9). The test fails when a count grows and when one shrinks, so the list
-    # only ever gets shorter: delete an entry as its last use goes.
-    "iap_flow/analysis/__init__.py": 1,  # report_rows: a core read for the analysis
-    "iap_flow/analysis/cli.py": 1,  # report_rows, as above
-    "iap_flow/cli/oncall.py": 3,  # the outbox backlog and its pending rows: no core read yet
-    "iap_flow/cli/reads.py": 1,  # every open deadline (deadlines --within): no core read yet
-    "iap_flow/cli/worker.py": 2,  # backlog and overdue deadlines for the worker's metrics
-}
 SCANNED = ("iap_flow", "adapters", "bots", "examples")
 _HOLDERS = {"flow", "_flow", "ctx", "_ctx"}
 
@@ -260,10 +250,7 @@ def test_only_the_stores_the_composition_root_and_the_core_touch_the_store() -> 
             uses = store_uses(ast.parse(path.read_text(encoding="utf-8"), filename=rel))
             if uses:
                 found[rel] = len(uses)
-    new = {p: n for p, n in found.items() if n > STORE_USES_TO_REMOVE.get(p, 0)}
-    assert new == {}, "use the core's reads and commands, not flow.store"
-    gone = {p: n for p, n in STORE_USES_TO_REMOVE.items() if found.get(p, 0) < n}
-    assert gone == {}, "these uses are gone: lower their counts in STORE_USES_TO_REMOVE"
+    assert found == {}, "use the core's reads and commands, not flow.store"
 
 
 # -- what the domain may import --------------------------------------------------------------

@@ -23,9 +23,9 @@ def test_a_buyer_reads_their_own_orders_trail_and_no_one_elses(world: Any) -> No
 
 def test_an_inbound_event_is_recorded_once_with_what_it_did(world: Any) -> None:
     flow = world.flow
-    assert flow.processed(SYSTEM, "test", "evt-1") is None
-    assert flow.record_processed(SYSTEM, "test", "evt-1", {"outcome": "paid"}) is True
-    assert flow.record_processed(SYSTEM, "test", "evt-1", {"outcome": "other"}) is False
-    assert flow.processed(SYSTEM, "test", "evt-1") == {"outcome": "paid"}
+    assert flow.event_result(SYSTEM, "test", "evt-1") is None
+    assert flow.record_event(SYSTEM, "test", "evt-1", {"outcome": "paid"}) is True
+    assert flow.record_event(SYSTEM, "test", "evt-1", {"outcome": "other"}) is False
+    assert flow.event_result(SYSTEM, "test", "evt-1") == {"outcome": "paid"}
     with pytest.raises(PermissionDenied):
-        flow.record_processed(world.buyer, "test", "evt-2", {})
+        flow.record_event(world.buyer, "test", "evt-2", {})

@@ -169,7 +169,8 @@ COMMANDS: dict[str, Prepare] = {
     "report.read": _plain(lambda w, a: w.flow.report(a)),
     "sweep.run": _plain(lambda w, a: w.flow.sweep(a)),
     "outbox.deliver": _plain(lambda w, a: w.flow.deliver_notifications(a)),
-    "event.remember": _plain(lambda w, a: w.flow.remember_event(a, "test", f"evt-{a.role}")),
+    "event.remember": _plain(lambda w, a: w.flow.record_event(a, "test", f"evt-{a.role}")),
+    "operations.read": _plain(lambda w, a: w.flow.outbox_backlog(a)),
     "subscription.recover": _with(
         _subscription("renewal_failed"), lambda w, a, i: w.flow.subscriptions.recovered(a, i)
     ),
@@ -231,6 +232,18 @@ MORE_COMMANDS: dict[str, tuple[str, Prepare]] = {
         ),
     ),
     "refunds.queue": ("refund.read", _plain(lambda w, a: w.flow.refunds.queue(a))),
+    "flow.outbox_pending": ("operations.read", _plain(lambda w, a: w.flow.outbox_pending(a))),
+    "flow.deadlines_due": ("operations.read", _plain(lambda w, a: w.flow.deadlines_due(a))),
+    "flow.event_result": (
+        "event.remember",
+        _plain(lambda w, a: w.flow.event_result(a, "test", "evt-1")),
+    ),
+    "flow.report_rows": (
+        "report.read",
+        _plain(
+            lambda w, a: w.flow.report_rows(a, "orders_by_status", {"since": None, "until": None})
+        ),
+    ),
     "feedback.queue": ("ticket.read", _plain(lambda w, a: w.flow.feedback.queue(a))),
     "subscriptions.for_user": (
         "subscription.read",
