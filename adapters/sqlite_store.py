@@ -37,6 +37,7 @@ from iap_flow.adapters.sqlite_uow import (
     rollback,
     translate,
 )
+from iap_flow.adapters.sqlite_uow import seconds_between as seconds_between
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 from iap_flow.domain.models import (
     AuditEvent,
