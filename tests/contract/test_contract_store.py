@@ -260,6 +260,27 @@ def test_a_newer_schema_is_refused(
     assert flow.history(SYSTEM, flow.orders.query(DEV).items[0].id)[0].event == "place"
 
 
+def test_an_upgrade_keeps_the_webhooks_processed_events(
+    flow: Flow, store_url: str, raw_sql: Callable[[str], object]
+) -> None:
+    """Before the event records had a result column, a store notification's result was kept
+    in the idempotency table under ``webhook:<source>:<id>``; the upgrade moves it."""
+    version = flow.store.schema_version  # type: ignore[attr-defined]
+    flow.close()
+    raw_sql("ALTER TABLE processed_events DROP COLUMN result")
+    raw_sql(
+        "INSERT INTO idempotency (key, command, fingerprint, result, created_at) VALUES"
+        " ('webhook:apple:n:1', 'inbound', '', '{\"outcome\": \"paid\"}',"
+        " '2026-03-02T09:00:00.000000+00:00')"
+    )
+    raw_sql(f"UPDATE meta SET value = '{version - 1}' WHERE key = 'schema_version'")
+    with open_flow(store_url) as again:
+        assert again.store.schema_version == version  # type: ignore[attr-defined]
+        assert again.event_result(SYSTEM, "apple", "n:1") == {"outcome": "paid"}
+        assert not again.record_event(SYSTEM, "apple", "n:1", {"outcome": "other"})
+    assert raw_sql("SELECT key FROM idempotency") == []
+
+
 def test_a_nested_transaction_is_a_savepoint(flow: Flow) -> None:
     store = flow.store
     order = flow.orders.place(BUYER, "gems")
