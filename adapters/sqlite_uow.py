@@ -15,6 +15,7 @@ from typing import Any
 
 from iap_flow import codec
 from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text
+from iap_flow.adapters.sql_writes import SharedWrites
 from iap_flow.adapters.sqlite_schema import OPEN
 from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
 from iap_flow.codec import ts, ts_opt
@@ -139,7 +140,7 @@ _OUTBOX_INSERT = (
 )
 
 
-class SQLiteUnitOfWork(SubscriptionWrites):
+class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
     """A :class:`~iap_flow.ports.UnitOfWork` on one SQLite connection inside BEGIN IMMEDIATE.
 
     Text that carries a caller's words is checked for NUL and lone surrogates before it is
@@ -148,11 +149,19 @@ class SQLiteUnitOfWork(SubscriptionWrites):
 
     def __init__(self, conn: sqlite3.Connection, claimer: Callable[[], str]) -> None:
         self._conn = conn
-        self._x = conn.execute
+        self._x = self._w = conn.execute
         self._claimer = claimer
+
+    STATEMENTS = STATEMENTS
 
     def _one(self, sql: str, params: Sequence[Any]) -> Any:
         return self._x(sql, params).fetchone()
+
+    def _first(self, text: str, params: Sequence[Any]) -> Any:
+        return self._x(text, params).fetchone()
+
+    def _inserted(self, text: str, params: Sequence[Any]) -> bool:
+        return bool(self._x(text, params).fetchall())
 
     def _check(self, cursor: sqlite3.Cursor, kind: str, id: str, version: int) -> None:
         if cursor.rowcount != 1:
@@ -320,9 +329,6 @@ class SQLiteUnitOfWork(SubscriptionWrites):
         )
         return [deadline(r) for r in dicts(rows)]
 
-    def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
-        self._x(STATEMENTS.deadline_state, (state.value, deadline_id))
-
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")
         row = self._one(STATEMENTS.idempotency_get, (key,))
@@ -330,33 +336,6 @@ class SQLiteUnitOfWork(SubscriptionWrites):
             return None
         # '' is a claim without a result yet (the column predates claims and is NOT NULL)
         return IdempotencyRecord(row[0], row[1], row[2] or None, datetime.fromisoformat(row[3]))
-
-    def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
-        check_text((key, command), "idempotency_key")
-        self._x(STATEMENTS.idempotency_claim, (key, command, fingerprint, ts(at)))
-
-    def idempotency_put(
-        self, key: str, command: str, fingerprint: str, result: str, at: datetime
-    ) -> None:
-        check_text((key, command), "idempotency_key")
-        check_json(result, "result")
-        self._x(STATEMENTS.idempotency_put, (key, command, fingerprint, result, ts(at)))
-
-    def idempotency_release(self, key: str) -> None:
-        self._x(STATEMENTS.idempotency_release, (key,))
-
-    def remember_event(
-        self, source: str, event_id: str, at: datetime, result: str | None = None
-    ) -> bool:
-        """Record an inbound event (webhook, Slack retry); False if it was seen before."""
-        check_text((source, event_id), "event_id")
-        check_json(result, "result")
-        return bool(self._x(STATEMENTS.event_insert, (source, event_id, ts(at), result)).fetchall())
-
-    def event_result(self, source: str, event_id: str) -> str | None:
-        check_text((source, event_id), "event_id")
-        row = self._one(STATEMENTS.event_result, (source, event_id))
-        return None if row is None or row[0] is None else str(row[0])
 
 
 def dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 from iap_flow import codec
 from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text
+from iap_flow.adapters.sql_writes import SharedWrites
 from iap_flow.codec import ts, ts_opt
 from iap_flow.domain.models import (
     AuditEvent,
@@ -154,7 +155,7 @@ def get_product(conn: Conn, sku: str) -> Product | None:
 _FOR_UPDATE = " FOR UPDATE"
 
 
-class PgUnitOfWork(SubscriptionWrites):
+class PgUnitOfWork(SharedWrites, SubscriptionWrites):
     """A :class:`~iap_flow.ports.UnitOfWork` on one connection inside BEGIN ... COMMIT."""
 
     def __init__(self, conn: Conn, outbox_ids: OutboxIds, claimer: Callable[[], str]) -> None:
@@ -165,9 +166,18 @@ class PgUnitOfWork(SubscriptionWrites):
         self._claimer = claimer
         self._cur = conn.cursor()
         self._q: Callable[..., Any] = self._cur.execute
+        self._w = self._q
         # Once a transaction took due deadlines (the sweep), its reads lock what they read: the
         # sweep then decides on the latest state, and a command racing it gets the conflict.
         self._lock_reads = False
+
+    STATEMENTS = STATEMENTS
+
+    def _first(self, text: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(text, params).fetchone()
+
+    def _inserted(self, text: str, params: Sequence[Any]) -> bool:
+        return self.conn.execute(text, params).fetchone() is not None
 
     def run(self, sql: str) -> None:
         """Queue a statement without parameters (BEGIN, COMMIT)."""
@@ -318,9 +328,6 @@ class PgUnitOfWork(SubscriptionWrites):
         rows = self.conn.execute(_REMIND + " FOR UPDATE SKIP LOCKED", (at, at, limit)).fetchall()
         return [deadline_from(r) for r in rows]
 
-    def set_deadline_state(self, deadline_id: int, state: DeadlineState) -> None:
-        self._q(STATEMENTS.deadline_state, (state.value, deadline_id))
-
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")
         # Serialise commands sharing a key: a second one waits for the first to commit and
@@ -332,33 +339,3 @@ class PgUnitOfWork(SubscriptionWrites):
         # '' is a claim without a result yet (the column predates claims and is NOT NULL)
         at = row[3] if isinstance(row[3], datetime) else datetime.fromisoformat(row[3])
         return IdempotencyRecord(row[0], row[1], row[2] or None, at)
-
-    def idempotency_claim(self, key: str, command: str, fingerprint: str, at: datetime) -> None:
-        check_text((key, command), "idempotency_key")
-        self._q(STATEMENTS.idempotency_claim, (key, command, fingerprint, ts(at)))
-
-    def idempotency_put(
-        self, key: str, command: str, fingerprint: str, result: str, at: datetime
-    ) -> None:
-        check_text((key, command), "idempotency_key")
-        check_json(result, "result")
-        self._q(STATEMENTS.idempotency_put, (key, command, fingerprint, result, ts(at)))
-
-    def idempotency_release(self, key: str) -> None:
-        self._q(STATEMENTS.idempotency_release, (key,))
-
-    def remember_event(
-        self, source: str, event_id: str, at: datetime, result: str | None = None
-    ) -> bool:
-        """Record an inbound event (webhook, Slack retry); False if it was seen before."""
-        check_text((source, event_id), "event_id")
-        check_json(result, "result")
-        row = self.conn.execute(
-            STATEMENTS.event_insert, (source, event_id, ts(at), result)
-        ).fetchone()
-        return row is not None
-
-    def event_result(self, source: str, event_id: str) -> str | None:
-        check_text((source, event_id), "event_id")
-        row = self.conn.execute(STATEMENTS.event_result, (source, event_id)).fetchone()
-        return None if row is None or row[0] is None else str(row[0])
