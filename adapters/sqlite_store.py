@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlite_utils
 
-from iap_flow import codec
 from iap_flow.adapters import sql, sqlite_subscriptions
 from iap_flow.adapters.sql_outbox import RelationalOutbox
+from iap_flow.adapters.sql_reads import RelationalReads
 from iap_flow.adapters.sqlite_schema import MIGRATIONS, OPEN, SCHEMA_VERSION
 from iap_flow.adapters.sqlite_uow import (
     DIALECT,
@@ -40,7 +40,6 @@ from iap_flow.adapters.sqlite_uow import (
 from iap_flow.adapters.sqlite_uow import seconds_between as seconds_between
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 from iap_flow.domain.models import (
-    AuditEvent,
     Deadline,
     Order,
     Product,
@@ -48,7 +47,7 @@ from iap_flow.domain.models import (
     Subscription,
     Ticket,
 )
-from iap_flow.ports import HeldOrder, OrderQuery, SubscriptionState
+from iap_flow.ports import HeldOrder, SubscriptionState
 
 
 class _Transaction:
@@ -104,7 +103,7 @@ class _Transaction:
             store._lock.release()
 
 
-class SQLiteStore(RelationalOutbox):
+class SQLiteStore(RelationalReads, RelationalOutbox):
     """The SQLite store. ``SQLiteStore.from_url("sqlite:///orders.db")``; ``sqlite://`` is memory.
 
     One connection per store, guarded by a lock, so one store may be shared by threads.
@@ -113,6 +112,7 @@ class SQLiteStore(RelationalOutbox):
     """
 
     DIALECT = DIALECT
+    STATEMENTS = STATEMENTS
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
@@ -222,11 +222,13 @@ class SQLiteStore(RelationalOutbox):
             except DRIVER_ERRORS as exc:
                 raise translate(exc, self.path) from exc
 
-    def _read(
-        self, query: str, params: Sequence[Any] | dict[str, Any] = ()
-    ) -> list[dict[str, Any]]:
+    def _read(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._reading() as conn:
-            return dicts(conn.execute(query, params))
+            return dicts(conn.execute(text, params))
+
+    def _tuples(self, text: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        with self._reading() as conn:
+            return conn.execute(text, params).fetchall()
 
     def get_order(self, order_id: str) -> Order | None:
         with self._reading():
@@ -244,32 +246,10 @@ class SQLiteStore(RelationalOutbox):
         with self._reading():
             return self._tx.get_product(sku)
 
-    def list_products(self, active_only: bool) -> list[Product]:
-        where = " WHERE active = 1" if active_only else ""
-        rows = self._read(f"SELECT * FROM products{where} ORDER BY sku")
-        return [codec.product_from(r) for r in rows]
-
-    def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]:
-        text, params = sql.order_page(query, DIALECT)
-        with self._reading() as conn:
-            rows = conn.execute(text, params).fetchall()
-        return sql.page_of(rows, query.limit)
-
-    def refunds(
-        self, statuses: Sequence[str], user_id: str | None, limit: int
-    ) -> list[RefundRequest]:
-        rows = self._read(*sql.refund_queue(DIALECT, statuses, user_id, limit))
-        return [codec.refund_from(r) for r in rows]
-
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
         rows = self._read(*sql.ticket_queue(DIALECT, statuses, user_id, limit))
         with self._reading() as conn:
             return [t for r in rows if (t := get_ticket(conn, r["id"])) is not None]
-
-    def history(self, aggregate_id: str) -> list[AuditEvent]:
-        sql.check_text((aggregate_id,), "subject_id")
-        rows = self._read(STATEMENTS.history, (aggregate_id,))
-        return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
         query = f"SELECT * FROM deadlines WHERE state IN {OPEN}"

@@ -28,9 +28,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from iap_flow import codec
 from iap_flow.adapters import sql
 from iap_flow.adapters.sql_outbox import RelationalOutbox
+from iap_flow.adapters.sql_reads import RelationalReads
 from iap_flow.domain.errors import InvalidInput, StoreFault, StoreUnavailable
 from iap_flow.domain.models import (
-    AuditEvent,
     Deadline,
     Order,
     Product,
@@ -38,7 +38,7 @@ from iap_flow.domain.models import (
     Subscription,
     Ticket,
 )
-from iap_flow.ports import HeldOrder, OrderQuery, SubscriptionState
+from iap_flow.ports import HeldOrder, SubscriptionState
 
 from . import subscriptions
 from . import uow as q
@@ -76,7 +76,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("jsonb", TextLoader)
 
 
-class PostgresStore(RelationalOutbox):
+class PostgresStore(RelationalReads, RelationalOutbox):
     """The PostgreSQL store; safe to share between threads, processes and machines.
 
     ``schema`` (URL ``?schema=``) names the PostgreSQL schema holding the tables, created
@@ -84,6 +84,7 @@ class PostgresStore(RelationalOutbox):
     """
 
     DIALECT = DIALECT
+    STATEMENTS = STATEMENTS
 
     def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA, pool_size: int = 10) -> None:
         self.schema = schema_name(schema)
@@ -155,7 +156,7 @@ class PostgresStore(RelationalOutbox):
         except psycopg.Error as exc:
             raise translate(exc) from exc
 
-    def _rows(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    def _read(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._conn() as conn:
             return conn.cursor(row_factory=dict_row).execute(text, params).fetchall()
 
@@ -174,6 +175,10 @@ class PostgresStore(RelationalOutbox):
         return f"{self._token}.{threading.get_ident()}"
 
     # reads
+    def _tuples(self, text: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        with self._conn() as conn:
+            return conn.execute(text, params).fetchall()
+
     def get_order(self, order_id: str) -> Order | None:
         sql.check_text((order_id,), "order_id")
         with self._conn() as conn:
@@ -194,24 +199,6 @@ class PostgresStore(RelationalOutbox):
         with self._conn() as conn:
             return q.get_product(conn, sku)
 
-    def list_products(self, active_only: bool) -> list[Product]:
-        where = " WHERE active = 1" if active_only else ""
-        with self._conn() as conn:
-            rows = conn.execute(f"{q.PRODUCT_SELECT}{where} ORDER BY sku").fetchall()
-        return [codec.product_from(r) for r in rows]
-
-    def query_orders(self, query: OrderQuery) -> tuple[list[Order], str | None]:
-        text, params = sql.order_page(query, DIALECT)
-        with self._conn() as conn:
-            rows = conn.execute(text, params).fetchall()
-        return sql.page_of(rows, query.limit)
-
-    def refunds(
-        self, statuses: Sequence[str], user_id: str | None, limit: int
-    ) -> list[RefundRequest]:
-        rows = self._rows(*sql.refund_queue(DIALECT, statuses, user_id, limit))
-        return [codec.refund_from(r) for r in rows]
-
     def tickets(self, statuses: Sequence[str], user_id: str | None, limit: int) -> list[Ticket]:
         with self._conn() as conn:
             heads = conn.cursor(row_factory=dict_row).execute(
@@ -226,11 +213,6 @@ class PostgresStore(RelationalOutbox):
             for m in messages.fetchall():
                 by_ticket.setdefault(m["ticket_id"], []).append(codec.message_from(m))
         return [codec.ticket_from(t, by_ticket.get(t["id"], [])) for t in tickets]
-
-    def history(self, aggregate_id: str) -> list[AuditEvent]:
-        sql.check_text((aggregate_id,), "subject_id")
-        rows = self._rows(STATEMENTS.history, (aggregate_id,))
-        return [codec.audit_from(r) for r in rows]
 
     def pending_deadlines(self, subject_id: str | None) -> list[Deadline]:
         query = f"{q.DEADLINE_SELECT} WHERE state IN {OPEN}"
@@ -273,7 +255,7 @@ class PostgresStore(RelationalOutbox):
             text = report_sql(sql_name)
         except KeyError:
             raise InvalidInput(f"unknown report query {sql_name!r}") from None
-        return self._rows(text, params)
+        return self._read(text, params)
 
     def close(self) -> None:
         self._pool.close()
