@@ -305,7 +305,9 @@ def open_flow(
         raise InvalidInput("open_flow needs at least one payment platform", field="platforms")
     if notifier is None:
         notifier = _load("iap_flow.adapters.notifiers:JsonLinesNotifier")()
-    chosen = frozenset(_audience(a) for a in audiences)  # empty: this process delivers none
+    chosen = frozenset(
+        inputs.member(Audience, a, "audiences") for a in audiences
+    )  # empty: this process delivers none
     store = open_store(url)
     ctx = Context(
         store=store,
@@ -319,15 +321,6 @@ def open_flow(
         audiences=chosen,
     )
     return Flow(ctx)
-
-
-def _audience(value: object) -> Audience:
-    try:
-        return Audience(str(value))
-    except ValueError:
-        raise InvalidInput(
-            f"audience must be one of {', '.join(Audience)}, got {value!r}", field="audiences"
-        ) from None
 
 
 def _event(source: str, event_id: str) -> tuple[str, str]:

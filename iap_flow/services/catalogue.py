@@ -14,7 +14,7 @@ from iap_flow.domain.money import Money
 from iap_flow.domain.roles import Actor
 from iap_flow.ports import UnitOfWork
 from iap_flow.services.context import Context
-from iap_flow.services.inputs import check, key_or_none, text
+from iap_flow.services.inputs import check, key_or_none, member, text
 
 _SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -28,12 +28,7 @@ def _sku(value: object) -> str:
 
 
 def _kind_period(kind: object, period: object) -> tuple[ProductKind, Period | None]:
-    try:
-        k = ProductKind(str(kind))
-    except ValueError:
-        raise InvalidInput(
-            f"kind must be one of {', '.join(ProductKind)}, got {kind!r}", field="kind"
-        ) from None
+    k = member(ProductKind, kind, "kind")
     if k is ProductKind.SUBSCRIPTION:
         try:
             return k, Period(str(period))

@@ -64,6 +64,25 @@ def names(value: object, field: str) -> list[str]:
     return items
 
 
+E = TypeVar("E", bound=Enum)
+
+
+def member(known: type[E], value: object, field: str) -> E:
+    """``value`` as a member of the text enum ``known``; :class:`InvalidInput` if it is none.
+
+    >>> from iap_flow.domain.models import Platform
+    >>> member(Platform, "app_store", "platform")
+    <Platform.APP_STORE: 'app_store'>
+    """
+    try:
+        return known(str(value))
+    except ValueError:
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(str(m.value) for m in known)}, got {value!r}",
+            field=field,
+        ) from None
+
+
 def statuses(value: object, known: type[Enum]) -> tuple[str, ...]:
     """One status or several (None: none), each a value of ``known``, as text."""
     if value is None:

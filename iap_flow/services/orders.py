@@ -22,7 +22,7 @@ from iap_flow.domain.transitions import ORDER
 from iap_flow.ports import OrderQuery, PaymentResult, UnitOfWork
 from iap_flow.services import inputs, subscription_writes
 from iap_flow.services.context import Context
-from iap_flow.services.inputs import check, ident, key_or_none, must, statuses, text
+from iap_flow.services.inputs import check, ident, key_or_none, member, must, statuses, text
 
 MAX_PAGE = 200
 RECENT = 1_024
@@ -68,12 +68,7 @@ def mark_paid(
 
 
 def _platform(value: object) -> Platform:
-    try:
-        return Platform(str(value))
-    except ValueError:
-        raise InvalidInput(
-            f"platform must be one of {', '.join(Platform)}, got {value!r}", field="platform"
-        ) from None
+    return member(Platform, value, "platform")
 
 
 class Orders:
