@@ -30,7 +30,7 @@ from iap_flow.domain.models import (
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
-from iap_flow.report import Report, build_report
+from iap_flow.report import OPERATIONS_QUERIES, Report, build_report
 from iap_flow.services import inputs
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.context import Context
@@ -210,8 +210,10 @@ class Flow:
         self, actor: Actor, sql_name: str, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """The rows of one named aggregate (:mod:`iap_flow.report`, the analysis): the
-        analysts' read of the whole store."""
+        analysts' read of the whole store (the outbox's are on-call's: :meth:`outbox_backlog`)."""
         check(self._ctx.actor(actor), "report.read")
+        if sql_name in OPERATIONS_QUERIES:
+            raise InvalidInput(f"{sql_name} is on-call's read, not a report", field="sql_name")
         return self._ctx.store.report_rows(sql_name, params)
 
     def record_event(

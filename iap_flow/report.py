@@ -23,6 +23,9 @@ REPORT_QUERIES = (
     "ratings",
 )
 """Named aggregates every store implements for :meth:`Store.report_rows`."""
+OPERATIONS_QUERIES = ("outbox_backlog", "outbox_pending")
+"""Named aggregates of on-call's (``operations.read``), not the analysts': who is waiting for
+which notification is no analyst's business."""
 
 
 @attrs.frozen
