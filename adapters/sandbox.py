@@ -45,7 +45,22 @@ class LedgerEntry:
     transaction_id: str
 
 
-class SandboxPlatform:
+class SandboxIdentity:
+    """What a sandbox platform says of itself: the platform it stands in for, and that staff
+    decide its refunds (no platform review)."""
+
+    _platform: Platform
+
+    @property
+    def platform(self) -> Platform:
+        return self._platform
+
+    @property
+    def decides_refunds(self) -> bool:
+        return False
+
+
+class SandboxPlatform(SandboxIdentity):
     """A payment platform for tests, demos and local development."""
 
     def __init__(
@@ -60,14 +75,6 @@ class SandboxPlatform:
         self._results: dict[tuple[PaymentKind, str], PaymentResult] = {}
         self._tokens: dict[str, str] = {}
         self._seq = 0
-
-    @property
-    def platform(self) -> Platform:
-        return self._platform
-
-    @property
-    def decides_refunds(self) -> bool:
-        return False
 
     def _txn(self, prefix: str) -> str:
         self._seq += 1

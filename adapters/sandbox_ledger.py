@@ -18,7 +18,13 @@ from pathlib import Path
 
 import attrs
 
-from iap_flow.adapters.sandbox import DECLINE, REFUND_FAILS, REFUND_TIMEOUT, TIMEOUT
+from iap_flow.adapters.sandbox import (
+    DECLINE,
+    REFUND_FAILS,
+    REFUND_TIMEOUT,
+    TIMEOUT,
+    SandboxIdentity,
+)
 from iap_flow.domain.errors import PlatformUnavailable
 from iap_flow.domain.models import Order, Platform, RefundRequest
 from iap_flow.domain.money import Money
@@ -44,7 +50,7 @@ class Move:
     transaction_id: str
 
 
-class FileLedgerPlatform:
+class FileLedgerPlatform(SandboxIdentity):
     """A :class:`~iap_flow.ports.PaymentPlatform` keeping its ledger in an SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str], platform: Platform = Platform.SANDBOX) -> None:
@@ -54,14 +60,6 @@ class FileLedgerPlatform:
         self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=60)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.executescript(_SCHEMA)
-
-    @property
-    def platform(self) -> Platform:
-        return self._platform
-
-    @property
-    def decides_refunds(self) -> bool:
-        return False
 
     def _call(
         self, kind: PaymentKind, key: str, order: Order, amount: Money, token: str | None
