@@ -18,7 +18,7 @@ from iap_flow import codec
 from iap_flow.adapters.sql_reports import REPORTS as REPORTS
 from iap_flow.adapters.sql_reports import render as render
 from iap_flow.codec import ts
-from iap_flow.domain.errors import InvalidInput
+from iap_flow.domain.errors import ConflictError, InvalidInput
 from iap_flow.domain.models import Order
 from iap_flow.ports import OrderQuery
 
@@ -75,6 +75,16 @@ def check_text(values: Iterable[object], what: str) -> None:
                 f"{what} contains a NUL character or a lone surrogate, which cannot be stored",
                 field=what,
             )
+
+
+def paid_twice(platform: str, transaction_id: str, other: str | None) -> ConflictError:
+    """The refusal when the unique index on ``(platform, platform_transaction_id)`` stops a
+    second order being paid by one platform transaction (``other``: the order it paid)."""
+    paid = f"order {other}" if other else "another order"
+    return ConflictError(
+        f"{platform} transaction {transaction_id} already paid {paid}; "
+        "one platform transaction pays one order"
+    )
 
 
 def check_json(text: str | None, what: str) -> None:
@@ -238,6 +248,13 @@ _STATEMENTS = {
         " VALUES (?, ?, ?, '', ?) ON CONFLICT (key) DO UPDATE"
         " SET created_at = excluded.created_at WHERE idempotency.result = ''"
     ),
+    "idempotency_claim_new": (
+        "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
+        " VALUES (?, ?, ?, '', ?) ON CONFLICT (key) DO NOTHING RETURNING 1"
+    ),
+    "idempotency_finish": (
+        "UPDATE idempotency SET result = ? WHERE key = ? AND fingerprint = ? AND result = ''"
+    ),
     "idempotency_put": (
         "INSERT INTO idempotency (key, command, fingerprint, result, created_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
@@ -265,6 +282,8 @@ class Statements:
     deadline_state: str
     idempotency_get: str
     idempotency_claim: str
+    idempotency_claim_new: str
+    idempotency_finish: str
     idempotency_put: str
     idempotency_release: str
     event_insert: str

@@ -36,6 +36,14 @@ class SharedWrites:
         check_text((key, command), "idempotency_key")
         self._w(self.STATEMENTS.idempotency_claim, (key, command, fingerprint, ts(at)))
 
+    def idempotency_claim_new(self, key: str, command: str, fingerprint: str, at: datetime) -> bool:
+        check_text((key, command), "idempotency_key")
+        # A concurrent claim of the key waits on the primary key for this one's COMMIT, then
+        # inserts nothing: no lock needed.
+        return self._inserted(
+            self.STATEMENTS.idempotency_claim_new, (key, command, fingerprint, ts(at))
+        )
+
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from iap_flow import codec
-from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text
+from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text, paid_twice
 from iap_flow.adapters.sql_writes import SharedWrites
 from iap_flow.adapters.sqlite_schema import OPEN
 from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
@@ -222,18 +222,26 @@ class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
         txn = order.platform_transaction_id
         if txn is not None:
             check_text((txn,), "platform_transaction_id")
-        cursor = self._x(
-            _ORDER_UPDATE,
-            (
-                order.status.value,
-                order.version,
-                ts(order.updated_at),
-                ts_opt(order.paid_at),
-                txn,
-                order.id,
-                expected_version,
-            ),
-        )
+        try:
+            cursor = self._x(
+                _ORDER_UPDATE,
+                (
+                    order.status.value,
+                    order.version,
+                    ts(order.updated_at),
+                    ts_opt(order.paid_at),
+                    txn,
+                    order.id,
+                    expected_version,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            if txn is None or "platform_transaction_id" not in str(exc):
+                raise
+            other = self.find_order_by_transaction(order.platform, txn)
+            raise paid_twice(
+                order.platform.value, txn, None if other is None else other.id
+            ) from None
         self._check(cursor, "order", order.id, expected_version)
 
     # refunds
@@ -328,6 +336,11 @@ class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
             (ts(now), ts(now), limit),
         )
         return [deadline(r) for r in dicts(rows)]
+
+    def idempotency_finish(self, key: str, fingerprint: str, result: str) -> None:
+        check_json(result, "result")
+        cursor = self._x(STATEMENTS.idempotency_finish, (result, key, fingerprint))
+        self._check(cursor, "idempotency key", key, 0)
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")

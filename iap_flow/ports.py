@@ -105,10 +105,21 @@ class UnitOfWork(Protocol):
         """Claim ``key`` (no result yet) at ``at``, or renew an existing claim without a result."""
         ...
 
+    def idempotency_claim_new(self, key: str, command: str, fingerprint: str, at: datetime) -> bool:
+        """Claim ``key`` if nobody ever has: True if this call wrote the claim, False if the
+        key already has a row (a claim or a result) and nothing was written."""
+        ...
+
     def idempotency_put(
         self, key: str, command: str, fingerprint: str, result: str, at: datetime
     ) -> None:
         """Store the result for ``key`` (over its claim, if it was claimed)."""
+        ...
+
+    def idempotency_finish(self, key: str, fingerprint: str, result: str) -> None:
+        """Store the result over this caller's claim on ``key``; raise
+        :class:`~iap_flow.domain.errors.ConcurrentModification` (the transaction is then not
+        committed) unless exactly that claim, still without a result, was there to finish."""
         ...
 
     def idempotency_release(self, key: str) -> None:

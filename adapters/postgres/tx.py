@@ -17,6 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from iap_flow.adapters.sql import paid_twice
 from iap_flow.domain.errors import (
     CommitOutcomeUnknown,
     ConcurrentModification,
@@ -87,6 +88,12 @@ def translate(exc: psycopg.Error, *, committing: bool = False) -> IapFlowError:
                 f"order {order_id} already has a refund in flight; one refund at a time",
                 order_id=order_id,
             )
+        if exc.diag.constraint_name == "orders_platform_txn":
+            # Key (platform, platform_transaction_id)=(app_store, 2000...) already exists.
+            detail = exc.diag.message_detail or ""
+            values = detail.split("=(", 1)[-1].split(")", 1)[0] if "=(" in detail else "?, ?"
+            platform, _, txn = values.partition(", ")
+            return paid_twice(platform, txn, None)
         return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
     if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
         return ConflictError(f"another transaction got in the way; try again ({exc})")

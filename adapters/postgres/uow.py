@@ -72,6 +72,7 @@ _ORDER_INSERT = STATEMENTS.order_insert
 _CHECKED = (
     "WITH u AS ({update} RETURNING 1) SELECT expect_one((SELECT count(*) FROM u), %s, %s, %s)"
 )
+_IDEMPOTENCY_FINISH = _CHECKED.format(update=STATEMENTS.idempotency_finish)
 _ORDER_UPDATE = _CHECKED.format(
     update="UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
     " platform_transaction_id = %s WHERE id = %s AND version = %s"
@@ -327,6 +328,10 @@ class PgUnitOfWork(SharedWrites, SubscriptionWrites):
         at = ts(now)
         rows = self.conn.execute(_REMIND + " FOR UPDATE SKIP LOCKED", (at, at, limit)).fetchall()
         return [deadline_from(r) for r in rows]
+
+    def idempotency_finish(self, key: str, fingerprint: str, result: str) -> None:
+        check_json(result, "result")
+        self._q(_IDEMPOTENCY_FINISH, (result, key, fingerprint, "idempotency key", key, 0))
 
     def idempotency_get(self, key: str) -> IdempotencyRecord | None:
         check_text((key,), "idempotency_key")

@@ -49,6 +49,7 @@ class Claims:
         body: Callable[[UnitOfWork, datetime], T],
         *,
         claimed: bool = False,
+        fingerprint: str | None = None,
     ) -> T:
         raise NotImplementedError
 
@@ -90,7 +91,13 @@ class Claims:
         try:
             answer = call()
             return self.run(
-                actor, command, args, key, lambda tx, now: body(tx, now, answer), claimed=True
+                actor,
+                command,
+                args,
+                key,
+                lambda tx, now: body(tx, now, answer),
+                claimed=True,
+                fingerprint=fingerprint,
             )
         except BaseException:
             # Nothing recorded (or, after a lost COMMIT, the result is stored and this is a
@@ -106,6 +113,9 @@ class Claims:
         claiming = False
         try:
             with self.store.transaction() as tx:
+                if tx.idempotency_claim_new(key, command, fingerprint, now):
+                    claiming = True  # the common case, a key nobody has used; committed next
+                    return _CLAIMED
                 hit = tx.idempotency_get(key)
                 if hit is not None:
                     if hit.fingerprint != fingerprint:

@@ -114,18 +114,23 @@ class Context(Outbox, Claims):
         body: Callable[[UnitOfWork, datetime], T],
         *,
         claimed: bool = False,
+        fingerprint: str | None = None,
     ) -> T:
         """Run ``body`` in one transaction; with ``key``, at most once.
 
         A body that loses a version check to a concurrent write (nothing it wrote is kept) runs
         again on fresh reads, so the caller sees the outcome against the winner's state (an
         :class:`~iap_flow.domain.errors.AlreadyDecided`, say) rather than a bare conflict.
-        ``claimed``: the key was claimed by :meth:`run_calling` and is this call's to finish.
+        ``claimed``: the key was claimed by :meth:`run_calling` and is this call's to finish
+        (``fingerprint``: its fingerprint, already computed). The first attempt then skips
+        reading the key and finishes the claim checked: a claim someone else finished
+        meanwhile fails that check, and the command runs again the long way.
         """
-        fingerprint = _fingerprint(command, actor, args) if key is not None else ""
+        if fingerprint is None:
+            fingerprint = _fingerprint(command, actor, args) if key is not None else ""
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                return self._run_once(command, key, fingerprint, body, claimed)
+                return self._run_once(command, key, fingerprint, body, claimed, attempt == 0)
             except ConcurrentModification:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
@@ -138,14 +143,16 @@ class Context(Outbox, Claims):
         fingerprint: str,
         body: Callable[[UnitOfWork, datetime], T],
         claimed: bool,
+        first: bool = True,
     ) -> T:
         now = self.now()
         local = self._local
         written: list[Notification] = []
         local.written = written
         local.sent = 0
+        trust_claim = claimed and first
         with self.store.transaction() as tx:
-            if key is not None:
+            if key is not None and not trust_claim:
                 hit = tx.idempotency_get(key)
                 if hit is not None:
                     if hit.fingerprint != fingerprint:
@@ -157,7 +164,10 @@ class Context(Outbox, Claims):
                         raise OperationInProgress(key)
             result = body(tx, now)
             if key is not None:
-                tx.idempotency_put(key, command, fingerprint, codec.dump_result(result), now)
+                if trust_claim:
+                    tx.idempotency_finish(key, fingerprint, codec.dump_result(result))
+                else:
+                    tx.idempotency_put(key, command, fingerprint, codec.dump_result(result), now)
         if written:
             local.sent = self._send(written)
         return result

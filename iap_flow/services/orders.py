@@ -9,7 +9,6 @@ from datetime import datetime
 from iap_flow.codec import clone_order
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
-    ConflictError,
     InvalidInput,
     NotFound,
     PermissionDenied,
@@ -229,12 +228,8 @@ class Orders:
         if result.success:
             if order.status is OrderStatus.PAID and order.platform_transaction_id == txn:
                 return order  # the same charge, recorded by a caller that raced this one
-            other = None if txn is None else tx.find_order_by_transaction(order.platform, txn)
-            if other is not None and other.id != order.id:
-                raise ConflictError(
-                    f"{order.platform} transaction {txn} already paid order {other.id}; "
-                    "one platform transaction pays one order"
-                )
+            # One platform transaction pays one order: the stores' unique index on
+            # (platform, platform_transaction_id) refuses a second with ConflictError.
             return mark_paid(ctx, tx, order, actor, now, txn)
         if order.status is OrderStatus.PENDING_PAYMENT:
             # The platform declined: its event (system-only in PERMISSIONS), not the payer's.

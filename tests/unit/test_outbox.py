@@ -98,7 +98,8 @@ def test_a_crash_mid_batch_resends_the_unconfirmed_at_least_once(make_world: Any
         w.flow.deliver_notifications()
     assert len(notifier.sent) == 1
     w.advance(seconds=61)
-    # each is marked as it is sent: only the one in flight and the rest go out again
+    # what was sent is marked before the crash propagates: only the one in flight and the
+    # rest go out again
     assert w.flow.deliver_notifications() == 2
     ids = [n.id for n in notifier.sent]
     assert sorted(ids) == [r["id"] for r in w.outbox()], "none sent twice"

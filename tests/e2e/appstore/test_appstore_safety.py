@@ -229,7 +229,7 @@ def test_one_transaction_paying_a_second_order_is_a_conflict(env: Env) -> None:
     env.flow.orders.pay(BUYER, first.id, token=tid)
     second = env.flow.orders.place(BUYER, "gems")
     before = env.snapshot()
-    with pytest.raises(ConflictError, match="already paid order"):
+    with pytest.raises(ConflictError, match=r"already paid (order|another order)"):
         env.flow.orders.pay(BUYER, second.id, token=tid)
     assert env.snapshot() == before
 

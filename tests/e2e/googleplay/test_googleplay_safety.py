@@ -183,7 +183,7 @@ def test_one_purchase_token_paying_a_second_order_is_a_conflict(env: Env) -> Non
     env.flow.orders.pay(BUYER, first.id, token="tok")
     second = env.flow.orders.place(BUYER, "gems")
     before = env.snapshot()
-    with pytest.raises(ConflictError, match="already paid order"):
+    with pytest.raises(ConflictError, match=r"already paid (order|another order)"):
         env.flow.orders.pay(BUYER, second.id, token="tok")
     assert env.snapshot() == before
 
