@@ -170,6 +170,10 @@ COMMANDS: dict[str, Prepare] = {
     "sweep.run": _plain(lambda w, a: w.flow.sweep(a)),
     "outbox.deliver": _plain(lambda w, a: w.flow.deliver_notifications(a)),
     "event.remember": _plain(lambda w, a: w.flow.remember_event(a, "test", f"evt-{a.role}")),
+    "order.acknowledge": _with(
+        lambda w: w.order(upto="delivered").id, lambda w, a, i: w.flow.acknowledge(a, i)
+    ),
+    "reconcile.run": _plain(lambda w, a: w.flow.reconciliation.last_run(a, "sandbox")),
     "subscription.recover": _with(
         _subscription("renewal_failed"), lambda w, a, i: w.flow.subscriptions.recovered(a, i)
     ),
