@@ -264,6 +264,11 @@ class AppStorePlatform:
     def can_look_up(self) -> bool:
         return self._api is not None
 
+    @property
+    def api(self) -> AppStoreServerAPIClient | None:
+        """The App Store Server API client (None if none was configured)."""
+        return self._api
+
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         """Confirm a purchase the app made with StoreKit: ``token`` is its transaction id,
