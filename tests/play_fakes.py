@@ -94,7 +94,10 @@ class FakePlay:
         self.voided_page = 2
         self.orders: dict[str, dict[str, Any]] = {}  # order id -> Order fields (state, ...)
         self.clock: Any = None  # () -> datetime: Google's time, for the 3-day refunds
-        self.ack_script: list[int] = []  # per acknowledge/consume call: an HTTP status to fail
+        self.ack_script: list[int] = []
+        self.review_script: list[
+            int
+        ] = []  # per reviewrefund call: an HTTP status to fail  # per acknowledge/consume call: an HTTP status to fail
         self.keys = [SigningKey()]  # served at /oauth2/v1/certs
         self.certs_fetched = 0
         fake = self
@@ -229,6 +232,8 @@ class FakePlay:
                 else (200, {})
             )
         if rest.startswith("orders/") and rest.endswith(":reviewrefund"):
+            if self.review_script:
+                return _error(self.review_script.pop(0), "backend unavailable")
             return 200, {}
         if rest == "orders:batchGet" and call.method == "GET":
             found = [self.order_state(i) for i in call.query.get("orderIds", [])]

@@ -19,7 +19,14 @@ from iap_flow.adapters.accounts import google_account_matches
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
 from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import PlatformUnavailable, PurchaseNotOwned
-from iap_flow.domain.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
+from iap_flow.domain.models import (
+    Order,
+    OrderStatus,
+    Platform,
+    ProductKind,
+    RefundRequest,
+    RefundStatus,
+)
 from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
 CHARGED_STATES = ("PROCESSED", "PENDING_REFUND", "PARTIALLY_REFUNDED", "REFUNDED")
@@ -59,7 +66,8 @@ class GooglePlayPlatform:
     accepts purchases that carry none (never one naming someone else).
 
     A chargeback review's answer is checked before it is sent (``consumption(order)`` in
-    0-100000 milliunits) and never sent after the review's deadline (``clock`` tells the
+    0-100000 milliunits; when it says None, ``delivered_consumption`` for a delivered
+    purchase) and never sent after the review's deadline (``clock`` tells the
     time): Google keeps only the first answer, within 24 hours.
     """
 
@@ -77,6 +85,7 @@ class GooglePlayPlatform:
         review_window: timedelta = REVIEW_WINDOW,
         require_account_id: bool = True,
         clock: Clock | None = None,
+        delivered_consumption: int | None = None,
     ) -> None:
         self.client = client
         self._clock: Clock = clock or SystemClock()
@@ -88,6 +97,7 @@ class GooglePlayPlatform:
         self._user_for = user_for
         self._sample = sample_content_provided
         self._consumption = consumption
+        self._delivered_consumption = delivered_consumption
         self._done: dict[str, PaymentResult] = {}
         self._lock = threading.Lock()
 
@@ -266,6 +276,8 @@ class GooglePlayPlatform:
             error = f"Google's 24-hour window closed at {due.isoformat()}: the answer was not sent"
             return PaymentResult(False, kind, amount, error=error)
         consumed = self._consumption(order)
+        if consumed is None and order.status in (OrderStatus.DELIVERED, OrderStatus.COMPLETED):
+            consumed = self._delivered_consumption
         if consumed is not None and (
             isinstance(consumed, bool)
             or not isinstance(consumed, int)
