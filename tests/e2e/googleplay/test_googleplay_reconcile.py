@@ -73,7 +73,7 @@ def test_the_command_prints_the_report(renv: Env, store_url: str, tmp_path: Path
     if not store_url.startswith("sqlite"):
         pytest.skip("the command line test opens the SQLite file the flow wrote")
     env = renv
-    token, order_id, order = env.bought()
+    token, order_id, _ = env.bought()
     env.play.voided.append({"purchaseToken": token, "orderId": order_id, "voidedReason": 1})
     config = tmp_path / "iap-flow.toml"
     config.write_text(
