@@ -284,7 +284,11 @@ class PaymentPlatform(Protocol):
 class Acknowledges(Protocol):
     """A platform that must be told of each delivered purchase (Google Play refunds one not
     acknowledged within 3 days). The sweep calls it after delivery, retries with backoff and
-    tells a lead before the platform's deadline."""
+    tells a lead before the platform's deadline. ``acknowledges_deliveries`` False (an App
+    Store platform whose app finishes transactions itself) skips it."""
+
+    @property
+    def acknowledges_deliveries(self) -> bool: ...
 
     def acknowledge_delivery(self, order: Order) -> PaymentResult:
         """Acknowledge (or consume) the purchase that paid ``order``; safe to repeat. A

@@ -373,6 +373,12 @@ class FakeAppStoreAPI:
                     return self._reply(*fake._history(body or {}, query))
                 if self.command == "GET" and url.path.startswith("/inApps/v2/refund/lookup/"):
                     return self._reply(*fake._refund_history(url.path.rsplit("/", 1)[1], query))
+                if (
+                    self.command == "POST"
+                    and url.path.startswith("/inApps/v1/transactions/")
+                    and url.path.endswith("/finish")
+                ):
+                    return self._reply(200, None)
                 if self.command == "GET" and self.path.startswith("/inApps/v1/transactions/"):
                     txn = self.path.rsplit("/", 1)[1]
                     if txn in fake.transactions:

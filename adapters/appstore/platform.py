@@ -33,6 +33,7 @@ from appstoreserverlibrary.signed_data_verifier import (
 )
 
 from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
+from iap_flow.adapters.appstore.amounts import minor_units
 from iap_flow.adapters.appstore.consumption import consumption_problem as _consumption_problem
 from iap_flow.adapters.appstore.verify import (
     CACHE_SECONDS,
@@ -44,7 +45,7 @@ from iap_flow.adapters.webhooks import NotificationRejected, rejected
 from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
-from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
+from iap_flow.domain.money import Money
 from iap_flow.ports import Clock, Consent, PaymentKind, PaymentResult
 
 SOURCE = "app_store"
@@ -54,19 +55,6 @@ REVIEW_WINDOW = timedelta(hours=12)
 _DELIVERED = (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
 UNSIGNED_ENVIRONMENTS = (Environment.LOCAL_TESTING, Environment.XCODE)
 """Environments whose data the App Store does not sign: the library skips every check."""
-
-
-def minor_units(price_milliunits: int, currency: str) -> Money:
-    """Apple's price (milliunits of the currency) as integer minor units, rounded half up.
-
-    >>> minor_units(1990, "USD")
-    Money(amount=199, currency='USD')
-    >>> minor_units(160000, "JPY")
-    Money(amount=160, currency='JPY')
-    """
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
-    scaled = price_milliunits * 10**exponent
-    return Money((scaled + 500) // 1000, currency)
 
 
 def _never(order: Order) -> bool:
@@ -106,7 +94,8 @@ class AppStorePlatform:
     buyer as its ``appAccountToken`` (see :mod:`iap_flow.adapters.accounts`; with
     ``user_for`` given, ``user_for(transaction)`` must name the buyer); set
     ``require_account_token=False`` to accept transactions without one (never one that
-    names someone else). Verified chains are cached (``chain_cache_size`` chains for
+    names someone else). ``finish_transactions=True`` has the sweep call Finish Transaction
+    after delivery (when your server, not the app, finishes). Verified chains are cached (``chain_cache_size`` chains for
     ``chain_cache_seconds``), keyed by their exact bytes.
     """
 
@@ -136,6 +125,7 @@ class AppStorePlatform:
         delivery_status: Callable[[Order], DeliveryStatus | None] | None = None,
         clock: Clock | None = None,
         delivered_consumption: int | None = None,
+        finish_transactions: bool = False,
     ) -> None:
         if delivered_consumption is not None and _consumption_problem(
             delivered_consumption, DeliveryStatus.DELIVERED
@@ -178,6 +168,7 @@ class AppStorePlatform:
         self._consumption = consumption
         self._sample = sample_content_provided
         self._delivered_consumption = delivered_consumption
+        self.acknowledges_deliveries = finish_transactions
         self._skus = dict(skus or {})
         self._product_ids = {sku: pid for pid, sku in self._skus.items()}
         self._user_for = user_for
@@ -362,14 +353,26 @@ class AppStorePlatform:
             raw["reply"] = {"status": exc.http_status_code, "error_code": exc.raw_api_error}
             failed = self._api_failed(kind, amount, exc)
             return attrs.evolve(failed, raw=raw)
-        except requests.RequestException as exc:
-            raw["reply"] = {"status": None, "error": str(exc)}
-            error = f"App Store API: {exc}"
-            return PaymentResult(False, kind, amount, error=error, retryable=True, raw=raw)
+        except requests.RequestException as exc:  # no answer: retried inside the window
+            raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
         raw["reply"] = {"status": 202}
         return PaymentResult(
             True, kind, amount, platform_transaction_id=order.platform_transaction_id, raw=raw
         )
+
+    def acknowledge_delivery(self, order: Order) -> PaymentResult:
+        """Finish Transaction (App Store Server API 1.20), with ``finish_transactions=True``;
+        else your app calls StoreKit's ``Transaction.finish()``."""
+        kind, amount, txn = PaymentKind.ACKNOWLEDGE, order.amount, order.platform_transaction_id
+        if self._api is None or txn is None:
+            return self._failed(kind, amount, f"order {order.id}: no API client or transaction")
+        try:
+            self._api.finish_transaction(txn)
+        except APIException as exc:
+            return self._api_failed(kind, amount, exc)
+        except requests.RequestException as exc:
+            return PaymentResult(False, kind, amount, error=f"App Store API: {exc}", retryable=True)
+        return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw={"finished": txn})
 
     @staticmethod
     def _failed(kind: PaymentKind, amount: Money, error: str) -> PaymentResult:

@@ -72,6 +72,8 @@ class GooglePlayPlatform:
     """
 
     decides_refunds = False
+    acknowledges_deliveries = True
+    """Google refunds a purchase not acknowledged within 3 days: the sweep acknowledges."""
 
     def __init__(
         self,
@@ -305,9 +307,6 @@ class GooglePlayPlatform:
             return PaymentResult(
                 False, kind, amount, error=str(exc), retryable=exc.retryable, raw=raw
             )
-        except PlatformUnavailable as exc:
-            raw["reply"] = {"status": None, "error": str(exc)}
-            return PaymentResult(False, kind, amount, error=str(exc), retryable=True, raw=raw)
         raw["reply"] = {"status": 200, "body": reply}
         return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw=raw)
 

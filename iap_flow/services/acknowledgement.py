@@ -40,7 +40,7 @@ def acknowledge(ctx: Context, actor: Actor, order_id: str) -> Order:
             f"order {order.id} is {order.status}: only a delivered purchase is acknowledged",
             field="order_id",
         )
-    if not isinstance(platform, Acknowledges):
+    if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
         return order  # this platform's purchases need no acknowledgement
     earlier = [e.data for e in ctx.store.history(order.id) if e.event == "acknowledge"]
     failures = sum(1 for d in earlier if d.get("acknowledged") is False)

@@ -227,7 +227,8 @@ class Sweeper:
             return "policy_answer" if record.status is RefundStatus.IN_REVIEW else "answer_again"
         if rule.on_due == "acknowledge":
             assert isinstance(record, Order)
-            if not isinstance(ctx.platform(record.platform), Acknowledges):
+            platform = ctx.platform(record.platform)
+            if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
                 return None  # this platform is not told of deliveries
             return "acknowledge"
         if rule.on_due == "escalate":

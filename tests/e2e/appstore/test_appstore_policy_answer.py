@@ -174,3 +174,25 @@ def test_retries_stop_before_the_window_closes_and_a_lead_is_told(make: Any) -> 
     assert env.clock.now() < datetime.fromisoformat("2026-03-02T21:00:00+00:00")  # 12 h
     assert len(env.api.consumption_answers()) == 4  # at 11 h, +5, +10, +20 min; +40 is too late
     assert env.topics("support_lead") == ["refund.answer_failed"]
+
+
+def test_with_finish_transactions_the_sweep_finishes_a_delivered_purchase(make: Any) -> None:
+    env = make(finish_transactions=True)
+    tid, _, order = bought(env)
+    env.flow.orders.deliver(SYSTEM, order.id)
+    env.clock.advance(timedelta(minutes=1))
+    env.flow.sweep()
+    [finish] = [s for s in env.api.seen if s.path.endswith("/finish")]
+    assert (finish.method, finish.path) == ("POST", f"/inApps/v1/transactions/{tid}/finish")
+    [event] = [e for e in env.flow.history(SYSTEM, order.id) if e.event == "acknowledge"]
+    assert event.data == {"acknowledged": True, "detail": {"finished": tid}}
+
+
+def test_by_default_the_app_finishes_transactions_and_the_sweep_calls_nothing(make: Any) -> None:
+    env = make()
+    _, _, order = bought(env)
+    env.flow.orders.deliver(SYSTEM, order.id)
+    env.clock.advance(timedelta(minutes=1))
+    env.flow.sweep()
+    assert not any(s.path.endswith("/finish") for s in env.api.seen)
+    assert "acknowledge" not in env.events(order.id)
