@@ -143,10 +143,26 @@ class Sweeper:
                 self._refunds.answer_platform(SYSTEM, subject_id)
             else:
                 acknowledgement.acknowledge(ctx, SYSTEM, subject_id)
-        except Exception:  # one stuck item must not stop the sweep
-            log.exception("sweep: %s of %s raised; its deadline tries again", what, subject_id)
+        except Exception:  # one stuck item must not stop the sweep: it is tried again
+            log.exception("sweep: %s of %s raised; trying again later", what, subject_id)
+            self._try_again(what, subject_id)
             return 0
         return 1
+
+    def _try_again(self, what: str, subject_id: str) -> None:
+        """A platform call that raised before it recorded anything: its deadline again."""
+        ctx, ack = self._ctx, what == "acknowledge"
+        kind = DeadlineKind.PURCHASE_ACKNOWLEDGE if ack else DeadlineKind.REVIEW_ANSWER
+        delay = ctx.policy.acknowledge_retry_delay if ack else ctx.policy.review_answer.retry_delay
+
+        def again(tx: UnitOfWork, now: datetime) -> None:
+            tx.close_deadlines(subject_id, (kind,))
+            tx.add_deadline(Deadline(kind, subject_id, now + delay))
+
+        try:
+            ctx.run(SYSTEM, "sweep.run", {}, None, again)
+        except Exception:  # the store itself is failing: the record keeps no deadline
+            log.exception("sweep: could not schedule %s of %s again", what, subject_id)
 
     def _retry_later(self, refund_id: str, exc: Exception) -> bool:
         """Record a payout attempt that raised, and retry it with backoff; after
