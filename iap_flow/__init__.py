@@ -50,10 +50,19 @@ from iap_flow.domain.models import (
     TicketStatus,
 )
 from iap_flow.domain.money import Money
-from iap_flow.domain.policy import ApprovalLimitExceeded, Policy
+from iap_flow.domain.policy import ApprovalLimitExceeded, Policy, ReviewAnswerPolicy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
-from iap_flow.ports import Clock, Notifier, PaymentKind, PaymentPlatform, PaymentResult, Store
+from iap_flow.ports import (
+    Acknowledges,
+    Clock,
+    Consent,
+    Notifier,
+    PaymentKind,
+    PaymentPlatform,
+    PaymentResult,
+    Store,
+)
 from iap_flow.report import Report
 from iap_flow.services.sweep import SweepResult
 
@@ -64,6 +73,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "SYSTEM",
+    "Acknowledges",
     "Actor",
     "AlreadyDecided",
     "ApprovalLimitExceeded",
@@ -75,6 +85,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConflictError",
+    "Consent",
     "Deadline",
     "DeadlineKind",
     "Entitlement",
@@ -107,6 +118,7 @@ __all__ = [
     "RefundRequest",
     "RefundStatus",
     "Report",
+    "ReviewAnswerPolicy",
     "Role",
     "Store",
     "StoreError",

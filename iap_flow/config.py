@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from iap_flow.config_policy import review_answer
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.models import Audience, Notification
 from iap_flow.domain.policy import Policy
@@ -55,6 +56,9 @@ _POLICY_DURATIONS = (
     "ticket_resolution",
     "refund_window",
     "refund_retry_delay",
+    "acknowledge_delay",
+    "acknowledge_retry_delay",
+    "acknowledge_escalate_after",
 )
 
 
@@ -202,7 +206,11 @@ class Config:
     def policy(self) -> Policy:
         table = self.section("policy")
         table.only(
-            *_POLICY_DURATIONS, "refund_max_attempts", "remind_at_fraction", "agent_refund_limits"
+            *_POLICY_DURATIONS,
+            "refund_max_attempts",
+            "remind_at_fraction",
+            "agent_refund_limits",
+            "review_answer",
         )
         base = Policy()
         values: dict[str, Any] = {
@@ -220,6 +228,8 @@ class Config:
             values["agent_refund_limits"] = {
                 cur: limits.integer(cur, 0) for cur in limits.entries() if _currency(limits, cur)
             }
+        if table.has("review_answer"):
+            values["review_answer"] = review_answer(table.table("review_answer"))
         return Policy(**values)
 
     def platforms(self) -> list[PaymentPlatform]:

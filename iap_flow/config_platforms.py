@@ -24,6 +24,25 @@ APP_STORE_ENVIRONMENTS = {
 ANDROIDPUBLISHER_SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 
 
+REVIEW_KEYS = ("sample_content_provided", "delivered_consumption")
+"""What a platform's refund-review answer says when your app's hooks say nothing."""
+
+
+def review_facts(table: Section) -> dict[str, Any]:
+    """``sample_content_provided`` (true if buyers could try the content first) and
+    ``delivered_consumption`` (milliunits, 0-100000, sent for a delivered purchase)."""
+    sample = table.raw("sample_content_provided", False)
+    if not isinstance(sample, bool):
+        raise table.error("sample_content_provided", f"must be true or false, got {sample!r}")
+    facts: dict[str, Any] = {"sample_content_provided": sample}
+    if table.has("delivered_consumption"):
+        share = table.integer("delivered_consumption", 0)
+        if share > 100_000:
+            raise table.error("delivered_consumption", f"must be 0-100000 milliunits, got {share}")
+        facts["delivered_consumption"] = share
+    return facts
+
+
 def _module(name: str, extra: str, table: Section) -> Any:
     try:
         return importlib.import_module(name)
@@ -52,6 +71,7 @@ def app_store(table: Section) -> PaymentPlatform:
         "private_key_file",
         "api_url",
         "enable_online_checks",
+        *REVIEW_KEYS,
     )
     client = _module("iap_flow.adapters.appstore.client", "appstore", table)
     adapter = _module("iap_flow.adapters.appstore.platform", "appstore", table)
@@ -100,6 +120,7 @@ def app_store(table: Section) -> PaymentPlatform:
             app_apple_id=app_apple_id,
             api=api,
             enable_online_checks=online,
+            **review_facts(table),
         )
     except InvalidInput as exc:
         raise table.error("(platform)", str(exc)) from exc
@@ -119,6 +140,7 @@ def google_play(table: Section) -> PaymentPlatform:
         "push_certs_url",
         "subscription",
         "revoke",
+        *REVIEW_KEYS,
     )
     client = _module("iap_flow.adapters.googleplay.client", "googleplay", table)
     adapter = _module("iap_flow.adapters.googleplay.platform", "googleplay", table)
@@ -144,7 +166,9 @@ def google_play(table: Section) -> PaymentPlatform:
         raise table.error("revoke", f"must be true or false, got {revoke!r}")
     service = client.androidpublisher(credentials=credentials, http=http, api_endpoint=endpoint)
     play = client.PlayClient(service, table.need("package_name"))
-    platform: PaymentPlatform = adapter.GooglePlayPlatform(play, revoke=revoke)
+    platform: PaymentPlatform = adapter.GooglePlayPlatform(
+        play, revoke=revoke, **review_facts(table)
+    )
     return platform
 
 

@@ -31,7 +31,7 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store
 from iap_flow.report import OPERATIONS_QUERIES, Report, build_report
-from iap_flow.services import inputs
+from iap_flow.services import acknowledgement, inputs
 from iap_flow.services.catalogue import Catalogue
 from iap_flow.services.context import Context
 from iap_flow.services.entitlements import Entitlements
@@ -39,6 +39,7 @@ from iap_flow.services.feedback import Feedback
 from iap_flow.services.inputs import check, ident, text
 from iap_flow.services.orders import Orders
 from iap_flow.services.platform_events import PlatformEvents
+from iap_flow.services.reconciliation import ReconciliationLog
 from iap_flow.services.refunds import Refunds
 from iap_flow.services.subscriptions import Subscriptions
 from iap_flow.services.sweep import Sweeper, SweepResult
@@ -97,8 +98,9 @@ class Flow:
 
     Areas: :attr:`catalogue`, :attr:`orders`, :attr:`refunds`, :attr:`feedback`,
     :attr:`subscriptions`, :attr:`entitlements` (what a buyer may use now),
-    :attr:`platform_events` (what a payment platform did by itself, fed by store adapters); and
-    :meth:`sweep`, :meth:`history`, :meth:`deliver_notifications`, :meth:`report`.
+    :attr:`platform_events` (what a payment platform did by itself, fed by store adapters),
+    :attr:`reconciliation` (where each platform's reconciliation left off); and
+    :meth:`sweep`, :meth:`acknowledge`, :meth:`history`, :meth:`deliver_notifications`, :meth:`report`.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -110,7 +112,21 @@ class Flow:
         self.feedback = Feedback(ctx)
         self.subscriptions = Subscriptions(ctx)
         self.entitlements = Entitlements(ctx)
+        self.reconciliation = ReconciliationLog(ctx)
         self._sweeper = Sweeper(ctx, self.refunds)
+
+    @property
+    def platforms(self) -> tuple[PaymentPlatform, ...]:
+        """The payment platforms this flow was opened with, the default one first."""
+        ctx = self._ctx
+        default = ctx.platforms[ctx.default_platform]
+        return (default, *(p for p in ctx.platforms.values() if p is not default))
+
+    def acknowledge(self, actor: Actor, order_id: str) -> Order:
+        """Tell the order's platform its purchase was delivered (Google Play refunds one not
+        acknowledged within 3 days); the sweep does it after delivery, retries and escalates
+        (see :mod:`iap_flow.services.acknowledgement`). Call it to retry at once."""
+        return acknowledgement.acknowledge(self._ctx, actor, order_id)
 
     @property
     def store(self) -> Store:

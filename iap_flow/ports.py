@@ -9,7 +9,7 @@ import enum
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -249,6 +249,8 @@ class PaymentKind(enum.StrEnum):
     REFUND = "refund"
     REVIEW_ANSWER = "review_answer"
     """Staff's decision sent to a platform that decides the refund itself; no money moves."""
+    ACKNOWLEDGE = "acknowledge"
+    """A delivered purchase told to the platform (Google Play); no money moves."""
 
 
 @attrs.frozen
@@ -294,6 +296,37 @@ class PaymentPlatform(Protocol):
         is ``approved`` or ``rejected``. Moves no money; kind is ``REVIEW_ANSWER``.
         Raise :class:`~iap_flow.domain.errors.PlatformUnavailable` if no answer came."""
         ...
+
+
+@runtime_checkable
+class Acknowledges(Protocol):
+    """A platform that must be told of each delivered purchase (Google Play refunds one not
+    acknowledged within 3 days). The sweep calls it after delivery, retries with backoff and
+    tells a lead before the platform's deadline. ``acknowledges_deliveries`` False (an App
+    Store platform whose app finishes transactions itself) skips it."""
+
+    @property
+    def acknowledges_deliveries(self) -> bool: ...
+
+    def acknowledge_delivery(self, order: Order) -> PaymentResult:
+        """Acknowledge (or consume) the purchase that paid ``order``; safe to repeat. A
+        failed result with ``retryable`` is tried again later; kind is ``ACKNOWLEDGE``."""
+        ...
+
+
+@attrs.frozen
+class Consent:
+    """A buyer's consent to share consumption data with a platform answering a refund
+    review: whether it was given, where the app recorded it (``source``: a screen, a
+    settings record) and when. An App Store ``consent`` hook may return one (or a bool)."""
+
+    given: bool
+    source: str
+    at: datetime | None = None
+
+    def as_audit(self) -> dict[str, Any]:
+        at = None if self.at is None else self.at.isoformat()
+        return {"given": self.given, "source": self.source, "at": at}
 
 
 class Notifier(Protocol):

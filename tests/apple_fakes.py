@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import jwt
@@ -306,6 +307,16 @@ def api_signing_key() -> bytes:
 
 
 @attrs.define
+class Sent:
+    """One notification Apple sent at ``at``; ``delivered`` False if it never reached the
+    server (a timeout, a 5xx): Get Notification History lists it with ``onlyFailures``."""
+
+    signed_payload: str
+    at: datetime
+    delivered: bool = True
+
+
+@attrs.define
 class Seen:
     method: str
     path: str
@@ -319,6 +330,13 @@ class FakeAppStoreAPI:
     def __init__(self, chain: Chain, signing_key_pem: bytes) -> None:
         self.seen: list[Seen] = []
         self.transactions: dict[str, str] = {}  # transaction id -> signed transaction
+        # Get Notification History: what Apple sent (or tried to), with when and whether it
+        # reached the server; Get Refund History: each customer's refunded transactions
+        self.history: list[Sent] = []
+        self.history_page = 20
+        self.refunds: dict[str, list[str]] = {}  # customer -> signed refunded transactions
+        self.customer_of: dict[str, str] = {}  # any transaction id -> its customer
+        self.refund_page = 20
         self.fail_next: list[int] = []  # HTTP statuses to answer with before succeeding
         self._public = serialization.load_pem_private_key(signing_key_pem, None).public_key()
         fake = self
@@ -349,6 +367,18 @@ class FakeAppStoreAPI:
                     "/inApps/v2/transactions/consumption/"
                 ):
                     return self._reply(202, None)
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                if self.command == "POST" and url.path == "/inApps/v1/notifications/history":
+                    return self._reply(*fake._history(body or {}, query))
+                if self.command == "GET" and url.path.startswith("/inApps/v2/refund/lookup/"):
+                    return self._reply(*fake._refund_history(url.path.rsplit("/", 1)[1], query))
+                if (
+                    self.command == "POST"
+                    and url.path.startswith("/inApps/v1/transactions/")
+                    and url.path.endswith("/finish")
+                ):
+                    return self._reply(200, None)
                 if self.command == "GET" and self.path.startswith("/inApps/v1/transactions/"):
                     txn = self.path.rsplit("/", 1)[1]
                     if txn in fake.transactions:
@@ -375,6 +405,64 @@ class FakeAppStoreAPI:
         except jwt.PyJWTError:
             return False
         return bool(claims.get("bid") == BUNDLE_ID)
+
+    def _history(
+        self, body: dict[str, Any], query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        """As Apple: the notifications sent in [startDate, endDate), oldest first, those that
+        failed to reach the server only with ``onlyFailures``, pages of ``history_page``."""
+        start, end = body.get("startDate"), body.get("endDate")
+        if not isinstance(start, int) or not isinstance(end, int) or start >= end:
+            return 400, {"errorCode": 4000015, "errorMessage": "Invalid start or end date."}
+        found = [
+            h
+            for h in self.history
+            if start <= ms(h.at) < end and not (body.get("onlyFailures") and h.delivered)
+        ]
+        offset = int((query.get("paginationToken") or ["0"])[0])
+        page = found[offset : offset + self.history_page]
+        more = offset + self.history_page < len(found)
+        answer: dict[str, Any] = {
+            "hasMore": more,
+            "notificationHistory": [
+                {
+                    "signedPayload": h.signed_payload,
+                    "sendAttempts": [
+                        {
+                            "attemptDate": ms(h.at),
+                            "sendAttemptResult": "SUCCESS" if h.delivered else "TIMED_OUT",
+                        }
+                    ],
+                }
+                for h in page
+            ],
+        }
+        if more:
+            answer["paginationToken"] = str(offset + self.history_page)
+        return 200, answer
+
+    def _refund_history(
+        self, transaction_id: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        """As Apple: the customer's refunded transactions after ``revision``, in pages; every
+        answer carries the revision to ask from next time."""
+        customer = self.customer_of.get(transaction_id)
+        if customer is None:
+            return 404, {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
+        refunded = self.refunds.get(customer, [])
+        offset = int((query.get("revision") or ["0"])[0])
+        page = refunded[offset : offset + self.refund_page]
+        return 200, {
+            "signedTransactions": page,
+            "revision": str(offset + len(page)),
+            "hasMore": offset + len(page) < len(refunded),
+        }
+
+    def history_calls(self) -> list[Seen]:
+        return [s for s in self.seen if "/notifications/history" in s.path]
+
+    def refund_history_calls(self) -> list[Seen]:
+        return [s for s in self.seen if "/refund/lookup/" in s.path]
 
     @property
     def url(self) -> str:

@@ -4,10 +4,16 @@ how they post to a webhook endpoint served on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
+
+import pytest
 
 from iap_flow import SYSTEM, Flow, Order
 from iap_flow.adapters.notifiers import MemoryNotifier
@@ -54,3 +60,21 @@ def post_json(
             return response.status, json.loads(response.read())["outcome"]
     except urllib.error.HTTPError as exc:
         return exc.code, None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store of each kind: a SQLite file, and a fresh PostgreSQL schema (dropped
+    afterwards; skipped without ``IAP_FLOW_TEST_POSTGRES_URL``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/flow.db"
+        return
+    base = os.environ.get("IAP_FLOW_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("IAP_FLOW_TEST_POSTGRES_URL is not set: PostgreSQL runs need a server")
+    import psycopg
+
+    schema = f"test_platform_{uuid.uuid4().hex[:12]}"
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -77,7 +77,12 @@ class Call:
 
 class FakePlay:
     """The androidpublisher endpoints the adapter calls, with Google's semantics: an order is
-    refunded at most once (a second ``orders.refund`` is a 400), ``orders.get`` tells."""
+    refunded at most once (a second ``orders.refund`` is a 400), ``orders.get`` tells (with
+    the order's ``purchaseToken``). With ``clock`` set, a one-time purchase neither
+    acknowledged nor consumed 3 days after its ``purchaseTimeMillis`` is refunded and voided
+    (``voidedReason`` 8), as Google does."""
+
+    ACK_WINDOW = timedelta(days=3)
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -88,6 +93,11 @@ class FakePlay:
         self.voided: list[dict[str, Any]] = []
         self.voided_page = 2
         self.orders: dict[str, dict[str, Any]] = {}  # order id -> Order fields (state, ...)
+        self.clock: Any = None  # () -> datetime: Google's time, for the 3-day refunds
+        self.ack_script: list[int] = []
+        self.review_script: list[
+            int
+        ] = []  # per reviewrefund call: an HTTP status to fail  # per acknowledge/consume call: an HTTP status to fail
         self.keys = [SigningKey()]  # served at /oauth2/v1/certs
         self.certs_fetched = 0
         fake = self
@@ -130,21 +140,56 @@ class FakePlay:
     def order_state(self, order_id: str) -> dict[str, Any] | None:
         """What orders.get says about an order: refunded ones as REFUNDED, orders a purchase
         or subscription names as PROCESSED, ``orders`` as given; None if Google has none."""
+        token = next((t for t, p in self.purchases.items() if p.get("orderId") == order_id), None)
+        token = token or next(
+            (
+                t
+                for t, sub in self.subscriptions.items()
+                for item in sub.get("lineItems") or []
+                if item.get("latestSuccessfulOrderId") == order_id
+            ),
+            None,
+        )
+        named = {"purchaseToken": token} if token else {}
         if order_id in self.refunded:
-            return {"orderId": order_id, "state": "REFUNDED"}
+            return {"orderId": order_id, "state": "REFUNDED", **named}
         if order_id in self.orders:
-            return {"orderId": order_id, **self.orders[order_id]}
-        named = {p.get("orderId") for p in self.purchases.values()} | {
-            item.get("latestSuccessfulOrderId")
-            for sub in self.subscriptions.values()
-            for item in sub.get("lineItems") or []
-        }
-        return {"orderId": order_id, "state": "PROCESSED"} if order_id in named else None
+            return {"orderId": order_id, **named, **self.orders[order_id]}
+        return {"orderId": order_id, "state": "PROCESSED", **named} if token else None
 
     def api_calls(self) -> list[Call]:
         return [c for c in self.calls if c.path != CERTS_PATH]
 
+    def refund_unacknowledged(self) -> list[str]:
+        """As Google at its clock: refund and void each one-time purchase that was neither
+        acknowledged nor consumed within 3 days. The order ids refunded now."""
+        if self.clock is None:
+            return []
+        now, done = self.clock(), []
+        for token, purchase in self.purchases.items():
+            bought = datetime.fromtimestamp(int(purchase["purchaseTimeMillis"]) / 1000, UTC)
+            told = purchase.get("acknowledgementState") == 1 or purchase.get("consumptionState")
+            order_id = purchase.get("orderId")
+            if told or now < bought + self.ACK_WINDOW or order_id in self.refunded:
+                continue
+            self.refunded.append(order_id)
+            purchase["purchaseState"] = 1
+            at = bought + self.ACK_WINDOW
+            self.voided.append(
+                {
+                    "purchaseToken": token,
+                    "orderId": order_id,
+                    "purchaseTimeMillis": purchase["purchaseTimeMillis"],
+                    "voidedTimeMillis": str(int(at.timestamp() * 1000)),
+                    "voidedSource": 2,
+                    "voidedReason": 8,  # unacknowledged_purchase
+                }
+            )
+            done.append(order_id)
+        return done
+
     def answer(self, call: Call) -> tuple[int, dict[str, Any]]:
+        self.refund_unacknowledged()
         if call.path == CERTS_PATH:
             self.certs_fetched += 1
             return 200, {k.kid: k.cert_pem for k in self.keys}
@@ -153,6 +198,8 @@ class FakePlay:
         rest = call.path[len(PREFIX) :]
         parts = rest.split("/")
         if rest.endswith((":acknowledge", ":consume")) and call.method == "POST":
+            if self.ack_script:
+                return _error(self.ack_script.pop(0), "backend unavailable")
             return self._acknowledge(rest)
         if rest.startswith("purchases/products/") and call.method == "GET":
             token = parts[-1]
@@ -185,6 +232,8 @@ class FakePlay:
                 else (200, {})
             )
         if rest.startswith("orders/") and rest.endswith(":reviewrefund"):
+            if self.review_script:
+                return _error(self.review_script.pop(0), "backend unavailable")
             return 200, {}
         if rest == "orders:batchGet" and call.method == "GET":
             found = [self.order_state(i) for i in call.query.get("orderIds", [])]

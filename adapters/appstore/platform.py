@@ -11,7 +11,9 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
+import attrs
 import requests
 from appstoreserverlibrary.api_client import APIException, AppStoreServerAPIClient
 from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
@@ -31,6 +33,8 @@ from appstoreserverlibrary.signed_data_verifier import (
 )
 
 from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
+from iap_flow.adapters.appstore.amounts import minor_units
+from iap_flow.adapters.appstore.consumption import consumption_problem as _consumption_problem
 from iap_flow.adapters.appstore.verify import (
     CACHE_SECONDS,
     CACHE_SIZE,
@@ -41,8 +45,8 @@ from iap_flow.adapters.webhooks import NotificationRejected, rejected
 from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable, PurchaseNotOwned
 from iap_flow.domain.models import Order, OrderStatus, Platform, RefundRequest, RefundStatus
-from iap_flow.domain.money import CURRENCY_EXPONENTS, Money
-from iap_flow.ports import Clock, PaymentKind, PaymentResult
+from iap_flow.domain.money import Money
+from iap_flow.ports import Clock, Consent, PaymentKind, PaymentResult
 
 SOURCE = "app_store"
 REVIEW_WINDOW = timedelta(hours=12)
@@ -51,19 +55,6 @@ REVIEW_WINDOW = timedelta(hours=12)
 _DELIVERED = (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
 UNSIGNED_ENVIRONMENTS = (Environment.LOCAL_TESTING, Environment.XCODE)
 """Environments whose data the App Store does not sign: the library skips every check."""
-
-
-def minor_units(price_milliunits: int, currency: str) -> Money:
-    """Apple's price (milliunits of the currency) as integer minor units, rounded half up.
-
-    >>> minor_units(1990, "USD")
-    Money(amount=199, currency='USD')
-    >>> minor_units(160000, "JPY")
-    Money(amount=160, currency='JPY')
-    """
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
-    scaled = price_milliunits * 10**exponent
-    return Money((scaled + 500) // 1000, currency)
 
 
 def _never(order: Order) -> bool:
@@ -82,9 +73,13 @@ class AppStorePlatform:
     production) ``app_apple_id`` must match what Apple signs. ``api`` is an App Store Server
     API client (:func:`api_client`), needed to look purchases up and to answer refund reviews.
     ``consent(order)`` says whether the buyer agreed to share consumption data with Apple
-    (without it Apple must not be answered); ``consumption(order)`` gives the share consumed in
-    milliunits (0-100000) or None; ``delivery_status(order)`` the ``DeliveryStatus`` when
-    your app knows better than the order's state (None: from the order). An answer is
+    (without it Apple must not be answered): a :class:`~iap_flow.ports.Consent` (given, where
+    your app recorded it, when; recorded in the audit trail) or a bool;
+    ``consumption(order)`` gives the share consumed in milliunits (0-100000) or None
+    (then ``delivered_consumption`` for a delivered purchase, else none is sent);
+    ``delivery_status(order)`` the ``DeliveryStatus`` when your app knows better than the
+    order's state (None: from the order). What was sent, the consent and Apple's reply are
+    recorded in the refund's audit trail. An answer is
     checked before it is sent (share 0-100000, none for an undelivered purchase) and never
     sent after the refund's review deadline (Apple's window; ``clock`` tells the time).
     ``skus`` maps Apple product ids to catalogue SKUs when they
@@ -99,7 +94,8 @@ class AppStorePlatform:
     buyer as its ``appAccountToken`` (see :mod:`iap_flow.adapters.accounts`; with
     ``user_for`` given, ``user_for(transaction)`` must name the buyer); set
     ``require_account_token=False`` to accept transactions without one (never one that
-    names someone else). Verified chains are cached (``chain_cache_size`` chains for
+    names someone else). ``finish_transactions=True`` has the sweep call Finish Transaction
+    after delivery (when your server, not the app, finishes). Verified chains are cached (``chain_cache_size`` chains for
     ``chain_cache_seconds``), keyed by their exact bytes.
     """
 
@@ -114,7 +110,7 @@ class AppStorePlatform:
         app_apple_id: int | None = None,
         api: AppStoreServerAPIClient | None = None,
         enable_online_checks: bool = True,
-        consent: Callable[[Order], bool] = _never,
+        consent: Callable[[Order], bool | Consent] = _never,
         consumption: Callable[[Order], int | None] = _unknown,
         sample_content_provided: bool = False,
         skus: Mapping[str, str] | None = None,
@@ -128,7 +124,16 @@ class AppStorePlatform:
         chain_cache_seconds: float = CACHE_SECONDS,
         delivery_status: Callable[[Order], DeliveryStatus | None] | None = None,
         clock: Clock | None = None,
+        delivered_consumption: int | None = None,
+        finish_transactions: bool = False,
     ) -> None:
+        if delivered_consumption is not None and _consumption_problem(
+            delivered_consumption, DeliveryStatus.DELIVERED
+        ):
+            raise InvalidInput(
+                f"delivered_consumption must be 0-100000 milliunits, got {delivered_consumption!r}",
+                field="delivered_consumption",
+            )
         if environment in UNSIGNED_ENVIRONMENTS and not allow_unsigned_for_testing:
             raise InvalidInput(
                 f"App Store environment {environment.value} is not signed by Apple: anyone "
@@ -162,6 +167,8 @@ class AppStorePlatform:
         self._consent = consent
         self._consumption = consumption
         self._sample = sample_content_provided
+        self._delivered_consumption = delivered_consumption
+        self.acknowledges_deliveries = finish_transactions
         self._skus = dict(skus or {})
         self._product_ids = {sku: pid for pid, sku in self._skus.items()}
         self._user_for = user_for
@@ -248,6 +255,11 @@ class AppStorePlatform:
     def can_look_up(self) -> bool:
         return self._api is not None
 
+    @property
+    def api(self) -> AppStoreServerAPIClient | None:
+        """The App Store Server API client (None if none was configured)."""
+        return self._api
+
     # -- the PaymentPlatform port ---------------------------------------------------------------
     def charge(self, order: Order, token: str, idempotency_key: str) -> PaymentResult:
         """Confirm a purchase the app made with StoreKit: ``token`` is its transaction id,
@@ -287,11 +299,20 @@ class AppStorePlatform:
                 self._answers[idempotency_key] = result
         return result
 
+    def _consent_of(self, order: Order) -> Consent:
+        said = self._consent(order)
+        if isinstance(said, Consent):
+            return said
+        return Consent(bool(said), "the consent hook (no source or time given)")
+
     def _answer(self, refund: RefundRequest, order: Order) -> PaymentResult:
         kind, amount = PaymentKind.REVIEW_ANSWER, refund.amount
-        if not self._consent(order):
+        consent = self._consent_of(order)
+        raw: dict[str, Any] = {"consent": consent.as_audit()}
+        if not consent.given:
+            # Apple refuses customerConsented=false (400): nothing is sent without consent
             note = "the buyer did not consent to share consumption data: Apple is not answered"
-            return PaymentResult(True, kind, amount, raw={"sent": False, "note": note})
+            return PaymentResult(True, kind, amount, raw={**raw, "sent": None, "note": note})
         if self._api is None:
             return self._failed(kind, amount, "no App Store API client to answer Apple with")
         if order.platform_transaction_id is None:
@@ -302,10 +323,12 @@ class AppStorePlatform:
             return self._failed(kind, amount, why)
         approve = refund.status is RefundStatus.APPROVED
         delivery = self._delivery(order) if self._delivery is not None else None
+        delivered = order.status in _DELIVERED
         if delivery is None:
-            delivered = order.status in _DELIVERED
             delivery = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.UNDELIVERED_OTHER
         consumed = self._consumption(order)
+        if consumed is None and delivery is DeliveryStatus.DELIVERED:
+            consumed = self._delivered_consumption
         problem = _consumption_problem(consumed, delivery)
         if problem is not None:
             return self._failed(kind, amount, f"not sent to Apple: {problem}")
@@ -316,20 +339,40 @@ class AppStorePlatform:
             consumptionPercentage=consumed,
             refundPreference=RefundPreference.GRANT_FULL if approve else RefundPreference.DECLINE,
         )
+        raw["sent"] = {
+            "customerConsented": True,
+            "sampleContentProvided": self._sample,
+            "deliveryStatus": body.rawDeliveryStatus,
+            "consumptionPercentage": consumed,
+            "refundPreference": body.rawRefundPreference,
+        }
+        raw["transaction_id"] = order.platform_transaction_id
         try:
             self._api.send_consumption_information(order.platform_transaction_id, body)
         except APIException as exc:
-            return self._api_failed(kind, amount, exc)
-        except requests.RequestException as exc:
+            raw["reply"] = {"status": exc.http_status_code, "error_code": exc.raw_api_error}
+            failed = self._api_failed(kind, amount, exc)
+            return attrs.evolve(failed, raw=raw)
+        except requests.RequestException as exc:  # no answer: retried inside the window
             raise PlatformUnavailable(f"App Store API: {exc}", platform=SOURCE) from exc
-        raw = {
-            "sent": True,
-            "refundPreference": body.rawRefundPreference,
-            "deliveryStatus": body.rawDeliveryStatus,
-        }
+        raw["reply"] = {"status": 202}
         return PaymentResult(
             True, kind, amount, platform_transaction_id=order.platform_transaction_id, raw=raw
         )
+
+    def acknowledge_delivery(self, order: Order) -> PaymentResult:
+        """Finish Transaction (App Store Server API 1.20), with ``finish_transactions=True``;
+        else your app calls StoreKit's ``Transaction.finish()``."""
+        kind, amount, txn = PaymentKind.ACKNOWLEDGE, order.amount, order.platform_transaction_id
+        if self._api is None or txn is None:
+            return self._failed(kind, amount, f"order {order.id}: no API client or transaction")
+        try:
+            self._api.finish_transaction(txn)
+        except APIException as exc:
+            return self._api_failed(kind, amount, exc)
+        except requests.RequestException as exc:
+            return PaymentResult(False, kind, amount, error=f"App Store API: {exc}", retryable=True)
+        return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw={"finished": txn})
 
     @staticmethod
     def _failed(kind: PaymentKind, amount: Money, error: str) -> PaymentResult:
@@ -342,19 +385,6 @@ class AppStorePlatform:
         return PaymentResult(
             False, kind, amount, error=error, retryable=status >= 500 or status == 429
         )
-
-
-def _consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | None:
-    """Why Apple would refuse this consumption share, if it would."""
-    if consumed is None:
-        return None
-    if isinstance(consumed, bool) or not isinstance(consumed, int):
-        return f"consumption share {consumed!r} is not an integer of milliunits"
-    if not 0 <= consumed <= 100_000:
-        return f"consumption share {consumed} is outside 0-100000 milliunits"
-    if consumed and delivery is not DeliveryStatus.DELIVERED:
-        return "an undelivered purchase has no consumption share"
-    return None
 
 
 def _refused(what: str, exc: VerificationException) -> Exception:

@@ -127,10 +127,12 @@ class PlayClient:
         orders = self._service.orders()
         self._run(orders.refund(packageName=self.package_name, orderId=order_id, revoke=revoke))
 
-    def review_refund(self, order_id: str, body: dict[str, Any]) -> None:
+    def review_refund(self, order_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """orders.reviewrefund: answer a pending refund review (a chargeback)."""
         orders = self._service.orders()
-        self._run(orders.reviewrefund(packageName=self.package_name, orderId=order_id, body=body))
+        return self._run(
+            orders.reviewrefund(packageName=self.package_name, orderId=order_id, body=body)
+        )
 
     def voided_purchases(
         self, *, start_ms: int, page_token: str | None = None, max_results: int = 1000

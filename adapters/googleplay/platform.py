@@ -19,7 +19,14 @@ from iap_flow.adapters.accounts import google_account_matches
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
 from iap_flow.domain.clock import SystemClock
 from iap_flow.domain.errors import PlatformUnavailable, PurchaseNotOwned
-from iap_flow.domain.models import Order, Platform, ProductKind, RefundRequest, RefundStatus
+from iap_flow.domain.models import (
+    Order,
+    OrderStatus,
+    Platform,
+    ProductKind,
+    RefundRequest,
+    RefundStatus,
+)
 from iap_flow.ports import Clock, PaymentKind, PaymentResult
 
 CHARGED_STATES = ("PROCESSED", "PENDING_REFUND", "PARTIALLY_REFUNDED", "REFUNDED")
@@ -59,11 +66,14 @@ class GooglePlayPlatform:
     accepts purchases that carry none (never one naming someone else).
 
     A chargeback review's answer is checked before it is sent (``consumption(order)`` in
-    0-100000 milliunits) and never sent after the review's deadline (``clock`` tells the
+    0-100000 milliunits; when it says None, ``delivered_consumption`` for a delivered
+    purchase) and never sent after the review's deadline (``clock`` tells the
     time): Google keeps only the first answer, within 24 hours.
     """
 
     decides_refunds = False
+    acknowledges_deliveries = True
+    """Google refunds a purchase not acknowledged within 3 days: the sweep acknowledges."""
 
     def __init__(
         self,
@@ -77,6 +87,7 @@ class GooglePlayPlatform:
         review_window: timedelta = REVIEW_WINDOW,
         require_account_id: bool = True,
         clock: Clock | None = None,
+        delivered_consumption: int | None = None,
     ) -> None:
         self.client = client
         self._clock: Clock = clock or SystemClock()
@@ -88,6 +99,7 @@ class GooglePlayPlatform:
         self._user_for = user_for
         self._sample = sample_content_provided
         self._consumption = consumption
+        self._delivered_consumption = delivered_consumption
         self._done: dict[str, PaymentResult] = {}
         self._lock = threading.Lock()
 
@@ -157,6 +169,26 @@ class GooglePlayPlatform:
             if not self._acknowledged(product_id, token, how):
                 raise
         # Google may answer before it has it: nothing to do, a repeat is harmless.
+
+    def acknowledge_delivery(self, order: Order) -> PaymentResult:
+        """The core's ``Acknowledges`` port: find the purchase token of the order's Google
+        order (``orders.get``) and acknowledge or consume it (:meth:`acknowledge`)."""
+        kind, amount, txn = PaymentKind.ACKNOWLEDGE, order.amount, order.platform_transaction_id
+        if txn is None:
+            return PaymentResult(False, kind, amount, error=f"order {order.id} has no Play order")
+        try:
+            token = self.client.order(txn).get("purchaseToken")
+            if not token:
+                error = f"Google Play order {txn} names no purchase token"
+                return PaymentResult(False, kind, amount, error=error)
+            self.acknowledge(order, str(token))
+        except PlatformUnavailable as exc:
+            return PaymentResult(False, kind, amount, error=str(exc), retryable=True)
+        except PlayApiError as exc:
+            return PaymentResult(False, kind, amount, error=str(exc), retryable=exc.retryable)
+        how = {ProductKind.SUBSCRIPTION: "subscription", ProductKind.CONSUMABLE: "consume"}
+        raw = {"order_id": txn, "how": how.get(order.kind, "acknowledge")}
+        return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw=raw)
 
     def _acknowledged(self, product_id: str, token: str, how: str) -> bool:
         try:
@@ -246,6 +278,8 @@ class GooglePlayPlatform:
             error = f"Google's 24-hour window closed at {due.isoformat()}: the answer was not sent"
             return PaymentResult(False, kind, amount, error=error)
         consumed = self._consumption(order)
+        if consumed is None and order.status in (OrderStatus.DELIVERED, OrderStatus.COMPLETED):
+            consumed = self._delivered_consumption
         if consumed is not None and (
             isinstance(consumed, bool)
             or not isinstance(consumed, int)
@@ -261,11 +295,19 @@ class GooglePlayPlatform:
         }
         if consumed is not None:
             body["consumptionPercentageMilliunits"] = consumed
+        # Google asks for no consent to answer a chargeback review: recorded as such
+        raw: dict[str, Any] = {
+            "sent": body,
+            "consent": {"given": None, "source": "not required by Google Play", "at": None},
+        }
         try:
-            self.client.review_refund(txn, body)
+            reply = self.client.review_refund(txn, body)
         except PlayApiError as exc:
-            return PaymentResult(False, kind, amount, error=str(exc), retryable=exc.retryable)
-        raw = {"refundPreference": preference}
+            raw["reply"] = {"status": exc.status, "error": str(exc)}
+            return PaymentResult(
+                False, kind, amount, error=str(exc), retryable=exc.retryable, raw=raw
+            )
+        raw["reply"] = {"status": 200, "body": reply}
         return PaymentResult(True, kind, amount, platform_transaction_id=txn, raw=raw)
 
 

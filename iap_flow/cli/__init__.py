@@ -16,7 +16,7 @@ from iap_flow.cli.commands import (
 from iap_flow.cli.plugins import Plugin
 
 # The command modules attach their commands to ``cli`` when imported.
-from iap_flow.cli import admin, oncall, reads, worker  # noqa: F401  # isort: skip
+from iap_flow.cli import admin, oncall, reads, reconcile, worker  # noqa: F401  # isort: skip
 
 __all__ = [
     "PLUGINS",

@@ -128,6 +128,7 @@ def limit_phrase(rule: DeadlineRule, policy: Policy, lang: str) -> str:
         at = when(window * policy.remind_at_fraction, lang)
         text += " (" + w.word(w.TEXT, "reminder", lang).format(at=at) + ")"
     consequence = {"escalate": "else_lead", "expire": "else_expire", "submit": "else_retry"}
+    consequence |= {"answer_platform": "else_policy_answer", "acknowledge": "else_acknowledge"}
     consequence |= {"subscription.expire": "else_sub_expire", "subscription.hold": "else_hold"}
     key = consequence.get(f"{rule.aggregate}.{rule.on_due}") or consequence[rule.on_due]
     comma = "\uff0c" if lang == "zh" else ", "  # a full-width comma in Chinese
@@ -144,6 +145,10 @@ FULFILLED_BY: dict[str, tuple[str, ...]] = {
     "subscription_period_end": (),
     "subscription_grace_end": ("subscription.renew", "subscription.recover"),
     "subscription_hold_end": ("subscription.renew", "subscription.recover"),
+    # The sweep answers or acknowledges itself (a platform call, no machine event); the
+    # platform's own decision ends a review's answer.
+    "review_answer": ("refund.platform_refund",),
+    "purchase_acknowledge": (),
 }
 """Deadline kind -> the steps that meet it as intended (a test checks each ends the deadline)."""
 

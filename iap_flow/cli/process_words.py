@@ -111,6 +111,14 @@ STEPS: dict[str, dict[str, str]] = {
         "zh": "查看待发通知与未到期时限",
     },
     "event.remember": {"en": "Record a platform event once", "zh": "记录平台事件（去重）"},
+    "order.acknowledge": {
+        "en": "Acknowledge a delivered purchase to the platform",
+        "zh": "向支付平台确认已发货的购买",
+    },
+    "reconcile.run": {
+        "en": "Reconcile with the platforms' records",
+        "zh": "与支付平台记录对账",
+    },
 }
 """Action -> the step's name for people."""
 
@@ -161,6 +169,14 @@ TEXT: dict[str, dict[str, str]] = {
     "else_lead": {"en": "else the lead is told", "zh": "否则通知客服主管"},
     "else_expire": {"en": "else the order is closed", "zh": "否则订单自动关闭"},
     "else_retry": {"en": "else it is sent again", "zh": "否则系统自动重试"},
+    "else_policy_answer": {
+        "en": "else the system sends the policy answer",
+        "zh": "否则系统按策略自动答复平台",
+    },
+    "else_acknowledge": {
+        "en": "else the system acknowledges it (retried, the lead told before Google refunds)",
+        "zh": "否则系统自动确认（失败重试，谷歌退款前通知客服主管）",
+    },
     "else_sub_expire": {"en": "else the subscription expires", "zh": "否则订阅过期"},
     "else_hold": {
         "en": "else it goes on hold (no access)",
@@ -195,6 +211,14 @@ LIMIT_WHAT: dict[str, dict[str, str]] = {
     "subscription_hold_end": {
         "en": "The store collects a renewal while the subscription is on hold",
         "zh": "账户保留期间，商店补扣续订费用",
+    },
+    "review_answer": {
+        "en": "The platform's refund review is answered before its window closes",
+        "zh": "在平台期限前答复平台的退款审核",
+    },
+    "purchase_acknowledge": {
+        "en": "A delivered purchase is acknowledged to the platform",
+        "zh": "已发货的购买向支付平台确认",
     },
 }
 """Deadline kind -> what must happen before it, in plain words."""

@@ -28,6 +28,9 @@ class DeadlineRule:
     """Who must act before the deadline."""
     reminds: bool
     summary: str
+    calls_platform: bool = False
+    """The sweep calls the platform (after its batch commits) instead of firing a machine
+    event; ``on_due`` names the call (``answer_platform``, ``acknowledge``)."""
 
 
 RULES: tuple[DeadlineRule, ...] = (
@@ -113,6 +116,31 @@ RULES: tuple[DeadlineRule, ...] = (
         Role.SYSTEM,
         reminds=False,
         summary="a subscription on hold that is not recovered expires",
+    ),
+    # Opened by the platform-event and acknowledgement services at the platform's own times.
+    DeadlineRule(
+        DeadlineKind.REVIEW_ANSWER,
+        "refund",
+        frozenset(),
+        frozenset({"in_review", "approved", "rejected"}),
+        "answer_platform",
+        Role.SYSTEM,
+        reminds=False,
+        summary="a platform's refund review is answered before its window closes: by the "
+        "policy answer if no one decided, failed sends retried with backoff inside the window",
+        calls_platform=True,
+    ),
+    DeadlineRule(
+        DeadlineKind.PURCHASE_ACKNOWLEDGE,
+        "order",
+        frozenset({"order.deliver"}),
+        frozenset({"delivered", "completed"}),
+        "acknowledge",
+        Role.SYSTEM,
+        reminds=False,
+        summary="a delivered purchase is acknowledged to its platform (Google refunds one not "
+        "acknowledged in 3 days): retried with backoff, escalated to a lead before then",
+        calls_platform=True,
     ),
 )
 

@@ -97,6 +97,8 @@ class DeadlineKind(enum.StrEnum):
     SUBSCRIPTION_PERIOD_END = "subscription_period_end"
     SUBSCRIPTION_GRACE_END = "subscription_grace_end"
     SUBSCRIPTION_HOLD_END = "subscription_hold_end"
+    REVIEW_ANSWER = "review_answer"
+    PURCHASE_ACKNOWLEDGE = "purchase_acknowledge"
 
 
 class DeadlineState(enum.StrEnum):

@@ -47,6 +47,48 @@ class ApprovalLimitExceeded(PermissionDenied):
         self.limit = limit
 
 
+ANSWERS = ("approve", "decline")
+
+
+def _answer(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ANSWERS:
+        raise ValueError(f"{attribute.name} must be one of {ANSWERS}, got {value!r}")
+
+
+@attrs.frozen
+class ReviewAnswerPolicy:
+    """The policy answer to a platform's refund review (an Apple ``CONSUMPTION_REQUEST``, a
+    Google chargeback review) that no person decided: sent ``lead_time`` before the
+    platform's window closes, audited as the system's decision.
+
+    ``delivered`` is the answer for a purchase the app delivered (or completed),
+    ``undelivered`` for one it did not; ``"decline"`` asks the platform to keep the sale,
+    ``"approve"`` to refund it. A send that fails (5xx, no answer) is retried after
+    ``retry_delay``, doubling, while the window is open. ``enabled=False`` sends nothing on
+    its own: the review escalates to a lead at the deadline as any other.
+
+    >>> ReviewAnswerPolicy().decision(delivered=True)
+    'decline'
+    """
+
+    enabled: bool = True
+    lead_time: timedelta = timedelta(hours=1)
+    retry_delay: timedelta = timedelta(minutes=5)
+    delivered: str = attrs.field(default="decline", validator=_answer)
+    undelivered: str = attrs.field(default="approve", validator=_answer)
+
+    def decision(self, *, delivered: bool) -> str:
+        return self.delivered if delivered else self.undelivered
+
+    def rules(self) -> dict[str, object]:
+        """The rules as the audit trail records them beside the decision."""
+        return {
+            "lead_time_seconds": int(self.lead_time.total_seconds()),
+            "delivered": self.delivered,
+            "undelivered": self.undelivered,
+        }
+
+
 @attrs.frozen
 class Policy:
     """Deadlines and limits. The defaults follow the design; override any of them.
@@ -69,6 +111,14 @@ class Policy:
     subscription_hold: timedelta = timedelta(days=30)
     """How long a subscription stays on hold (billing retry) before it expires."""
     remind_at_fraction: float = 0.75
+    acknowledge_delay: timedelta = timedelta(minutes=1)
+    """How long after delivery the sweep acknowledges a purchase to its platform (Google)."""
+    acknowledge_retry_delay: timedelta = timedelta(minutes=10)
+    """The first wait before a failed acknowledgement is tried again (doubling, at most 6 h)."""
+    acknowledge_escalate_after: timedelta = timedelta(days=2)
+    """Since the purchase: a lead is told of a purchase still not acknowledged by then
+    (Google refunds it at 3 days)."""
+    review_answer: ReviewAnswerPolicy = attrs.Factory(ReviewAnswerPolicy)
     agent_refund_limits: dict[str, int] = attrs.Factory(_default_limits)
 
     def window(self, kind: DeadlineKind) -> timedelta:
@@ -81,6 +131,8 @@ class Policy:
             DeadlineKind.SUBSCRIPTION_PERIOD_END: self.subscription_expiry_leeway,
             DeadlineKind.SUBSCRIPTION_GRACE_END: self.subscription_grace,
             DeadlineKind.SUBSCRIPTION_HOLD_END: self.subscription_hold,
+            DeadlineKind.REVIEW_ANSWER: self.review_answer.retry_delay,
+            DeadlineKind.PURCHASE_ACKNOWLEDGE: self.acknowledge_delay,
         }[kind]
 
     def agent_limit(self, currency: str) -> int:

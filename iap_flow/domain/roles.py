@@ -104,8 +104,9 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "refund.request": frozenset({B, SYS}),
     "refund.open_review": frozenset({SYS}),
     "refund.escalate": frozenset({SYS}),
-    "refund.approve": frozenset({AG, LD}),
-    "refund.reject": frozenset({AG, LD}),
+    # the system decides a platform's review no one decided: the policy answer
+    "refund.approve": frozenset({AG, LD, SYS}),
+    "refund.reject": frozenset({AG, LD, SYS}),
     "refund.withdraw": frozenset({B}),
     "refund.submit": frozenset({SYS, LD, DEV}),
     "refund.confirm": frozenset({SYS}),
@@ -145,6 +146,8 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "outbox.deliver": frozenset({SYS, DEV}),
     "operations.read": frozenset({AG, LD, DEV, SYS}),  # the outbox backlog, every open deadline
     "event.remember": frozenset({SYS, DEV}),  # an inbound event processed, once per store
+    "order.acknowledge": frozenset({SYS, LD, DEV}),  # a delivery told to the platform
+    "reconcile.run": frozenset({SYS, LD, DEV}),  # what the platforms say, matched with ours
 }
 """Action -> roles that may perform it. Buyers are further limited to their own records."""
 

@@ -31,6 +31,7 @@ from iap_flow.http.auth import Authenticator, Chain
 from iap_flow.http.buyer import buyer_routes
 from iap_flow.http.context import Service, op
 from iap_flow.http.problems import MEDIA_TYPE, encode, from_error, problem
+from iap_flow.http.reconcile import reconcile_routes
 from iap_flow.http.schemas import Health, Readiness
 from iap_flow.http.staff import staff_routes
 
@@ -256,6 +257,7 @@ def create_app(
         route_handlers=[
             *buyer_routes(svc, threads=threads, app_store=app_store),
             *staff_routes(svc, threads=threads),
+            *reconcile_routes(svc, threads=threads),
             *_ops_routes(flow),
         ],
         exception_handlers={Exception: _respond},

@@ -42,7 +42,7 @@ from iap_flow.domain.models import (
 from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
-from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
+from iap_flow.ports import Acknowledges, Clock, Notifier, PaymentPlatform, Store, UnitOfWork
 from iap_flow.services.claims import Claims
 from iap_flow.services.claims import command_fingerprint as _fingerprint
 from iap_flow.services.inputs import check
@@ -231,7 +231,8 @@ class Context(Outbox, Claims):
             closed = tuple(kind for kind in closed if kind is not handled)
         if closed:
             tx.close_deadlines(record.id, closed)
-        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now)
+        where = getattr(record, "platform", None)
+        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now, platform=where)
         record.status = target
         self._save(tx, update, record, now)
         return record
@@ -309,11 +310,21 @@ class Context(Outbox, Claims):
         self.open_deadlines(tx, action, subject_id, now, fresh=True)
 
     def open_deadlines(
-        self, tx: UnitOfWork, action: str, subject_id: str, now: datetime, *, fresh: bool = False
+        self,
+        tx: UnitOfWork,
+        action: str,
+        subject_id: str,
+        now: datetime,
+        *,
+        fresh: bool = False,
+        platform: Platform | None = None,
     ) -> None:
         """Open the deadlines ``action`` starts; replaces open ones of the same kind unless the
-        record is ``fresh`` (just created, so it has none)."""
-        rules = deadlines.opened_by(action)
+        record is ``fresh`` (just created, so it has none). A deadline that calls the record's
+        ``platform`` (an acknowledgement) opens only if that platform is told of deliveries."""
+        found = None if platform is None else self.platforms.get(platform)
+        told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
+        rules = tuple(r for r in deadlines.opened_by(action) if told or not r.calls_platform)
         if not rules:
             return
         if not fresh:

@@ -373,7 +373,11 @@ class PlatformEvents:
     def _review_deadline(
         self, tx: UnitOfWork, refund_id: str, due: datetime, now: datetime
     ) -> None:
-        """Replace the refund's review deadline with one due at ``due`` (the platform's)."""
-        tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW,))
+        """Replace the refund's review deadline with one due at ``due`` (the platform's), and
+        its policy answer with one ``Policy.review_answer.lead_time`` before it."""
+        tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW, DeadlineKind.REVIEW_ANSWER))
         remind = now + (due - now) * self._ctx.policy.remind_at_fraction if due > now else None
         tx.add_deadline(Deadline(DeadlineKind.REFUND_REVIEW, refund_id, due, remind_at=remind))
+        # the policy answer, shortly before the window closes, if no one has decided by then
+        answer_at = max(now, due - self._ctx.policy.review_answer.lead_time)
+        tx.add_deadline(Deadline(DeadlineKind.REVIEW_ANSWER, refund_id, answer_at))

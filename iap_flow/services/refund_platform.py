@@ -10,14 +10,24 @@ timeout never moves money twice.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
-from iap_flow.domain.models import DeadlineKind, RefundRequest, RefundStatus
+from iap_flow.domain.errors import AlreadyDecided, InvalidInput, PlatformUnavailable
+from iap_flow.domain.models import (
+    Deadline,
+    DeadlineKind,
+    OrderStatus,
+    RefundRequest,
+    RefundStatus,
+)
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.services import subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, must
+
+if TYPE_CHECKING:
+    from iap_flow.services.refunds import Refunds
 
 
 def refund_summary(refund: RefundRequest) -> dict[str, object]:
@@ -130,21 +140,65 @@ def answer_platform(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest
             False, PaymentKind.REVIEW_ANSWER, refund.amount, error=str(exc), retryable=True
         )
 
+    failures = sum(
+        1
+        for e in ctx.store.history(refund_id)
+        if e.event == "answer_platform" and e.data.get("answered") is False
+    )
+
     def record(tx: UnitOfWork, now: datetime) -> RefundRequest:
         current = must(tx.get_refund(refund_id), "refund", refund_id)
         data: dict[str, object] = {"decision": refund.status.value, "answered": result.success}
         if result.error:
             data["error"] = result.error
         if result.raw:
-            data["detail"] = result.raw
+            data["detail"] = result.raw  # what was sent, the consent behind it, the reply
         # Audited without a state change: the platform's own decision comes later.
         error = None if result.success else result.error
         changed = current.last_error != error
         current.last_error = error
+        tx.close_deadlines(current.id, (DeadlineKind.REVIEW_ANSWER,))
+        retry_at = None
+        if not result.success and result.retryable:
+            delay = ctx.policy.review_answer.retry_delay * 2**failures
+            due = current.review_due_at
+            if due is None or now + delay < due:
+                retry_at = now + delay
+                tx.add_deadline(Deadline(DeadlineKind.REVIEW_ANSWER, current.id, retry_at))
+        if retry_at is not None:
+            data["retry_at"] = retry_at.isoformat()
         ctx.amend(tx, current, "answer_platform", actor, now, data, save=changed)
-        if not result.success:
+        if not result.success and retry_at is None:
             payload = {**refund_summary(current), "error": result.error}
             ctx.notify(tx, "refund.answer_failed", "support_lead", payload, now)
         return current
 
     return ctx.run(actor, "refund.answer_platform", {}, None, record)
+
+
+def policy_answer(ctx: Context, refunds: Refunds, refund_id: str) -> RefundRequest | None:
+    """Decide a platform's review no one decided, by ``Policy.review_answer``, and answer it:
+    the system's decision, audited with the rules that made it. None if it is moot (decided
+    meanwhile, or the policy answer is off)."""
+    rules = ctx.policy.review_answer
+    refund = ctx.store.get_refund(refund_id)
+    if refund is None or refund.status is not RefundStatus.IN_REVIEW or not rules.enabled:
+        return None
+    if refund.review_due_at is not None and ctx.now() >= refund.review_due_at:
+        return None  # the window closed: nothing may be sent now (the review escalates)
+    order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
+    delivered = order.status in (OrderStatus.DELIVERED, OrderStatus.COMPLETED)
+    decision = rules.decision(delivered=delivered)
+    due = "" if refund.review_due_at is None else f" by {refund.review_due_at.isoformat()}"
+    note = (
+        f"policy answer: {decision} (the purchase was {'' if delivered else 'not '}delivered); "
+        f"no one decided the platform's review{due}"
+    )
+    policy = {**rules.rules(), "order_status": order.status.value, "decision": decision}
+    key = f"{refund.id}:policy_answer"
+    try:
+        if decision == "approve":
+            return refunds.approve(SYSTEM, refund.id, note=note, idempotency_key=key, policy=policy)
+        return refunds.reject(SYSTEM, refund.id, reason=note, idempotency_key=key, policy=policy)
+    except AlreadyDecided:
+        return None  # a person decided between the sweep's read and this decision

@@ -114,13 +114,15 @@ class Refunds:
         *,
         note: str | None = None,
         idempotency_key: str | None = None,
+        policy: dict[str, object] | None = None,
     ) -> RefundRequest:
         """Approve a refund and pay it out through the platform (unless the platform decides).
 
         A support agent may approve up to their amount limit; above it a lead must decide.
+        ``policy`` (the system's policy answer) records the rules that decided it.
         """
         fresh: list[bool] = []
-        refund = self._decide(actor, refund_id, "approve", note, idempotency_key, fresh)
+        refund = self._decide(actor, refund_id, "approve", note, idempotency_key, fresh, policy)
         if not fresh:  # a repeat with the same key: the decision stands, report where it led
             refund = must(self._ctx.store.get_refund(refund.id), "refund", refund.id)
             if refund.status is not RefundStatus.APPROVED or platform_decides(self._ctx, refund):
@@ -133,11 +135,17 @@ class Refunds:
         return refund
 
     def reject(
-        self, actor: Actor, refund_id: str, *, reason: str, idempotency_key: str | None = None
+        self,
+        actor: Actor,
+        refund_id: str,
+        *,
+        reason: str,
+        idempotency_key: str | None = None,
+        policy: dict[str, object] | None = None,
     ) -> RefundRequest:
         """Reject a refund with a reason the buyer will read."""
         reason = text(reason, "reason", max_len=2000, min_len=MIN_REJECT_REASON)
-        refund = self._decide(actor, refund_id, "reject", reason, idempotency_key)
+        refund = self._decide(actor, refund_id, "reject", reason, idempotency_key, None, policy)
         if refund.status is RefundStatus.REJECTED and platform_decides(self._ctx, refund):
             return self.answer_platform(SYSTEM, refund.id)
         return refund
@@ -155,6 +163,7 @@ class Refunds:
         note: str | None,
         key: str | None,
         fresh: list[bool] | None = None,
+        policy: dict[str, object] | None = None,
     ) -> RefundRequest:
         """Record the decision; ``fresh`` gets an entry if this call made it (not a repeat)."""
         ctx = self._ctx
@@ -185,7 +194,10 @@ class Refunds:
             refund.decided_by = actor.id
             refund.decided_at = now
             refund.decision_note = note
-            ctx.change(tx, refund, event, actor, now, {"note": note} if note else None)
+            data: dict[str, object] = {"note": note} if note else {}
+            if policy is not None:
+                data["policy"] = policy  # the system decided, by these rules
+            ctx.change(tx, refund, event, actor, now, data)
             if event == "reject":
                 ctx.notify(
                     tx,

@@ -22,8 +22,8 @@ from iap_flow.domain.models import (
     Ticket,
 )
 from iap_flow.domain.roles import SYSTEM, Actor
-from iap_flow.ports import UnitOfWork
-from iap_flow.services import subscription_writes
+from iap_flow.ports import Acknowledges, UnitOfWork
+from iap_flow.services import acknowledgement, refund_platform, subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check
 from iap_flow.services.refund_platform import platform_decides
@@ -33,6 +33,8 @@ BATCH = 1_000
 log = logging.getLogger("iap_flow.sweep")
 MAX_CONFLICTS = 5
 _PAYOUT_PENDING = BY_KIND[DeadlineKind.REFUND_RETRY].while_in
+_AFTER_BATCH = ("retry", "policy_answer", "answer_again", "acknowledge")
+"""Outcomes acted on after the batch commits: each calls a platform."""
 
 
 @attrs.frozen
@@ -68,12 +70,12 @@ class Sweeper:
         if at > ctx.clock.now():
             raise InvalidInput("sweep cannot run in the future of the flow's clock", field="now")
         counts = {"expired": 0, "reminded": 0, "escalated": 0}
-        retries: list[str] = []
+        retries: list[tuple[str, str]] = []
 
-        def batch(tx: UnitOfWork, _: datetime) -> tuple[int, dict[str, int], list[str]]:
+        def batch(tx: UnitOfWork, _: datetime) -> tuple[int, dict[str, int], list[tuple[str, str]]]:
             # Counted per attempt: a batch that rolls back (a conflict) must not count.
             acted_on = dict.fromkeys(counts, 0)
-            to_retry: list[str] = []
+            to_retry: list[tuple[str, str]] = []
             done = 0
             for deadline in tx.due_reminders(at, BATCH):
                 self._remind(tx, deadline, at)
@@ -83,8 +85,8 @@ class Sweeper:
                 done += 1
                 # Deadline events are the system's (PERMISSIONS), whoever runs the sweep.
                 outcome = self._act(tx, deadline, at, SYSTEM)
-                if outcome == "retry":
-                    to_retry.append(deadline.subject_id)
+                if outcome in _AFTER_BATCH:
+                    to_retry.append((outcome, deadline.subject_id))
                 elif outcome:
                     acted_on[outcome] += 1
             return done, acted_on, to_retry
@@ -108,7 +110,12 @@ class Sweeper:
             if acted < BATCH:
                 break
         retried = failed = 0
-        for refund_id in retries:
+        for what, subject_id in retries:
+            if what != "retry":
+                retried += self._platform_call(what, subject_id)
+                delivered += ctx.sent_inline
+                continue
+            refund_id = subject_id
             try:
                 refund = self._refunds.execute(SYSTEM, refund_id)
             except Exception as exc:  # one stuck item must not stop the sweep: record it
@@ -123,6 +130,39 @@ class Sweeper:
                 counts["escalated"] += 1  # its last attempt failed: a lead was told
         delivered += ctx.deliver()
         return SweepResult(retried=retried, delivered=delivered, failed=failed, **counts)
+
+    def _platform_call(self, what: str, subject_id: str) -> int:
+        """A policy answer, an answer sent again or an acknowledgement, after the batch
+        committed (it calls the platform). 1 if it ran; a raise is logged and the
+        deadline it left (if any) tries again."""
+        ctx = self._ctx
+        try:
+            if what == "policy_answer":
+                refund_platform.policy_answer(ctx, self._refunds, subject_id)
+            elif what == "answer_again":
+                self._refunds.answer_platform(SYSTEM, subject_id)
+            else:
+                acknowledgement.acknowledge(ctx, SYSTEM, subject_id)
+        except Exception:  # one stuck item must not stop the sweep: it is tried again
+            log.exception("sweep: %s of %s raised; trying again later", what, subject_id)
+            self._try_again(what, subject_id)
+            return 0
+        return 1
+
+    def _try_again(self, what: str, subject_id: str) -> None:
+        """A platform call that raised before it recorded anything: its deadline again."""
+        ctx, ack = self._ctx, what == "acknowledge"
+        kind = DeadlineKind.PURCHASE_ACKNOWLEDGE if ack else DeadlineKind.REVIEW_ANSWER
+        delay = ctx.policy.acknowledge_retry_delay if ack else ctx.policy.review_answer.retry_delay
+
+        def again(tx: UnitOfWork, now: datetime) -> None:
+            tx.close_deadlines(subject_id, (kind,))
+            tx.add_deadline(Deadline(kind, subject_id, now + delay))
+
+        try:
+            ctx.run(SYSTEM, "sweep.run", {}, None, again)
+        except Exception:  # the store itself is failing: the record keeps no deadline
+            log.exception("sweep: could not schedule %s of %s again", what, subject_id)
 
     def _retry_later(self, refund_id: str, exc: Exception) -> bool:
         """Record a payout attempt that raised, and retry it with backoff; after
@@ -198,6 +238,15 @@ class Sweeper:
             if record.status is RefundStatus.APPROVED and platform_decides(ctx, record):
                 return None  # the platform decides this refund: nothing to pay out
             return "retry"
+        if rule.on_due == "answer_platform":
+            assert isinstance(record, RefundRequest)
+            return "policy_answer" if record.status is RefundStatus.IN_REVIEW else "answer_again"
+        if rule.on_due == "acknowledge":
+            assert isinstance(record, Order)
+            platform = ctx.platform(record.platform)
+            if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
+                return None  # this platform is not told of deliveries
+            return "acknowledge"
         if rule.on_due == "escalate":
             assert not isinstance(record, Order)
             record.escalated = True

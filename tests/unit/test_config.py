@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from iap_flow import SYSTEM, Actor, Money
+from iap_flow import SYSTEM, Actor, Money, ReviewAnswerPolicy
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.bots.slack.config import SlackConfig
 from iap_flow.config import ConfigError, load_config, open_flow_from_config
@@ -80,6 +80,10 @@ def test_the_example_file_loads_completely(tmp_path: Path) -> None:
     policy = config.policy()
     assert policy.refund_review == timedelta(hours=24)
     assert policy.agent_limit("GBP") == 4000
+    assert policy.review_answer == ReviewAnswerPolicy(
+        lead_time=timedelta(hours=1), delivered="decline", undelivered="approve"
+    )
+    assert policy.acknowledge_escalate_after == timedelta(days=2)
     platforms = [p.platform for p in config.platforms()]
     assert platforms == [Platform.GOOGLE_PLAY, Platform.SANDBOX, Platform.APP_STORE]
     slack = SlackConfig.from_config(config)
@@ -130,6 +134,24 @@ def test_a_missing_key_file_is_named_with_its_key_and_the_file(tmp_path: Path) -
             "neither a Slack user id",
         ),
         ("[stroe]\nurl = 1\n", "stroe", "unknown section"),
+        (
+            '[policy.review_answer]\ndelivered = "refund"\n',
+            "policy.review_answer.delivered",
+            "approve or decline",
+        ),
+        ("[policy.review_answer]\nlead_time = 2\n", "policy.review_answer.lead_time", ""),
+        ("[policy.review_answer]\nwhen = 1\n", "policy.review_answer.when", ""),
+        (
+            '[platforms.google_play]\npackage_name = "p"\napi_endpoint = "http://127.0.0.1:9/"\n'
+            "delivered_consumption = 150000\n",
+            "platforms.google_play.delivered_consumption",
+            "0-100000",
+        ),
+        (
+            '[policy]\nacknowledge_escalate_after = "soon"\n',
+            "policy.acknowledge_escalate_after",
+            "",
+        ),
         ("[store\n", "(syntax)", "not valid TOML"),
     ],
 )

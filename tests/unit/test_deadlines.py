@@ -32,8 +32,11 @@ def test_every_kind_has_one_rule_and_a_policy_window() -> None:
 def test_rules_name_real_states_events_and_actions(rule: object) -> None:
     table = TABLES[rule.aggregate]  # type: ignore[attr-defined]
     assert rule.while_in <= set(table.states)  # type: ignore[attr-defined]
+    if rule.calls_platform:  # type: ignore[attr-defined]
+        # the sweep calls the platform after its batch; the call audits itself
+        assert rule.on_due in ("answer_platform", "acknowledge")  # type: ignore[attr-defined]
     for state in rule.while_in:  # type: ignore[attr-defined]
-        if (rule.kind, state) in RESUBMITTED:  # type: ignore[attr-defined]
+        if (rule.kind, state) in RESUBMITTED or rule.calls_platform:  # type: ignore[attr-defined]  # type: ignore[attr-defined]
             continue
         # the sweep fires on_due from whatever state the record is in while it stands
         assert rule.on_due in table.allowed_events(state), (rule, state)  # type: ignore[attr-defined]
@@ -66,7 +69,8 @@ def test_opened_by_follows_started_by() -> None:
         DeadlineKind.TICKET_FIRST_RESPONSE,
         DeadlineKind.TICKET_RESOLUTION,
     }
-    assert opened_by("order.deliver") == ()
+    assert [r.kind for r in opened_by("order.deliver")] == [DeadlineKind.PURCHASE_ACKNOWLEDGE]
+    assert opened_by("order.complete") == ()
 
 
 @pytest.mark.parametrize(
@@ -75,9 +79,12 @@ def test_opened_by_follows_started_by() -> None:
         ("order", "pending_payment", "paid", {DeadlineKind.ORDER_PAYMENT}),
         ("order", "pending_payment", "expired", {DeadlineKind.ORDER_PAYMENT}),
         ("order", "paid", "delivered", set()),
+        ("order", "delivered", "completed", set()),  # still to acknowledge
+        ("order", "completed", "refunded", {DeadlineKind.PURCHASE_ACKNOWLEDGE}),
         ("refund", "in_review", "approved", {DeadlineKind.REFUND_REVIEW}),
         ("refund", "in_review", "in_review", set()),  # an escalation keeps it open
-        ("refund", "approved", "submitted", set()),  # the payout retry stays open
+        # the payout retry stays open; a platform's review is not answered once paid out
+        ("refund", "approved", "submitted", {DeadlineKind.REVIEW_ANSWER}),
         ("refund", "approved", "rejected", {DeadlineKind.REFUND_RETRY}),  # a platform declined
         ("refund", "submitted", "refunded", {DeadlineKind.REFUND_RETRY}),
         ("refund", "submitted", "failed", set()),

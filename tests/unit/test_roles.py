@@ -171,6 +171,10 @@ COMMANDS: dict[str, Prepare] = {
     "outbox.deliver": _plain(lambda w, a: w.flow.deliver_notifications(a)),
     "event.remember": _plain(lambda w, a: w.flow.record_event(a, "test", f"evt-{a.role}")),
     "operations.read": _plain(lambda w, a: w.flow.outbox_backlog(a)),
+    "order.acknowledge": _with(
+        lambda w: w.order(upto="delivered").id, lambda w, a, i: w.flow.acknowledge(a, i)
+    ),
+    "reconcile.run": _plain(lambda w, a: w.flow.reconciliation.last_run(a, "sandbox")),
     "subscription.recover": _with(
         _subscription("renewal_failed"), lambda w, a, i: w.flow.subscriptions.recovered(a, i)
     ),

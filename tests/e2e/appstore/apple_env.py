@@ -23,6 +23,7 @@ from iap_flow import (
     ManualClock,
     Money,
     Order,
+    Policy,
     open_flow,
 )
 from iap_flow.adapters.appstore import (
@@ -57,7 +58,16 @@ def api(chain: Chain, key_pem: bytes) -> Iterator[FakeAppStoreAPI]:
 class Env(PlatformEnv):
     """A flow on the App Store, the fake Apple around it, and what a test looks at."""
 
-    def __init__(self, chain: Chain, api: FakeAppStoreAPI, key_pem: bytes, **options: Any):
+    def __init__(
+        self,
+        chain: Chain,
+        api: FakeAppStoreAPI,
+        key_pem: bytes,
+        *,
+        url: str = "sqlite://",
+        policy: Policy | None = None,
+        **options: Any,
+    ):
         self.apple = Apple(chain)
         self.api = api
         self.clock = ManualClock(START)
@@ -86,11 +96,12 @@ class Env(PlatformEnv):
             **settings,
         )
         self.flow = open_flow(
-            "sqlite://",
+            url,
             platforms=[self.platform],
             clock=self.clock,
             notifier=self.notifier,
             seed=5,
+            policy=policy,
         )
         pm = Actor("pm", "product_manager")
         add = self.flow.catalogue.add

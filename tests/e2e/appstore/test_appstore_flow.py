@@ -27,7 +27,9 @@ from iap_flow import (
     DeadlineKind,
     Money,
     OrderStatus,
+    Policy,
     RefundStatus,
+    ReviewAnswerPolicy,
 )
 from iap_flow.adapters.appstore import (
     NotificationRejected,
@@ -72,11 +74,11 @@ def test_purchase_review_answer_and_apple_refund_each_applied_once(env: Env) -> 
     assert review_again.refund_id == in_app.id and review_again.duplicate
     refund = env.flow.refunds.get(SYSTEM, in_app.id)
     assert refund.review_due_at == asked_at + timedelta(hours=12)  # Apple's, sooner than 24 h
-    [deadline] = env.flow.store.pending_deadlines(in_app.id)
-    assert (deadline.kind, deadline.due_at) == (
-        DeadlineKind.REFUND_REVIEW,
-        asked_at + timedelta(hours=12),
-    )
+    deadlines = {d.kind: d.due_at for d in env.flow.store.pending_deadlines(in_app.id)}
+    assert deadlines == {  # Apple's deadline, and the policy answer an hour before it
+        DeadlineKind.REFUND_REVIEW: asked_at + timedelta(hours=12),
+        DeadlineKind.REVIEW_ANSWER: asked_at + timedelta(hours=11),
+    }
 
     decided = env.flow.refunds.approve(AGENT, in_app.id)
     assert decided.status is RefundStatus.APPROVED  # Apple decides: nothing is paid out here
@@ -189,7 +191,11 @@ def test_refund_apple_decided_alone_then_reversed(env: Env) -> None:
     assert env.topics("u1") == ["order.paid", "refund.succeeded", "refund.reversed"]
 
 
-def test_consumption_request_deadline_escalates_when_staff_miss_it(env: Env) -> None:
+def test_consumption_request_deadline_escalates_when_staff_miss_it(
+    chain: Chain, api: FakeAppStoreAPI, key_pem: bytes
+) -> None:
+    # with the policy answer off, nothing is sent on its own: the lead is told at Apple's deadline
+    env = Env(chain, api, key_pem, policy=Policy(review_answer=ReviewAnswerPolicy(enabled=False)))
     _, txn, _ = bought(env)
     review = env.notes.ingest(env.apple.notification("CONSUMPTION_REQUEST", txn, env.clock.now()))
     assert review.refund_id is not None
@@ -198,6 +204,8 @@ def test_consumption_request_deadline_escalates_when_staff_miss_it(env: Env) -> 
     env.clock.advance(timedelta(minutes=2))
     assert env.flow.sweep().escalated == 1
     assert env.flow.refunds.get(SYSTEM, review.refund_id).escalated
+    assert env.api.consumption_answers() == []
+    env.flow.close()
 
 
 @pytest.mark.parametrize(
@@ -264,12 +272,13 @@ def test_without_the_buyers_consent_apple_is_not_answered(
     assert (last.event, last.data["answered"], last.data["detail"]["sent"]) == (
         "answer_platform",
         True,
-        False,
+        None,
     )
+    assert last.data["detail"]["consent"]["given"] is False
     env.flow.close()
 
 
-def test_a_failed_answer_is_reported_and_can_be_sent_again(env: Env) -> None:
+def test_a_failed_answer_is_retried_with_backoff_and_can_be_sent_again(env: Env) -> None:
     _, txn, _ = bought(env)
     review = env.notes.ingest(env.apple.notification("CONSUMPTION_REQUEST", txn, env.clock.now()))
     assert review.refund_id is not None
@@ -277,10 +286,19 @@ def test_a_failed_answer_is_reported_and_can_be_sent_again(env: Env) -> None:
     refund = env.flow.refunds.approve(AGENT, review.refund_id)
     assert refund.status is RefundStatus.APPROVED and refund.last_error is not None
     assert "503" in refund.last_error
-    assert env.topics("support_lead") == ["refund.answer_failed"]
-    again = env.flow.refunds.answer_platform(LEAD, review.refund_id)
+    assert env.topics("support_lead") == []  # a 5xx is retried inside Apple's window
+    [retry] = [
+        d
+        for d in env.flow.store.pending_deadlines(refund.id)
+        if d.kind is DeadlineKind.REVIEW_ANSWER
+    ]
+    assert retry.due_at == env.clock.now() + timedelta(minutes=5)
+    again = env.flow.refunds.answer_platform(LEAD, review.refund_id)  # or at once, by hand
     assert again.last_error is None
     assert len(env.api.consumption_answers()) == 2  # the failed call, then the answer
+    assert not any(
+        d.kind is DeadlineKind.REVIEW_ANSWER for d in env.flow.store.pending_deadlines(refund.id)
+    )
 
 
 def test_a_purchase_the_app_reports_pays_the_placed_order_once(env: Env) -> None:

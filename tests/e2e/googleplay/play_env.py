@@ -25,6 +25,7 @@ from iap_flow import (
     ManualClock,
     Money,
     Order,
+    Policy,
     open_flow,
 )
 from iap_flow.adapters.googleplay import (
@@ -54,7 +55,14 @@ def play() -> Iterator[FakePlay]:
 class Env(PlatformEnv):
     """A flow on Google Play, the fake Google around it, and what a test looks at."""
 
-    def __init__(self, play: FakePlay, **platform: Any) -> None:
+    def __init__(
+        self,
+        play: FakePlay,
+        *,
+        url: str = "sqlite://",
+        policy: Policy | None = None,
+        **platform: Any,
+    ) -> None:
         self.play = play
         self.clock = ManualClock(START)
         self.notifier = MemoryNotifier()
@@ -63,7 +71,12 @@ class Env(PlatformEnv):
             PlayClient(service, PACKAGE), **{"clock": self.clock, **platform}
         )
         self.flow = open_flow(
-            "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
+            url,
+            platforms=[self.platform],
+            clock=self.clock,
+            notifier=self.notifier,
+            seed=9,
+            policy=policy,
         )
         pm = Actor("pm", "product_manager")
         add = self.flow.catalogue.add

@@ -1,0 +1,20 @@
+"""What Apple's ``ConsumptionRequest`` accepts (App Store Server API 1.19, Send Consumption
+Information): ``consumptionPercentage`` in milliunits, 0-100000, and none for a purchase
+that was not delivered; ``customerConsented`` only ``true``."""
+
+from __future__ import annotations
+
+from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
+
+
+def consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | None:
+    """Why Apple would refuse this consumption share, if it would."""
+    if consumed is None:
+        return None
+    if isinstance(consumed, bool) or not isinstance(consumed, int):
+        return f"consumption share {consumed!r} is not an integer of milliunits"
+    if not 0 <= consumed <= 100_000:
+        return f"consumption share {consumed} is outside 0-100000 milliunits"
+    if consumed and delivery is not DeliveryStatus.DELIVERED:
+        return "an undelivered purchase has no consumption share"
+    return None
