@@ -6,7 +6,6 @@ Slack interactivity POST, paid out through Google Play."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,11 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "slack"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "slack"))
+
 from apple_fakes import BUNDLE_ID, Apple, Chain, FakeAppStoreAPI, api_signing_key, tamper
 from http_server import Api, serving
 from play_fakes import (
@@ -176,7 +174,9 @@ def test_a_buyer_attaches_a_play_purchase_token_bound_to_them(deployed: Deployme
     )
     assert not_yours.status_code == 404 and not_yours.json()["code"] == "not_found"
 
-    paid = api.post(path, api.buyer("u_play"), {"purchase_token": "tok-mine", "product_id": "badge"})
+    paid = api.post(
+        path, api.buyer("u_play"), {"purchase_token": "tok-mine", "product_id": "badge"}
+    )
     assert paid.status_code == 200, paid.text
     assert paid.json()["status"] == "paid"
     assert paid.json()["platform_transaction_id"] == "GPA.3300-0000-0000-00002"
