@@ -32,7 +32,7 @@ PATHS = {"google_play": "/google-play", "app_store": "/app-store"}
 
 def webhook_app(flow: Flow, config: Config, platforms: list[Any]) -> WsgiApp:
     """One WSGI app routing each configured store's endpoint to its ingest."""
-    routes = {
+    routes: dict[str, WsgiApp] = {
         PATHS[name]: notes.wsgi_app()
         for name, notes in store_notifications(flow, config, platforms).items()
     }

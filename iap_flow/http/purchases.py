@@ -3,7 +3,7 @@ token) and what a buyer may use now: their entitlements, and the staff's view of
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import attrs
 from litestar.handlers import HTTPRouteHandler
@@ -44,7 +44,8 @@ def purchase_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
     """Attach a store purchase (for each store configured) and read entitlements."""
     r = Routes(svc, threads, staff=False, tag="orders")
     flow = svc.flow
-    app_store, google_play = svc.stores.get("app_store"), svc.stores.get("google_play")
+    app_store: Any = svc.stores.get("app_store")
+    google_play: Any = svc.stores.get("google_play")
 
     @r.post("/v1/purchases/app-store", "not_found", "invalid_input", "notification_rejected")
     def attach_app_store(request: Req, data: JSONBody[AttachPurchase]) -> OrderOut:
