@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Annotated, Any, TypeVar, cast
 
@@ -92,7 +93,7 @@ def owned(actor: Actor, kind: str, id: str, call: Callable[[], T]) -> T:
 
 def errors(*codes: str) -> dict[int, ResponseSpec]:
     """The documented problem responses for a route: these codes plus the common ones."""
-    common = ("malformed_request", "unauthenticated", "payload_too_large")
+    common = ("unauthenticated", "payload_too_large")
     out: dict[int, list[str]] = {}
     for code in (*common, *codes):
         out.setdefault(STATUS[code], []).append(code)
@@ -154,16 +155,24 @@ class Routes:
     def _route(
         self, method: Callable[..., Any], path: str, codes: tuple[str, ...], options: dict[str, Any]
     ) -> Callable[[Any], Any]:
-        common = ("forbidden",) if self.staff else ()
-        return op(
-            method,
-            path,
-            tags=options.pop("tags", [self.tag]),
-            responses=errors(*common, *codes),
-            sync_to_thread=self.threads,
-            security=STAFF_SECURITY if self.staff else BUYER_SECURITY,
-            **options,
-        )
+        tags = options.pop("tags", [self.tag])
+
+        def wrap(fn: Callable[..., Any]) -> Any:
+            # A route that reads nothing from the request (no path, query, header or body
+            # parameter) cannot be sent a malformed one: 400 is not documented for it.
+            reads = set(inspect.signature(fn).parameters) - {"request"}
+            common = ("malformed_request",) if reads else ()
+            return op(
+                method,
+                path,
+                tags=tags,
+                responses=errors(*common, *(("forbidden",) if self.staff else ()), *codes),
+                sync_to_thread=self.threads,
+                security=STAFF_SECURITY if self.staff else BUYER_SECURITY,
+                **options,
+            )(fn)
+
+        return wrap
 
     def caller(self, request: Req) -> Actor:
         return self.svc.staff_member(request) if self.staff else self.svc.buyer(request)

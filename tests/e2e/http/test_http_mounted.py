@@ -17,84 +17,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "slack"))
 
-from apple_fakes import BUNDLE_ID, Apple, Chain, FakeAppStoreAPI, api_signing_key, tamper
-from http_server import Api, serving
+from apple_fakes import tamper
+from deployment import PUSH_TOKEN, Deployment, deployment
+from http_server import Api
 from play_fakes import (
-    AUDIENCE,
-    PACKAGE,
-    PUSHER,
-    SUBSCRIPTION,
-    FakePlay,
     one_time,
     product_purchase,
     push,
 )
 from slack_bot import SECRET, buttons, texts
-from slack_fakes import Driver, FakeSlack
-
-PUSH_TOKEN = "push-s3cret"
-
-
-class Deployment:
-    def __init__(self, api: Api, apple: Apple, play: FakePlay, slack: FakeSlack) -> None:
-        self.api, self.apple, self.play, self.slack = api, apple, play, slack
+from slack_fakes import Driver
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    tmp = tmp_path_factory.mktemp("mounted")
-    chain = Chain.generate()
-    (tmp / "root.cer").write_bytes(chain.root_der)
-    key = api_signing_key()
-    (tmp / "apple-key.p8").write_bytes(key)
-    slack = FakeSlack().start()
-    with FakePlay() as play, FakeAppStoreAPI(chain, key) as apple_api:
-        config = tmp / "iap-flow.toml"
-        config.write_text(
-            f"""
-[platforms.app_store]
-bundle_id = "{BUNDLE_ID}"
-environment = "sandbox"
-root_certificates = ["{tmp / "root.cer"}"]
-key_id = "KEY123"
-issuer_id = "issuer"
-private_key_file = "{tmp / "apple-key.p8"}"
-api_url = "{apple_api.url}"
-enable_online_checks = false
-
-[platforms.google_play]
-package_name = "{PACKAGE}"
-api_endpoint = "{play.url}"
-subscription = "{SUBSCRIPTION}"
-push_service_account = "{PUSHER}"
-push_audience = "{AUDIENCE}"
-push_certs_url = "{play.certs_url}"
-
-[slack]
-review_channel = "C0REVIEW"
-api_url = "{slack.url}"
-deliver_every = 0.1
-sweep_every = 0
-
-[slack.roles]
-support_agents = ["UAGENT1"]
-support_leads = ["ULEAD"]
-
-[notifications]
-buyer = "jsonl:{tmp / "buyers.jsonl"}"
-staff = "slack"
-"""
-        )
-        env = {
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": SECRET,
-            "IAP_FLOW_GOOGLE_PLAY_PUSH_TOKEN": PUSH_TOKEN,
-        }
-        with serving(tmp, config=config, env=env) as api:
-            api.product("gems", 199)
-            api.product("badge", 299, kind="non_consumable")
-            yield Deployment(api, Apple(chain), play, slack)
-    slack.stop()
+    with deployment(tmp_path_factory.mktemp("mounted")) as running:
+        yield running
 
 
 def _until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
