@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Annotated, Any, TypeVar, cast
 
 import attrs
 from litestar import Request, get, post
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 
@@ -38,6 +40,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+MAX_ID = 128
+"""Longest id in a path, as the routes' path parameters document it."""
 BUYER_SECURITY: list[dict[str, list[str]]] = [{"buyerBearer": []}]
 STAFF_SECURITY: list[dict[str, list[str]]] = [{"staffApiKey": []}]
 
@@ -189,6 +193,11 @@ class Routes:
         """``call(actor, scoped_key)`` as the caller; ``first(actor)`` before it (whose record
         it is comes before what state it is in); ``owns=(kind, id)``: another buyer's record
         is not found."""
+        for name, value in request.path_params.items():  # as documented (Litestar does not)
+            if not (
+                isinstance(value, str) and len(value) <= MAX_ID and re.search(NOT_SPACE, value)
+            ):
+                raise ValidationException(f"{name}: 1 to {MAX_ID} characters, not all space")
         actor = self.caller(request)
         scoped_key = scoped(actor, key)
 

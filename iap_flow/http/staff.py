@@ -35,15 +35,16 @@ DECIDE = (
     "concurrent_modification",
     "invalid_input",
     "idempotency_key_reused",
-    "platform_unavailable",
 )
+"""What deciding a refund may answer. A platform out of reach is not among them: the decision
+is kept and the payout (or the answer to the platform) retried by the sweep."""
 
 
 def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
     r = Routes(svc, threads, staff=True, tag="staff")
     flow = svc.flow
 
-    @r.get("/v1/staff/refunds", "permission_denied", "invalid_input")
+    @r.get("/v1/staff/refunds", "permission_denied")
     def refund_queue(
         request: Req,
         status: Annotated[list[RefundStatus] | None, Parameter(max_items=8)] = None,
@@ -84,7 +85,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
             key=idempotency_key,
         )
 
-    @r.get("/v1/staff/tickets", "permission_denied", "invalid_input")
+    @r.get("/v1/staff/tickets", "permission_denied")
     def ticket_queue(
         request: Req,
         status: Annotated[list[TicketStatus] | None, Parameter(max_items=4)] = None,
@@ -144,7 +145,7 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         """The full audit trail of an order, refund or ticket, oldest first."""
         return r.run(request, lambda a, k: flow.history(a, subject_id))
 
-    @r.post("/v1/staff/products", "permission_denied", "invalid_input", "conflict", status=201)
+    @r.post("/v1/staff/products", "permission_denied", "invalid_input", status=201)
     def add_product(
         request: Req, data: JSONBody[NewProduct], idempotency_key: IdempotencyKey
     ) -> ProductOut:
