@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, Parameter
 
 from iap_flow.domain.errors import InvalidInput
-from iap_flow.domain.models import OrderStatus, RefundStatus, TicketStatus
+from iap_flow.domain.models import OrderStatus, RefundStatus, Ticket, TicketStatus
 from iap_flow.domain.money import Money
 from iap_flow.domain.roles import Actor
 from iap_flow.flow import Flow
@@ -223,6 +224,18 @@ def buyer_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
             owns=("ticket", ticket_id),
         )
 
+    def my_ticket(
+        request: Req, ticket_id: str, key: str | None, call: Callable[[Actor, str | None], Ticket]
+    ) -> TicketOut:
+        """One step on the caller's ticket (whose it is comes before what state it is in)."""
+        return r.run(
+            request,
+            lambda a, k: TicketOut.of(call(a, k)),
+            key=key,
+            owns=("ticket", ticket_id),
+            first=lambda a: flow.feedback.get(a, ticket_id),
+        )
+
     step = (
         "not_found",
         "transition_not_allowed",
@@ -236,14 +249,11 @@ def buyer_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         request: Req, ticket_id: TicketId, data: JSONBody[Message], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """The answer did not solve it: staff must answer again."""
-        return r.run(
+        return my_ticket(
             request,
-            lambda a, k: TicketOut.of(
-                flow.feedback.reopen(a, ticket_id, body=data.body, idempotency_key=k)
-            ),
-            key=idempotency_key,
-            owns=("ticket", ticket_id),
-            first=lambda a: flow.feedback.get(a, ticket_id),
+            ticket_id,
+            idempotency_key,
+            lambda a, k: flow.feedback.reopen(a, ticket_id, body=data.body, idempotency_key=k),
         )
 
     @r.post("/v1/feedback/{ticket_id:str}/resolve", *step, tags=["feedback"])
@@ -251,14 +261,11 @@ def buyer_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         request: Req, ticket_id: TicketId, data: JSONBody[Resolve], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """The answer solved it: close the ticket."""
-        return r.run(
+        return my_ticket(
             request,
-            lambda a, k: TicketOut.of(
-                flow.feedback.resolve(a, ticket_id, note=data.note, idempotency_key=k)
-            ),
-            key=idempotency_key,
-            owns=("ticket", ticket_id),
-            first=lambda a: flow.feedback.get(a, ticket_id),
+            ticket_id,
+            idempotency_key,
+            lambda a, k: flow.feedback.resolve(a, ticket_id, note=data.note, idempotency_key=k),
         )
 
     return [

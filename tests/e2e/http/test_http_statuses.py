@@ -245,39 +245,38 @@ def _staff_queue(path: str) -> Callable[[World, int], httpx.Response]:
     return prove
 
 
-def _decide(step: str, body: dict[str, Any]) -> Callable[[World, int], httpx.Response]:
+def _staff_step(
+    path: str, key: str, make: Callable[[World], str], close: str
+) -> Callable[[World, int], httpx.Response]:
+    """A staff decision on a fresh record (``make``): 403 for the product manager, 404 for
+    no such record, 409 once it was ``close``d, 422 for a key used on another record."""
+
     def prove(w: World, status: int) -> httpx.Response:
-        path = f"/v1/staff/refunds/{{}}/{step}"
-        who = w.s("k_pm" if status == 403 else "k_lead")
+        who = w.s("k_pm" if status == 403 else key)
+        body = VALID[path]
         if status == 404:
-            return w.send("POST", path.format("rfd_none"), who, body)
+            return w.send("POST", _concrete(path, "none_such"), who, body)
         if status == 422:
-            first, second = path.format(w.refund(w.user())), path.format(w.refund(w.user()))
+            first, second = _concrete(path, make(w)), _concrete(path, make(w))
             return w.key_reused("POST", first, second, who, body)
-        refund_id = w.refund(w.user())
+        record = make(w)
         if status == 409:
-            w.send("POST", path.format(refund_id), who, body)
-        return w.send("POST", path.format(refund_id), who, body)
+            closed = w.send("POST", _concrete(close, record), who, VALID[close])
+            assert closed.status_code == 200, closed.text
+        return w.send("POST", _concrete(path, record), who, body)
 
     return prove
 
 
-def _staff_ticket(step: str, body: dict[str, Any]) -> Callable[[World, int], httpx.Response]:
-    def prove(w: World, status: int) -> httpx.Response:
-        path = f"/v1/staff/tickets/{{}}/{step}"
-        who = w.s("k_pm" if status == 403 else "k_agent")
-        if status == 404:
-            return w.send("POST", path.format("tkt_none"), who, body)
-        if status == 422:
-            first, second = path.format(w.ticket(w.user())), path.format(w.ticket(w.user()))
-            return w.key_reused("POST", first, second, who, body)
-        ticket_id = w.ticket(w.user())
-        if status == 409:  # closed: neither answered nor resolved again
-            resolved = w.send("POST", f"/v1/staff/tickets/{ticket_id}/resolve", who, {})
-            assert resolved.status_code == 200, resolved.text
-        return w.send("POST", path.format(ticket_id), who, body)
+def _decide(step: str) -> Callable[[World, int], httpx.Response]:
+    path = f"/v1/staff/refunds/{{refund_id}}/{step}"
+    return _staff_step(path, "k_lead", lambda w: w.refund(w.user()), path)
 
-    return prove
+
+def _staff_ticket(step: str) -> Callable[[World, int], httpx.Response]:
+    path = f"/v1/staff/tickets/{{ticket_id}}/{step}"
+    resolve = "/v1/staff/tickets/{ticket_id}/resolve"  # closed: neither answered nor resolved
+    return _staff_step(path, "k_agent", lambda w: w.ticket(w.user()), resolve)
 
 
 def _staff_read(path: str) -> Callable[[World, int], httpx.Response]:
@@ -335,13 +334,11 @@ SPECIFIC: dict[tuple[str, str], Callable[[World, int], httpx.Response]] = {
         "/v1/staff/users/u_ent/entitlements", {"X-Api-Key": "k_agent"}
     ),
     ("GET", "/v1/staff/refunds"): _staff_queue("/v1/staff/refunds"),
-    ("POST", "/v1/staff/refunds/{refund_id}/approve"): _decide("approve", {}),
-    ("POST", "/v1/staff/refunds/{refund_id}/reject"): _decide(
-        "reject", {"reason": "already used up"}
-    ),
+    ("POST", "/v1/staff/refunds/{refund_id}/approve"): _decide("approve"),
+    ("POST", "/v1/staff/refunds/{refund_id}/reject"): _decide("reject"),
     ("GET", "/v1/staff/tickets"): _staff_queue("/v1/staff/tickets"),
-    ("POST", "/v1/staff/tickets/{ticket_id}/answer"): _staff_ticket("answer", {"body": "hi"}),
-    ("POST", "/v1/staff/tickets/{ticket_id}/resolve"): _staff_ticket("resolve", {}),
+    ("POST", "/v1/staff/tickets/{ticket_id}/answer"): _staff_ticket("answer"),
+    ("POST", "/v1/staff/tickets/{ticket_id}/resolve"): _staff_ticket("resolve"),
     ("GET", "/v1/staff/orders/{order_id}"): _staff_read("/v1/staff/orders/{}"),
     ("GET", "/v1/staff/history/{subject_id}"): _staff_read("/v1/staff/history/{}"),
     ("POST", "/v1/staff/products"): _add_product,
