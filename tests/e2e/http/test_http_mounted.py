@@ -6,6 +6,7 @@ Slack interactivity POST, paid out through Google Play."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,10 @@ def test_a_signed_app_store_notification_pays_the_buyers_order(deployed: Deploym
     assert forged.status_code == 400, forged.text
     assert api.http.post("/webhooks/app-store", content=b"{}").status_code == 400
     assert api.http.get("/webhooks/app-store").status_code == 405
+    too_big = api.http.post("/webhooks/app-store", content=b"x" * 1_000_001)
+    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    chunked = api.http.post("/webhooks/app-store", content=iter([b"x" * 600_000] * 2))
+    assert chunked.status_code == 413  # no Content-Length: the endpoint stops reading at 1 MB
 
 
 def test_an_oidc_authenticated_play_push_pays_and_an_unauthenticated_one_is_refused(
@@ -155,6 +160,9 @@ def test_a_signed_slack_click_approves_a_refund_paid_out_through_google_play(
     )[0]
     assert buttons(card) == ["refund_approve", "refund_reject"]
     events = api.base + "/slack/events"
+    challenge = {"type": "url_verification", "challenge": "c-42", "token": "legacy"}
+    status, body = Driver(events, SECRET).post(json.dumps(challenge).encode(), "application/json")
+    assert status == 200 and "c-42" in body  # Slack's check of the Request URL
     forged, _ = Driver(events, "not-the-secret").click(
         "UAGENT1", "refund_approve", refund_id, message=card
     )
