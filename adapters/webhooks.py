@@ -1,5 +1,7 @@
 """What the store adapters share: the typed refusal, the result of one ingested notification,
-applying a notification once, and a small WSGI endpoint around an ingest function.
+applying a notification once, and a small endpoint around an ingest function, as WSGI
+(:func:`wsgi_app`, what ``iap-flow webhooks`` serves) or ASGI (:func:`asgi_app`, what
+``iap-flow serve`` mounts); both answer through one function, so they refuse alike.
 
 The endpoint is optional: the SDK calls (``ingest(...)``) work without it. It answers
 200 when the notification was applied (or was a duplicate, or needed nothing, or is of a kind
@@ -12,9 +14,11 @@ catalogue): the sender retries later.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import attrs
@@ -135,6 +139,64 @@ def wsgi_app(ingest: Ingest) -> Callable[[dict[str, Any], StartResponse], Iterab
         return [data]
 
     return app
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def asgi_app(ingest: Ingest) -> AsgiApp:
+    """The same endpoint as :func:`wsgi_app`, as an ASGI application: the request becomes a
+    WSGI-style environ (method, query string, ``HTTP_*`` headers, the body) and ``ingest``
+    runs on a worker thread (it calls the store's API and the store), never on the loop."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        environ = _environ(scope)
+        body = b""
+        declared = environ.get("CONTENT_LENGTH", "")
+        fits = not declared or (declared.isdigit() and int(declared) <= MAX_BODY)
+        if environ["REQUEST_METHOD"] == "POST" and fits:
+            body = await _read(receive, MAX_BODY + 1)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = io.BytesIO(body)
+        status, out = await asyncio.to_thread(_handle, ingest, environ)
+        data = json.dumps(out).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+def _environ(scope: Scope) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "PATH_INFO": scope["path"],
+        "QUERY_STRING": bytes(scope.get("query_string", b"")).decode("latin-1"),
+    }
+    for key, value in scope.get("headers", ()):
+        name = bytes(key).decode("latin-1").upper().replace("-", "_")
+        name = name if name in ("CONTENT_LENGTH", "CONTENT_TYPE") else "HTTP_" + name
+        text = bytes(value).decode("latin-1")
+        environ[name] = f"{environ[name]},{text}" if name in environ else text
+    return environ
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
+    """The request body, stopping once it passes ``limit`` bytes (then too large)."""
+    chunks, size = [], 0
+    while size < limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = bytes(message.get("body", b""))
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
 
 
 def _handle(ingest: Ingest, environ: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -196,3 +196,34 @@ def google_play_push_auth(table: Section) -> Any:
         )
     except InvalidInput as exc:
         raise table.error("push_service_account", str(exc)) from exc
+
+
+def store_notifications(flow: Any, config: Any, platforms: list[Any]) -> dict[str, Any]:
+    """The notification ingest of each configured store, by platform name (``app_store``:
+    an ``AppStoreNotifications``, ``google_play``: a ``GooglePlayNotifications`` whose pushes
+    are authenticated as :func:`google_play_push_auth` says, with the ``push_token`` and
+    ``subscription`` checked). ``iap-flow webhooks`` and ``iap-flow serve`` serve these."""
+    found: dict[str, Any] = {}
+    table = config.section("platforms")
+    for platform in platforms:
+        name = str(platform.platform)
+        if name == "google_play":
+            play = table.table("google_play")
+            module = _module("iap_flow.adapters.googleplay", "googleplay", play)
+            token = play.text("push_token")
+            if token is None:
+                raise play.error(
+                    "push_token",
+                    "is required for the push endpoint (IAP_FLOW_GOOGLE_PLAY_PUSH_TOKEN)",
+                )
+            found[name] = module.GooglePlayNotifications(
+                flow,
+                platform,
+                push_auth=google_play_push_auth(play),
+                push_token=token,
+                subscription=play.text("subscription"),
+            )
+        elif name == "app_store":
+            module = _module("iap_flow.adapters.appstore", "appstore", table.table("app_store"))
+            found[name] = module.AppStoreNotifications(flow, platform)
+    return found

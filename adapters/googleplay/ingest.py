@@ -99,6 +99,11 @@ class GooglePlayNotifications:
         self._subscription = subscription
         self._actor = actor
 
+    @property
+    def platform(self) -> GooglePlayPlatform:
+        """The Google Play platform these notifications are about."""
+        return self._platform
+
     # -- ingest -------------------------------------------------------------------------------
     def ingest_push(
         self,

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from iap_flow.config import Config, open_flow_from_config
-from iap_flow.config_platforms import google_play_push_auth
+from iap_flow.config_platforms import store_notifications
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.flow import Flow
 
@@ -32,32 +32,10 @@ PATHS = {"google_play": "/google-play", "app_store": "/app-store"}
 
 def webhook_app(flow: Flow, config: Config, platforms: list[Any]) -> WsgiApp:
     """One WSGI app routing each configured store's endpoint to its ingest."""
-    routes: dict[str, WsgiApp] = {}
-    table = config.section("platforms")
-    for platform in platforms:
-        name = str(platform.platform)
-        if name == "google_play":
-            from iap_flow.adapters.googleplay import GooglePlayNotifications
-
-            play = table.table("google_play")
-            token = play.text("push_token")
-            if token is None:
-                raise play.error(
-                    "push_token",
-                    "is required for the push endpoint (IAP_FLOW_GOOGLE_PLAY_PUSH_TOKEN)",
-                )
-            notes = GooglePlayNotifications(
-                flow,
-                platform,
-                push_auth=google_play_push_auth(play),
-                push_token=token,
-                subscription=play.text("subscription"),
-            )
-            routes[PATHS[name]] = notes.wsgi_app()
-        elif name == "app_store":
-            from iap_flow.adapters.appstore import AppStoreNotifications
-
-            routes[PATHS[name]] = AppStoreNotifications(flow, platform).wsgi_app()
+    routes: dict[str, WsgiApp] = {
+        PATHS[name]: notes.wsgi_app()
+        for name, notes in store_notifications(flow, config, platforms).items()
+    }
     if not routes:
         raise InvalidInput(
             "no store platform is configured: add [platforms.google_play] or [platforms.app_store]"

@@ -3,7 +3,9 @@
 The result is a plain ASGI callable, so it mounts under a path in any ASGI app (Litestar,
 Starlette, FastAPI) or runs under uvicorn (``iap-flow serve``). Around the Litestar routes
 it keeps the request id (``X-Request-Id`` echoed, or made), the request size limit, one log
-line per request and the Prometheus metrics.
+line per request and the Prometheus metrics; beside them it serves the mounted endpoints
+(the stores' webhooks, the Slack bot: :mod:`iap_flow.http.mounts`), which read their own
+bodies and answer in their own formats.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -29,19 +31,25 @@ from iap_flow.domain.roles import Actor
 from iap_flow.flow import Flow
 from iap_flow.http.auth import Authenticator, Chain
 from iap_flow.http.buyer import buyer_routes
-from iap_flow.http.context import Service, op
+from iap_flow.http.context import ASGIApp, Receive, Scope, Send, Service, op
+from iap_flow.http.mounts import MAX_BODY as MOUNT_MAX_BODY
+from iap_flow.http.mounts import slack_mounts, store_mounts
 from iap_flow.http.problems import MEDIA_TYPE, encode, from_error, problem
+from iap_flow.http.purchases import purchase_routes
 from iap_flow.http.reconcile import reconcile_routes
 from iap_flow.http.schemas import Health, Readiness
 from iap_flow.http.staff import staff_routes
 
 log = logging.getLogger("iap_flow.http")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RouteGroup = Callable[..., list[Any]]
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    # One line a module: ``group(svc, threads=...)`` returns its route handlers.
+    buyer_routes,
+    purchase_routes,
+    staff_routes,
+    reconcile_routes,
+)
 
 MAX_BODY = 64 * 1024
 """Largest request body accepted (bytes); the API's bodies are a few hundred bytes."""
@@ -62,9 +70,13 @@ ERRORS = Counter("iap_flow_http_problems_total", "Problem responses by code", ["
 class HttpService:
     """The ASGI application (see :func:`create_app`); ``litestar`` is the inner app."""
 
-    def __init__(self, inner: Litestar, *, max_body: int) -> None:
+    def __init__(
+        self, inner: Litestar, *, max_body: int, mounts: Mapping[str, ASGIApp] | None = None
+    ) -> None:
         self.litestar = inner
         self.max_body = max_body
+        self.mounts = dict(mounts or {})
+        """Path -> ASGI app served beside the routes (webhooks, Slack)."""
         # Litestar's automatic OPTIONS answer names only one handler's methods when a path
         # has several (GET and POST /v1/orders): ``Allow`` is written from the route table.
         self._allow = {
@@ -82,10 +94,13 @@ class HttpService:
         given = _header(scope, b"x-request-id")
         rid = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope["iap_request_id"] = rid
+        mount = self.mounts.get(scope["path"].rstrip("/"))
+        if mount is not None:
+            scope["path_template"] = scope["path"].rstrip("/")
         status = 500
         rid_header = (b"x-request-id", rid.encode())
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_id(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -99,8 +114,11 @@ class HttpService:
 
         try:
             length = _header(scope, b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                await _send_problem(send_with_id, scope, rid, "payload_too_large", 413)
+            limit = self.max_body if mount is None else MOUNT_MAX_BODY
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                await _send_problem(send_with_id, scope, rid, "payload_too_large", 413, limit)
+            elif mount is not None:
+                await mount(scope, receive, send_with_id)
             else:
                 await self.litestar(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
@@ -125,11 +143,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_problem(send: Send, scope: Scope, rid: str, code: str, status: int) -> None:
+async def _send_problem(
+    send: Send, scope: Scope, rid: str, code: str, status: int, limit: int
+) -> None:
     body = encode(
         problem(
             code,
-            f"request bodies are limited to {MAX_BODY} bytes",
+            f"request bodies are limited to {limit} bytes",
             path=scope["path"],
             request_id=rid,
             status=status,
@@ -222,6 +242,8 @@ def create_app(
     buyers: Authenticator | None = None,
     staff: Authenticator | None = None,
     app_store: Any = None,
+    stores: Mapping[str, Any] | None = None,
+    slack: Any = None,
     threads: bool = True,
     max_body: int = MAX_BODY,
     title: str = "iap-flow",
@@ -230,11 +252,18 @@ def create_app(
 
     ``buyers`` authenticates the app's users (e.g. :class:`~iap_flow.http.auth.JwtBearer`),
     ``staff`` the staff and system callers (e.g. :class:`~iap_flow.http.auth.ApiKeys`); a route
-    whose authenticator is missing answers 401. ``app_store`` (an
-    ``AppStoreNotifications``) enables ``POST /v1/purchases/app-store``. ``threads`` runs
-    the SDK's blocking calls in a thread pool (keep it for PostgreSQL and real platforms).
+    whose authenticator is missing answers 401. ``stores`` are the stores' notification
+    ingests by platform name (``{"app_store": AppStoreNotifications(...), "google_play":
+    GooglePlayNotifications(...)}``, as :func:`iap_flow.config_platforms.store_notifications`
+    builds them from a configuration): each store's webhook is served at
+    ``/webhooks/app-store`` / ``/webhooks/google-play`` and its buyer route enabled
+    (``POST /v1/purchases/app-store``, ``POST /v1/orders/{id}/purchases/google-play``);
+    ``app_store=`` is ``stores={"app_store": ...}``. ``slack`` (the bot's bolt ``App``) is
+    served at ``/slack/events``. ``threads`` runs the SDK's blocking calls in a thread pool
+    (keep it for PostgreSQL and real platforms).
     """
-    svc = Service(flow, buyers or Chain(), staff or Chain())
+    stores = {**({"app_store": app_store} if app_store is not None else {}), **(stores or {})}
+    svc = Service(flow, buyers or Chain(), staff or Chain(), stores)
     version = importlib.import_module("iap_flow").__version__
     openapi = OpenAPIConfig(
         title=title,
@@ -255,9 +284,7 @@ def create_app(
     )
     inner = Litestar(
         route_handlers=[
-            *buyer_routes(svc, threads=threads, app_store=app_store),
-            *staff_routes(svc, threads=threads),
-            *reconcile_routes(svc, threads=threads),
+            *(handler for group in ROUTE_GROUPS for handler in group(svc, threads=threads)),
             *_ops_routes(flow),
         ],
         exception_handlers={Exception: _respond},
@@ -265,7 +292,10 @@ def create_app(
         request_max_body_size=max_body,
         logging_config=None,
     )
-    return HttpService(inner, max_body=max_body)
+    mounts = store_mounts(stores)
+    if slack is not None:
+        mounts.update(slack_mounts(slack))
+    return HttpService(inner, max_body=max_body, mounts=mounts)
 
 
 __all__ = ["MAX_BODY", "HttpService", "MediaType", "create_app"]

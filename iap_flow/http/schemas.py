@@ -8,7 +8,7 @@ generated from these classes, so what is documented is what is sent.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import attrs
 from litestar.params import KwargDefinition
@@ -227,6 +227,10 @@ class SweepOut:
     escalated: int
     retried: int
     delivered: int
+
+    @classmethod
+    def of(cls, r: Any) -> SweepOut:
+        return cls(r.expired, r.reminded, r.escalated, r.retried, r.delivered)
 
 
 @attrs.frozen

@@ -1,12 +1,21 @@
-"""``iap-flow serve``: the HTTP service under uvicorn, on the global ``--db`` store."""
+"""``iap-flow serve``: the HTTP service under uvicorn, on the global ``--db`` store.
+
+With ``[platforms.app_store]`` / ``[platforms.google_play]`` in the configuration, their
+notification webhooks are served too (``/webhooks/app-store``, ``/webhooks/google-play``;
+Google's needs the push settings ``iap-flow webhooks`` needs); with a ``[slack]`` table (and
+the ``slack`` extra), the bot's ``/slack/events``, and the bot's outbox delivery and sweep
+timers run in this process as they do in ``iap-flow slack``.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
+from iap_flow.config import Config, open_flow_from_config
 from iap_flow.domain.errors import IapFlowError
 
 
@@ -63,9 +72,12 @@ def command(
     threads: bool,
     log_level: str,
 ) -> None:
-    """Serve the HTTP API (buyers, staff, /healthz, /readyz, /metrics, /openapi.json)."""
+    """Serve the HTTP API (buyers, staff, /healthz, /readyz, /metrics, /openapi.json), and
+    the store webhooks and Slack endpoints the configuration describes."""
     import uvicorn
 
+    from iap_flow.cli.stores import require
+    from iap_flow.config_platforms import store_notifications
     from iap_flow.http.app import create_app
     from iap_flow.http.auth import ApiKeys, JwtBearer
 
@@ -83,15 +95,73 @@ def command(
                 secret=jwt_secret,
             )
         staff = None if api_keys is None else ApiKeys.from_file(api_keys)
-        flow = ctx.obj.open(notifications)
+        require(ctx.obj.url)
+        config = ctx.obj.configured(notifications)
+        platforms = config.platforms()
+        bot = _slack_bot(config, platforms)
+        flow = bot.flow if bot is not None else open_flow_from_config(config, platforms=platforms)
+        stores = store_notifications(flow, config, platforms)
     except IapFlowError as exc:
         raise click.ClickException(str(exc)) from exc
     if buyers is None:
         click.echo("warning: no --jwks-url/--jwks-file/--jwt-secret: buyer routes answer 401")
     if staff is None:
         click.echo("warning: no --api-keys: staff routes answer 401")
-    app = create_app(flow, buyers=buyers, staff=staff, threads=threads)
+    app = create_app(
+        flow,
+        buyers=buyers,
+        staff=staff,
+        stores=stores,
+        slack=None if bot is None else bot.app,
+        threads=threads,
+    )
+    for path in app.mounts:
+        click.echo(f"serving {path}")
+    worker = None if bot is None else _bot_worker(config, bot)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
     finally:
+        if worker is not None:
+            worker.stop()
+            worker.join(10)
+            bot.app.listener_runner.listener_executor.shutdown(wait=True)
+            bot.keeper.cards.close()
         flow.close()
+
+
+def _slack_bot(config: Config, platforms: list[Any]) -> Any:
+    """The Slack bot of the ``[slack]`` table (its flow delivers the staff's notifications to
+    the review channel), or None without one."""
+    if not config.data.get("slack", {}).get("review_channel"):
+        return None
+    try:
+        from iap_flow.bots.slack.app import open_bot_parts
+        from iap_flow.bots.slack.config import SlackConfig
+    except ImportError as exc:
+        raise config.section("slack").error(
+            "review_channel", f"needs pip install 'iap-flow[slack]' ({exc})"
+        ) from exc
+    slack = SlackConfig.from_config(config)
+    if not slack.signing_secret:
+        raise config.section("slack").error(
+            "signing_secret", "is needed to serve /slack/events: export SLACK_SIGNING_SECRET"
+        )
+    bot = open_bot_parts(slack, config, platforms=platforms)
+    bot.roles.warm()  # user groups read now, so no click's ack waits for Slack
+    return bot
+
+
+def _bot_worker(config: Config, bot: Any) -> Any:
+    """The bot's outbox delivery and sweep timers (``[slack]`` ``deliver_every`` /
+    ``sweep_every``, as ``iap-flow slack`` runs them), started."""
+    from iap_flow.bots.slack.serve import OutboxWorker
+
+    table = config.section("slack")
+    worker = OutboxWorker(
+        bot.flow,
+        deliver_every=table.number("deliver_every", 5.0),
+        sweep_every=table.number("sweep_every", 60.0),
+        keeper=bot.keeper,
+    )
+    worker.start()
+    return worker

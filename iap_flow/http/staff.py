@@ -3,15 +3,14 @@ order look-up with its full audit trail, the sweep and outbox delivery."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, Parameter
 
 from iap_flow.domain.models import AuditEvent, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
-from iap_flow.http.context import STAFF_SECURITY, IdempotencyKey, Service, errors, op, scoped
+from iap_flow.http.context import IdempotencyKey, Req, Routes, Service
 from iap_flow.http.schemas import (
     NOT_SPACE,
     Decision,
@@ -26,7 +25,6 @@ from iap_flow.http.schemas import (
     TicketOut,
 )
 
-Req = Request[Any, Any, Any]
 Id = Annotated[str, Parameter(min_length=1, max_length=128, pattern=NOT_SPACE)]
 DECIDE = (
     "not_found",
@@ -37,86 +35,72 @@ DECIDE = (
     "concurrent_modification",
     "invalid_input",
     "idempotency_key_reused",
-    "platform_unavailable",
 )
+"""What deciding a refund may answer. A platform out of reach is not among them: the decision
+is kept and the payout (or the answer to the platform) retried by the sweep."""
 
 
 def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
+    r = Routes(svc, threads, staff=True, tag="staff")
     flow = svc.flow
-    common: dict[str, Any] = {"sync_to_thread": threads, "security": STAFF_SECURITY}
 
-    @op(
-        get,
-        "/v1/staff/refunds",
-        tags=["staff"],
-        responses=errors("forbidden", "permission_denied", "invalid_input"),
-        **common,
-    )
+    @r.get("/v1/staff/refunds", "permission_denied")
     def refund_queue(
         request: Req,
         status: Annotated[list[RefundStatus] | None, Parameter(max_items=8)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
     ) -> list[StaffRefundOut]:
         """Refunds by status, soonest review deadline first (in review by default)."""
-        actor = svc.staff_member(request)
         chosen = status or [RefundStatus.IN_REVIEW]
-        return [StaffRefundOut.of(r) for r in flow.refunds.queue(actor, status=chosen, limit=limit)]
+        return r.run(
+            request,
+            lambda a, k: [
+                StaffRefundOut.of(x) for x in flow.refunds.queue(a, status=chosen, limit=limit)
+            ],
+        )
 
-    @op(
-        post,
-        "/v1/staff/refunds/{refund_id:str}/approve",
-        tags=["staff"],
-        status_code=200,
-        responses=errors("forbidden", *DECIDE),
-        **common,
-    )
+    @r.post("/v1/staff/refunds/{refund_id:str}/approve", *DECIDE)
     def approve(
         request: Req, refund_id: Id, data: JSONBody[Decision], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
         """Approve a refund (paid out through the platform, or answered to it)."""
-        actor = svc.staff_member(request)
-        refund = flow.refunds.approve(
-            actor, refund_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
+        return r.run(
+            request,
+            lambda a, k: StaffRefundOut.of(
+                flow.refunds.approve(a, refund_id, note=data.note, idempotency_key=k)
+            ),
+            key=idempotency_key,
         )
-        return StaffRefundOut.of(refund)
 
-    @op(
-        post,
-        "/v1/staff/refunds/{refund_id:str}/reject",
-        tags=["staff"],
-        status_code=200,
-        responses=errors("forbidden", *DECIDE),
-        **common,
-    )
+    @r.post("/v1/staff/refunds/{refund_id:str}/reject", *DECIDE)
     def reject(
         request: Req, refund_id: Id, data: JSONBody[Rejection], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
         """Reject a refund with a reason the buyer will read."""
-        actor = svc.staff_member(request)
-        refund = flow.refunds.reject(
-            actor, refund_id, reason=data.reason, idempotency_key=scoped(actor, idempotency_key)
+        return r.run(
+            request,
+            lambda a, k: StaffRefundOut.of(
+                flow.refunds.reject(a, refund_id, reason=data.reason, idempotency_key=k)
+            ),
+            key=idempotency_key,
         )
-        return StaffRefundOut.of(refund)
 
-    @op(
-        get,
-        "/v1/staff/tickets",
-        tags=["staff"],
-        responses=errors("forbidden", "permission_denied", "invalid_input"),
-        **common,
-    )
+    @r.get("/v1/staff/tickets", "permission_denied")
     def ticket_queue(
         request: Req,
         status: Annotated[list[TicketStatus] | None, Parameter(max_items=4)] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
     ) -> list[TicketOut]:
         """Tickets by status, oldest first (awaiting an answer by default)."""
-        actor = svc.staff_member(request)
         chosen = status or [TicketStatus.OPEN, TicketStatus.REOPENED]
-        return [TicketOut.of(t) for t in flow.feedback.queue(actor, status=chosen, limit=limit)]
+        return r.run(
+            request,
+            lambda a, k: [
+                TicketOut.of(t) for t in flow.feedback.queue(a, status=chosen, limit=limit)
+            ],
+        )
 
-    step = errors(
-        "forbidden",
+    step = (
         "not_found",
         "permission_denied",
         "transition_not_allowed",
@@ -125,100 +109,68 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         "concurrent_modification",
     )
 
-    @op(
-        post,
-        "/v1/staff/tickets/{ticket_id:str}/answer",
-        tags=["staff"],
-        status_code=200,
-        responses=step,
-        **common,
-    )
+    @r.post("/v1/staff/tickets/{ticket_id:str}/answer", *step)
     def answer(
         request: Req, ticket_id: Id, data: JSONBody[Message], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """Answer the buyer; the answer reaches them through the outbox."""
-        actor = svc.staff_member(request)
-        ticket = flow.feedback.answer(
-            actor, ticket_id, body=data.body, idempotency_key=scoped(actor, idempotency_key)
+        return r.run(
+            request,
+            lambda a, k: TicketOut.of(
+                flow.feedback.answer(a, ticket_id, body=data.body, idempotency_key=k)
+            ),
+            key=idempotency_key,
         )
-        return TicketOut.of(ticket)
 
-    @op(
-        post,
-        "/v1/staff/tickets/{ticket_id:str}/resolve",
-        tags=["staff"],
-        status_code=200,
-        responses=step,
-        **common,
-    )
+    @r.post("/v1/staff/tickets/{ticket_id:str}/resolve", *step)
     def staff_resolve(
         request: Req, ticket_id: Id, data: JSONBody[Resolve], idempotency_key: IdempotencyKey
     ) -> TicketOut:
         """Close a ticket for the buyer."""
-        actor = svc.staff_member(request)
-        ticket = flow.feedback.resolve(
-            actor, ticket_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
+        return r.run(
+            request,
+            lambda a, k: TicketOut.of(
+                flow.feedback.resolve(a, ticket_id, note=data.note, idempotency_key=k)
+            ),
+            key=idempotency_key,
         )
-        return TicketOut.of(ticket)
 
-    @op(
-        get,
-        "/v1/staff/orders/{order_id:str}",
-        tags=["staff"],
-        responses=errors("forbidden", "not_found", "permission_denied"),
-        **common,
-    )
+    @r.get("/v1/staff/orders/{order_id:str}", "not_found", "permission_denied")
     def staff_order(request: Req, order_id: Id) -> OrderOut:
         """Any order, by id."""
-        return OrderOut.of(flow.orders.get(svc.staff_member(request), order_id))
+        return r.run(request, lambda a, k: OrderOut.of(flow.orders.get(a, order_id)))
 
-    @op(
-        get,
-        "/v1/staff/history/{subject_id:str}",
-        tags=["staff"],
-        responses=errors("forbidden", "not_found", "permission_denied"),
-        **common,
-    )
+    @r.get("/v1/staff/history/{subject_id:str}", "not_found", "permission_denied")
     def history(request: Req, subject_id: Id) -> list[AuditEvent]:
         """The full audit trail of an order, refund or ticket, oldest first."""
-        return flow.history(svc.staff_member(request), subject_id)
+        return r.run(request, lambda a, k: flow.history(a, subject_id))
 
-    @op(
-        post,
-        "/v1/staff/products",
-        tags=["staff"],
-        responses=errors("forbidden", "permission_denied", "invalid_input", "conflict"),
-        **common,
-    )
+    @r.post("/v1/staff/products", "permission_denied", "invalid_input", status=201)
     def add_product(
         request: Req, data: JSONBody[NewProduct], idempotency_key: IdempotencyKey
     ) -> ProductOut:
         """Put a product on the catalogue (product managers)."""
-        actor = svc.staff_member(request)
-        product = flow.catalogue.add(
-            actor,
-            sku=data.sku,
-            title=data.title,
-            description=data.description,
-            price=Money(data.price, data.currency),
-            kind=data.kind,
-            period=data.period,
-            idempotency_key=scoped(actor, idempotency_key),
+        return r.run(
+            request,
+            lambda a, k: ProductOut.of(
+                flow.catalogue.add(
+                    a,
+                    sku=data.sku,
+                    title=data.title,
+                    description=data.description,
+                    price=Money(data.price, data.currency),
+                    kind=data.kind,
+                    period=data.period,
+                    idempotency_key=k,
+                )
+            ),
+            key=idempotency_key,
         )
-        return ProductOut.of(product)
 
-    @op(
-        post,
-        "/v1/staff/sweep",
-        tags=["staff"],
-        status_code=200,
-        responses=errors("forbidden", "permission_denied"),
-        **common,
-    )
+    @r.post("/v1/staff/sweep", "permission_denied")
     def sweep(request: Req) -> SweepOut:
         """Act on every due deadline now (expire, remind, escalate, retry)."""
-        r = flow.sweep(svc.staff_member(request))
-        return SweepOut(r.expired, r.reminded, r.escalated, r.retried, r.delivered)
+        return r.run(request, lambda a, k: SweepOut.of(flow.sweep(a)))
 
     return [
         refund_queue,

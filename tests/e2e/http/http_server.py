@@ -115,8 +115,10 @@ def serving(
     jwks_url: str | None = None,
     signer: Signer | None = None,
     env: dict[str, str] | None = None,
+    config: Path | None = None,
 ) -> Iterator[Api]:
-    """``iap-flow --db <tmp>/shop.db serve`` on a free port, until the block ends."""
+    """``iap-flow [--config <config>] --db <tmp>/shop.db serve`` on a free port, until the
+    block ends."""
     signer = signer or Signer()
     keys = tmp / "keys.json"
     keys.write_text(json.dumps(KEYS), encoding="utf-8")
@@ -125,10 +127,12 @@ def serving(
     db = tmp / "shop.db"
     port = free_port()
     source = ["--jwks-url", jwks_url] if jwks_url else ["--jwks-file", str(jwks)]
+    top = ["--config", str(config)] if config is not None else []
     cmd = [
         sys.executable,
         "-m",
         "iap_flow.cli",
+        *top,
         "--db",
         str(db),
         "serve",
@@ -144,17 +148,18 @@ def serving(
         "--log-level",
         "warning",
     ]
+    # the fakes live on loopback: no proxy in between
+    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    environ.update(env or {})
     # A server opens an existing store only (like every command but init): make it first.
     subprocess.run(
         [sys.executable, "-m", "iap_flow.cli", "--db", str(db), "init"],
         check=True,
         capture_output=True,
-        env={**os.environ, **(env or {})},
+        env=environ,
     )
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
