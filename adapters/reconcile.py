@@ -81,6 +81,8 @@ def reconcile(flow: Flow, actor: Actor, *, sources: Iterable[str] | None = None)
     started = flow.clock.now()
     platforms = {str(p.platform): p for p in flow.platforms if str(p.platform) in MODULES}
     chosen = list(platforms) if sources is None else list(sources)
+    if len(set(chosen)) != len(chosen):
+        raise InvalidInput(f"each source at most once, got {chosen}", field="sources")
     for name in chosen:
         if name not in platforms:
             known = ", ".join(platforms) or "none"

@@ -7,11 +7,11 @@ import importlib
 from typing import Annotated, Any, Literal
 
 import attrs
-from litestar import Request, post
+from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
-from iap_flow.http.context import STAFF_SECURITY, Service, errors, op
+from iap_flow.http.context import Routes, Service
 
 
 @attrs.frozen
@@ -33,16 +33,9 @@ class ReconcileOut:
 
 def reconcile_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
     flow = svc.flow
+    r = Routes(svc, threads, staff=True, tag="staff")
 
-    @op(
-        post,
-        "/v1/staff/reconcile",
-        tags=["staff"],
-        status_code=200,
-        responses=errors("forbidden", "permission_denied", "invalid_input"),
-        sync_to_thread=threads,
-        security=STAFF_SECURITY,
-    )
+    @r.post("/v1/staff/reconcile", "permission_denied", "invalid_input")
     def reconcile(
         request: Request[Any, Any, Any],
         source: Annotated[
@@ -54,7 +47,7 @@ def reconcile_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
         # found at run time, like the platforms' adapters (config_platforms): no import edge
         run = importlib.import_module("iap_flow.adapters.reconcile").reconcile
 
-        report = run(flow, svc.staff_member(request), sources=source)
+        report = r.run(request, lambda a, k: run(flow, a, sources=source))
         return ReconcileOut(
             report.ran_at.isoformat(),
             [

@@ -298,6 +298,12 @@ def _sweep(w: World, status: int) -> httpx.Response:
     return w.send("POST", "/v1/staff/sweep", w.s("k_agent" if status == 403 else "k_system"))
 
 
+def _reconcile(w: World, status: int) -> httpx.Response:
+    who = w.s("k_agent" if status == 403 else "k_system")  # agents do not reconcile
+    sources = ["google_play"] * (2 if status == 422 else 1)  # 422: a source named twice
+    return w.send("POST", "/v1/staff/reconcile", who, params={"source": sources})
+
+
 def _readyz(w: World, status: int) -> httpx.Response:
     if status == 200:
         return w.send("GET", "/readyz")
@@ -343,6 +349,7 @@ SPECIFIC: dict[tuple[str, str], Callable[[World, int], httpx.Response]] = {
     ("GET", "/v1/staff/history/{subject_id}"): _staff_read("/v1/staff/history/{}"),
     ("POST", "/v1/staff/products"): _add_product,
     ("POST", "/v1/staff/sweep"): _sweep,
+    ("POST", "/v1/staff/reconcile"): _reconcile,
     ("GET", "/healthz"): lambda w, status: w.send("GET", "/healthz"),
     ("GET", "/readyz"): _readyz,
     ("GET", "/metrics"): lambda w, status: w.send("GET", "/metrics"),
