@@ -130,6 +130,8 @@ DIALECT = Dialect(
 STATEMENTS = Statements.of(DIALECT)
 _ORDER_SELECT = STATEMENTS.order_select
 _ORDER_INSERT = STATEMENTS.order_insert
+_AUDIT_INSERT = STATEMENTS.audit_insert
+_DEADLINE_INSERT = STATEMENTS.deadline_insert
 _ORDER_UPDATE = (
     "UPDATE orders SET status = ?, version = ?, updated_at = ?, paid_at = ?,"
     " platform_transaction_id = ? WHERE id = ? AND version = ?"
@@ -288,7 +290,7 @@ class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
         row = codec.audit_row(e)
         check_text((e.actor_id, e.role), "actor")
         check_json(row[-1], "audit data")
-        self._x(STATEMENTS.audit_insert, row)
+        self._x(_AUDIT_INSERT, row)
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         payload = json.dumps(n.payload)
@@ -310,7 +312,7 @@ class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
 
     def add_deadline(self, d: Deadline) -> None:
         self._x(
-            STATEMENTS.deadline_insert,
+            _DEADLINE_INSERT,
             (d.kind.value, d.subject_id, ts(d.due_at), ts_opt(d.remind_at), d.state.value),
         )
 

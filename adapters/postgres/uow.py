@@ -69,6 +69,8 @@ ORDER_SELECT = STATEMENTS.order_select
 PRODUCT_SELECT = "SELECT " + ", ".join(codec.PRODUCT_COLUMNS) + " FROM products"
 DEADLINE_SELECT = "SELECT id, kind, subject_id, due_at, remind_at, state FROM deadlines"
 _ORDER_INSERT = STATEMENTS.order_insert
+_AUDIT_INSERT = STATEMENTS.audit_insert
+_DEADLINE_INSERT = STATEMENTS.deadline_insert
 _CHECKED = (
     "WITH u AS ({update} RETURNING 1) SELECT expect_one((SELECT count(*) FROM u), %s, %s, %s)"
 )
@@ -284,7 +286,7 @@ class PgUnitOfWork(SharedWrites, SubscriptionWrites):
         row = codec.audit_row(e)
         check_text((e.actor_id, e.role), "actor")
         check_json(row[-1], "audit data")
-        self._q(STATEMENTS.audit_insert, row)
+        self._q(_AUDIT_INSERT, row)
 
     def add_notification(self, n: Notification, claimed_until: datetime | None) -> int:
         payload = json.dumps(n.payload)
@@ -308,7 +310,7 @@ class PgUnitOfWork(SharedWrites, SubscriptionWrites):
 
     def add_deadline(self, d: Deadline) -> None:
         self._q(
-            STATEMENTS.deadline_insert,
+            _DEADLINE_INSERT,
             (d.kind.value, d.subject_id, ts(d.due_at), ts_opt(d.remind_at), d.state.value),
         )
 
