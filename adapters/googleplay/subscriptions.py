@@ -38,8 +38,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from iap_flow import Actor, Flow, NotFound, Order, PlatformUnavailable, Subscription
-from iap_flow import TransitionNotAllowed
+from iap_flow import (
+    Actor,
+    Flow,
+    NotFound,
+    Order,
+    PlatformUnavailable,
+    Subscription,
+    TransitionNotAllowed,
+)
 from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError
 from iap_flow.adapters.googleplay.platform import (
     GooglePlayPlatform,
@@ -128,7 +135,8 @@ class PlaySubscriptions:
 
     def linked_first(self, resource: Mapping[str, Any], key: str) -> str | None:
         """For a purchase replacing an older one (``linkedPurchaseToken``): the old
-        subscription's first order id, after its plan changed to the new product at once."""
+        subscription's first Play order id, after its plan changed to the new product at
+        once (the new token's orders are then recorded as that subscription's renewals)."""
         linked = resource.get("linkedPurchaseToken")
         if not linked:
             return None
@@ -138,7 +146,8 @@ class PlaySubscriptions:
             if exc.retryable:
                 raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
             return None
-        sub = self.of_order(latest_order(old))
+        old_latest = latest_order(old)
+        sub = self.of_order(old_latest)
         product = product_of(resource)
         if sub is None or product is None:
             return None
@@ -146,7 +155,7 @@ class PlaySubscriptions:
         if sub.sku != sku and sub.status.value not in ("revoked", "expired"):
             subs = self._flow.subscriptions
             self._attempt(lambda: subs.plan_changed(self._actor, sub.id, sku=sku, immediate=True, idempotency_key=key + ":plan"))  # fmt: skip
-        return sub.first_order_id
+        return None if old_latest is None else first_order_id(old_latest)
 
     def after_charge(self, number: object, token: str, order: Order | None, key: str) -> None:
         """After a RECOVERED push's order is recorded: recover the subscription if the order
