@@ -172,7 +172,7 @@ def _subscriptions(out: Console, data: dict[str, Any]) -> None:
                 rows=rows,
                 title="subscriptions",
                 title_justify="left",
-            )  # fmt: skip
+            )
             if rows
             else "subscriptions: none"
         )
@@ -199,7 +199,7 @@ def _subscriptions(out: Console, data: dict[str, Any]) -> None:
                 rows=rows,
                 title="entitlements (now)",
                 title_justify="left",
-            )  # fmt: skip
+            )
             if rows
             else "entitlements (now): none"
         )
