@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from iap_flow import codec
+from iap_flow.adapters.subscription_reports import SUBSCRIPTION_REPORTS
 from iap_flow.codec import ts
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.models import Audience, Notification, Order
@@ -475,6 +476,7 @@ ANALYSIS: dict[str, str] = {
 }
 """The named aggregates behind ``iap-flow report`` and ``iap-flow export``."""
 REPORTS.update(ANALYSIS)
+REPORTS.update(SUBSCRIPTION_REPORTS)
 
 OPERATIONS: dict[str, str] = {
     "outbox_backlog": (
