@@ -75,6 +75,11 @@ def test_demo_prints_the_report_and_writes_notifications(demo_db: Path) -> None:
         "review turnaround",
         "deadline breaches",
         "average rating",
+        "Subscriptions",
+        "MRR",
+        "voluntary churn",
+        "involuntary churn",
+        "grace-period recoveries",
     ):
         assert figure in result.output
 
