@@ -264,6 +264,7 @@ ANALYSIS: dict[str, str] = {
 }
 """The named aggregates behind ``iap-flow report`` and ``iap-flow export``."""
 REPORTS.update(ANALYSIS)
+REPORTS.update(SUBSCRIPTION_REPORTS)
 
 OPERATIONS: dict[str, str] = {
     "outbox_backlog": (

@@ -9,7 +9,7 @@ Run: python examples/subscription_lifecycle.py
 
 from datetime import UTC, datetime, timedelta
 
-from iap_flow import SYSTEM, Actor, ManualClock, Money, open_flow
+from iap_flow import SYSTEM, Actor, ManualClock, Money, TransitionNotAllowed, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.adapters.sandbox import SandboxPlatform
 
@@ -87,9 +87,22 @@ print(f"24 Apr past the period end: {sub.status}; user_8 has {has()}")
 then = flow.entitlements.active(agent, "user_8", at=datetime(2026, 3, 20, tzinfo=UTC))
 print(f"on 20 Mar user_8 had: {[(e.sku, str(e.subscription_status)) for e in then]}")
 
+# An ended subscription is never charged again by the flow: the buyer resubscribes at the store.
+try:
+    flow.orders.renew(SYSTEM, first.id, token="tok_approve")
+except TransitionNotAllowed as exc:
+    print(f"24 Apr renewal refused before any charge: {exc}")
+
 # Refund revokes: user_8 resubscribes, then is refunded; access ends with the refund.
 clock.advance(timedelta(days=1))
-flow.orders.renew(SYSTEM, first.id, token="tok_approve")
+paid = flow.orders.get(agent, first.id).platform_transaction_id
+flow.platform_events.purchased(
+    SYSTEM,
+    platform="sandbox",
+    transaction_id="resubscribed_25_apr",
+    sku="pro_monthly",
+    original_transaction_id=paid,  # the store names the subscription's first purchase
+)
 sub = flow.subscriptions.get(agent, sub.id)
 print(f"25 Apr resubscribed: {sub.status}; user_8 has {has()}")
 told()

@@ -27,6 +27,8 @@ from iap_flow.domain.models import (
     ProductKind,
     RefundRequest,
     RefundStatus,
+    Subscription,
+    SubscriptionStatus,
     Ticket,
     TicketMessage,
     TicketStatus,
@@ -363,6 +365,9 @@ def audit_from(r: Row) -> AuditEvent:
     )
 
 
+_SUB_TIMES = ("period_start", "period_end", "created_at", "updated_at", "grace_until")
+
+
 # Results stored by the idempotency log: kind name -> (to dict, from dict).
 def dump_result(obj: Any) -> str:
     if isinstance(obj, Order):
@@ -375,6 +380,9 @@ def dump_result(obj: Any) -> str:
         return json.dumps({"kind": "ticket", "row": row})
     if isinstance(obj, Product):
         return json.dumps({"kind": "product", "row": product_row(obj)})
+    if isinstance(obj, Subscription):  # times as ISO text, enums as their values
+        row = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in attrs.asdict(obj).items()}  # fmt: skip
+        return json.dumps({"kind": "subscription", "row": row})
     raise TypeError(f"cannot store a {type(obj).__name__} as an idempotent result")
 
 
@@ -389,4 +397,8 @@ def load_result(text: str) -> Any:
         return ticket_from(row, [message_from(m) for m in row.pop("messages")])
     if kind == "product":
         return product_from(row)
+    if kind == "subscription":
+        row |= {k: dt_opt(row[k]) for k in _SUB_TIMES}
+        row["status"] = _enum(SubscriptionStatus, row["status"], "subscription status")
+        return Subscription(**{**row, "platform": _enum(Platform, row["platform"], "platform")})
     raise StoreError(f"unknown idempotent result kind {kind!r}")

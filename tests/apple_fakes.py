@@ -230,7 +230,9 @@ class Apple:
         revoked_at: datetime | None = None,
         signed_at: datetime | None = None,
         ownership: str = "PURCHASED",
+        expires_at: datetime | None = None,
     ) -> str:
+        """A signed transaction; with ``expires_at`` an auto-renewable subscription's."""
         txn = transaction_id or self.next_id()
         payload: dict[str, Any] = {
             "transactionId": txn,
@@ -251,9 +253,36 @@ class Apple:
         }
         if account is not None:
             payload["appAccountToken"] = account
+        if expires_at is not None:
+            payload["type"] = "Auto-Renewable Subscription"
+            payload["expiresDate"] = ms(expires_at)
         if revoked_at is not None:
             payload["revocationDate"] = ms(revoked_at)
             payload["revocationReason"] = 0
+        return self.chain.sign(payload)
+
+    def renewal_info(
+        self,
+        original: str,
+        product_id: str,
+        at: datetime,
+        *,
+        auto_renew_product: str | None = None,
+        auto_renew: bool = True,
+        grace_until: datetime | None = None,
+    ) -> str:
+        """Signed renewal info (``data.signedRenewalInfo``) as Apple sends it."""
+        payload: dict[str, Any] = {
+            "originalTransactionId": original,
+            "productId": product_id,
+            "autoRenewProductId": auto_renew_product or product_id,
+            "autoRenewStatus": 1 if auto_renew else 0,
+            "isInBillingRetryPeriod": grace_until is not None,
+            "signedDate": ms(at),
+            "environment": self.environment,
+        }
+        if grace_until is not None:
+            payload["gracePeriodExpiresDate"] = ms(grace_until)
         return self.chain.sign(payload)
 
     def notification(

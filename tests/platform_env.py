@@ -3,15 +3,17 @@ how they post to a webhook endpoint served on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
@@ -62,19 +64,39 @@ def post_json(
         return exc.code, None
 
 
+PG_ENV = "IAP_FLOW_TEST_POSTGRES_URL"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty store of each kind: a SQLite file, and a fresh PostgreSQL schema (dropped
-    afterwards; skipped without ``IAP_FLOW_TEST_POSTGRES_URL``)."""
+    """An empty store of each kind: a SQLite file, and a PostgreSQL schema of its own
+    (dropped afterwards; skipped, saying why, without ``IAP_FLOW_TEST_POSTGRES_URL``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/flow.db"
         return
-    base = os.environ.get("IAP_FLOW_TEST_POSTGRES_URL")
+    base = os.environ.get(PG_ENV)
     if not base:
-        pytest.skip("IAP_FLOW_TEST_POSTGRES_URL is not set: PostgreSQL runs need a server")
+        pytest.skip(f"{PG_ENV} is not set: the PostgreSQL run needs a server")
     import psycopg
 
-    schema = f"test_platform_{uuid.uuid4().hex[:12]}"
+    schema = f"test_store_{uuid.uuid4().hex[:16]}"
     yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@contextlib.contextmanager
+def served(app: App) -> Iterator[str]:
+    """``app`` served on 127.0.0.1 in a thread; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -369,11 +369,49 @@ def product_purchase(order_id: str, account: str, *, state: int = 0) -> dict[str
     }
 
 
-def subscription_purchase(product_id: str, latest_order_id: str, account: str) -> dict[str, Any]:
-    return {
+def subscription_purchase(
+    product_id: str,
+    latest_order_id: str,
+    account: str,
+    *,
+    state: str = "ACTIVE",
+    expiry: datetime | None = None,
+    linked_token: str | None = None,
+    auto_renew: bool = True,
+) -> dict[str, Any]:
+    """A SubscriptionPurchaseV2 as ``purchases.subscriptionsv2.get`` answers it."""
+    item: dict[str, Any] = {
+        "productId": product_id,
+        "latestSuccessfulOrderId": latest_order_id,
+        "autoRenewingPlan": {"autoRenewEnabled": auto_renew},
+    }
+    if expiry is not None:
+        item["expiryTime"] = expiry.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    resource: dict[str, Any] = {
         "kind": "androidpublisher#subscriptionPurchaseV2",
-        "subscriptionState": "SUBSCRIPTION_STATE_ACTIVE",
-        "lineItems": [{"productId": product_id, "latestSuccessfulOrderId": latest_order_id}],
+        "subscriptionState": f"SUBSCRIPTION_STATE_{state}",
+        "lineItems": [item],
         "externalAccountIdentifiers": {"obfuscatedExternalAccountId": account},
         "acknowledgementState": "ACKNOWLEDGEMENT_STATE_PENDING",
     }
+    if linked_token is not None:
+        resource["linkedPurchaseToken"] = linked_token
+    return resource
+
+
+def set_subscription(
+    resource: dict[str, Any],
+    *,
+    state: str | None = None,
+    expiry: datetime | None = None,
+    latest_order_id: str | None = None,
+) -> None:
+    """Google's side of a change: the resource's state, line item expiry or latest order."""
+    item = resource["lineItems"][0]
+    if state is not None:
+        resource["subscriptionState"] = f"SUBSCRIPTION_STATE_{state}"
+        item["autoRenewingPlan"] = {"autoRenewEnabled": state not in ("CANCELED", "EXPIRED")}
+    if expiry is not None:
+        item["expiryTime"] = expiry.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if latest_order_id is not None:
+        item["latestSuccessfulOrderId"] = latest_order_id

@@ -14,6 +14,9 @@ app Apple id, environment), then mapped:
 - ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
 - ``REFUND_DECLINED``: Apple declined: the refund is rejected, the buyer is told;
 - ``REFUND_REVERSED``: Apple took a refund back: audited and told (states stay refunded);
+- the subscription's own changes (renewal failures, grace and its expiry, expiry, auto-renew
+  off and on, downgrades, revocation, renewal date extensions): one ``flow.subscriptions``
+  command each (:mod:`iap_flow.adapters.appstore.subscriptions`);
 - anything else (including kinds this version does not know) is acknowledged, logged and
   ignored: refusing it would make Apple retry it for three days.
 
@@ -45,6 +48,7 @@ from appstoreserverlibrary.models.Subtype import Subtype
 
 from iap_flow import SYSTEM, Actor, Flow, NotFound, Order
 from iap_flow.adapters.appstore.platform import SOURCE, AppStorePlatform
+from iap_flow.adapters.appstore.subscriptions import CHANGES, AppStoreSubscriptions
 from iap_flow.adapters.webhooks import (
     Applied,
     IngestResult,
@@ -59,12 +63,16 @@ log = logging.getLogger("iap_flow.adapters.appstore")
 
 _PURCHASES = frozenset({Type.ONE_TIME_CHARGE, Type.SUBSCRIBED, Type.DID_RENEW})
 _UPGRADES = frozenset({Type.DID_CHANGE_RENEWAL_PREF, Type.OFFER_REDEEMED})
-_ABOUT_A_TRANSACTION = _PURCHASES | {
-    Type.REFUND,
-    Type.REFUND_DECLINED,
-    Type.REFUND_REVERSED,
-    Type.CONSUMPTION_REQUEST,
-}
+_ABOUT_A_TRANSACTION = (
+    _PURCHASES
+    | CHANGES
+    | {
+        Type.REFUND,
+        Type.REFUND_DECLINED,
+        Type.REFUND_REVERSED,
+        Type.CONSUMPTION_REQUEST,
+    }
+)
 
 
 def _upgrade(note: ResponseBodyV2DecodedPayload) -> bool:
@@ -78,6 +86,7 @@ class AppStoreNotifications:
         self._flow = flow
         self._platform = platform
         self._actor = actor
+        self._subscriptions = AppStoreSubscriptions(flow, platform, actor)
 
     def ingest(self, signed_payload: str) -> IngestResult:
         """Verify one notification's ``signedPayload`` and apply it once.
@@ -150,6 +159,7 @@ class AppStoreNotifications:
         key = f"{SOURCE}:{note.notificationUUID}"
         if _upgrade(note):
             kind = Type.DID_RENEW  # a new, charged transaction of the same subscription
+            self._subscriptions.upgrade(txn, key)
         if kind in _PURCHASES and txn.revocationDate is None:
             order = self._purchase(txn, key)
             return "paid", order.id, None
@@ -158,6 +168,8 @@ class AppStoreNotifications:
         # About an earlier purchase: record it first if this flow never saw it.
         order = self._purchase(txn, key + ":purchase")
         events, actor = self._flow.platform_events, self._actor
+        if kind in CHANGES:  # about the subscription: see appstore.subscriptions
+            return self._subscriptions.apply(note, txn, order, key)
         if kind is Type.CONSUMPTION_REQUEST:
             reason = note.data.rawConsumptionRequestReason if note.data else None
             refund = self._flow.platform_events.review_requested(

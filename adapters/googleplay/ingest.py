@@ -11,6 +11,11 @@ this package, carrying one of:
   Google says it is (``purchaseState`` 0); a subscription's orders the flow has not recorded
   yet (a renewal whose push came late or never) are confirmed with ``orders.batchget`` and
   recorded, each by its own order id;
+- the other ``subscriptionNotification`` types (canceled, on hold, in grace period,
+  restarted, deferred, paused, expired, price and pause schedule changes): one
+  ``flow.subscriptions`` command each once ``purchases.subscriptionsv2.get`` confirms it
+  (:mod:`iap_flow.adapters.googleplay.subscriptions`); a PURCHASED replacing an older token
+  (``linkedPurchaseToken``) continues that token's subscription;
 - ``voidedPurchaseNotification`` and ``subscriptionNotification`` REVOKED (a refund or
   chargeback): recorded refunded only once ``orders.get`` confirms the order is refunded;
 - ``pendingRefundReviewNotification`` (a chargeback Google lets you review): a refund review
@@ -48,6 +53,7 @@ from iap_flow.adapters.googleplay.platform import (
     renewal_number,
 )
 from iap_flow.adapters.googleplay.push_auth import PubSubPushAuth, Unauthenticated
+from iap_flow.adapters.googleplay.subscriptions import PlaySubscriptions
 from iap_flow.adapters.googleplay.voided import Reconciled, reconcile_voided
 from iap_flow.adapters.webhooks import (
     Applied,
@@ -98,6 +104,7 @@ class GooglePlayNotifications:
         self._token = push_token
         self._subscription = subscription
         self._actor = actor
+        self._subscriptions = PlaySubscriptions(flow, platform, actor)
 
     @property
     def platform(self) -> GooglePlayPlatform:
@@ -184,14 +191,19 @@ class GooglePlayNotifications:
             order = self._one_time(str(body["purchaseToken"]), str(body["sku"]), key)
             return ("paid", order.id, None) if order else ("ignored", None, None)
         if kind.startswith("SUBSCRIPTION_") and number in _CHARGED:
-            order = self._subscription_paid(str(body["purchaseToken"]), note)
+            token = str(body["purchaseToken"])
+            order = self._subscription_paid(token, note, key)
+            self._subscriptions.after_charge(number, token, order, key)
             return ("paid", order.id, None) if order else ("ignored", None, None)
         if kind == "VOIDED_PURCHASE":
             return self._voided(body, key)
         if kind == "SUBSCRIPTION_REVOKED":
             sub = _looked_up(lambda: self._platform.client.subscription(str(body["purchaseToken"])))
-            latest = latest_order(sub)
-            return self._confirmed_refund(latest, "revoked in Google Play", key)
+            applied = self._confirmed_refund(latest_order(sub), "revoked in Google Play", key)
+            if applied[0] == "refunded":
+                return applied
+            token = str(body["purchaseToken"])
+            return self._subscriptions.apply(number, token, key, lambda: None)
         if kind == "PENDING_REFUND_REVIEW":
             found = self._order(body.get("orderId"))
             if found is None or not body.get("pendingRefundToken"):
@@ -207,6 +219,10 @@ class GooglePlayNotifications:
                 idempotency_key=key,
             )
             return "review_opened", found.id, refund.id
+        if kind.startswith("SUBSCRIPTION_") and body.get("purchaseToken"):
+            token = str(body["purchaseToken"])
+            record = lambda: self._subscription_paid(token, note, key)  # noqa: E731
+            return self._subscriptions.apply(number, token, key, record)
         log.info("ignored Google Play notification %s (%s): nothing to record", kind, mid)
         return "ignored", None, None
 
@@ -257,7 +273,7 @@ class GooglePlayNotifications:
             return None
         return self._record(purchase, str(purchase["orderId"]), product_id, None)
 
-    def _subscription_paid(self, token: str, note: Mapping[str, Any]) -> Order | None:
+    def _subscription_paid(self, token: str, note: Mapping[str, Any], key: str) -> Order | None:
         """Record every paid order of the subscription the flow lacks, each by its own id
         (confirmed with ``orders.batchget``); the order this push is about is the one Google
         made last before the push's event time."""
@@ -273,11 +289,12 @@ class GooglePlayNotifications:
         # several (a late push about an older renewal).
         asked = missing or (ids[-12:] if len(ids) > 1 else [])
         known = _google_orders(self._platform.client, asked) if asked else {}
+        linked = self._subscriptions.linked_first(sub, key) if first in missing else None
         for order_id in missing:
             google = known.get(order_id)
             if google is None or google.get("state") not in CHARGED_STATES:
                 continue
-            original = None if order_id == first else first
+            original = linked if order_id == first else first
             recorded[order_id] = self._record(sub, order_id, product_id, original)
         made = {i: str(known[i].get("createTime") or "") for i in ids if i in known}
         made = {i: at for i, at in made.items() if recorded.get(i) is not None}

@@ -6,14 +6,16 @@ state changes here, and no rule is decided here: the core says who may read what
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import attrs
 
-from iap_flow.domain.errors import PermissionDenied
+from iap_flow.domain.errors import NotFound, PermissionDenied
 from iap_flow.domain.models import (
     AuditEvent,
     DeadlineKind,
+    Entitlement,
     Order,
     RefundRequest,
     RefundStatus,
@@ -85,6 +87,10 @@ class OrderView:
     """None when the viewer's role may not read the audit trail."""
     refunds: list[RefundRequest]
     tickets: list[Ticket]
+    entitlements: list[Entitlement] | None = None
+    """What the buyer may use now; None when the viewer's role may not ask."""
+    titles: dict[str, str] = attrs.Factory(dict)
+    """Product titles of the entitlements, by SKU."""
 
 
 def refund_view(flow: Flow, actor: Actor, refund_id: str) -> RefundView:
@@ -166,7 +172,15 @@ def order_view(flow: Flow, actor: Actor, order_id: str) -> OrderView:
         )
         if t.order_id == order.id
     ]
-    return OrderView(order, history, refunds, tickets)
+    try:
+        has: list[Entitlement] | None = flow.entitlements.active(actor, order.user_id)
+    except PermissionDenied:
+        has = None
+    titles = {}
+    for sku in {e.sku for e in has or ()}:
+        with contextlib.suppress(NotFound):  # a product since removed keeps its SKU
+            titles[sku] = flow.catalogue.get(sku).title
+    return OrderView(order, history, refunds, tickets, has, titles)
 
 
 def _ticket_due(flow: Flow, actor: Actor, ticket_id: str) -> datetime | None:

@@ -135,7 +135,21 @@ def order_blocks(view: OrderView) -> Message:
     blocks.append(section("*Refunds*\n" + (lines(refunds) or "none")))
     tickets = [f"• {code(t.id)} {t.rating}/5 · {t.status}" for t in view.tickets]
     blocks.append(section("*Tickets*\n" + (lines(tickets) or "none")))
+    blocks.append(section("*What the buyer has now*\n" + _entitlements(view)))
     return f"Order {order.id}: {order.status}", blocks
+
+
+def _entitlements(view: OrderView) -> str:
+    if view.entitlements is None:
+        return "not visible to your role"
+    rows = []
+    for e in view.entitlements:
+        until = "no end" if e.expires_at is None else f"until {when(e.expires_at)}"
+        units = f" x{e.units}" if e.kind.value == "consumable" else ""
+        state = "" if e.subscription_status is None else f" · {e.subscription_status}"
+        title = esc(view.titles.get(e.sku, e.sku))
+        rows.append(f"• {title} {code(e.sku)}{units} ({e.kind}) {until}{state}")
+    return lines(rows) or "nothing"
 
 
 # -- deadlines and other staff notices ----------------------------------------------------

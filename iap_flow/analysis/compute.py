@@ -20,12 +20,14 @@ from iap_flow.analysis.model import (
     Breach,
     Feedback,
     PersonStats,
+    PlanCurrency,
     Refunds,
     RefundSegment,
     Sales,
     Segment,
     Service,
     Spread,
+    SubscriptionFigures,
     Topics,
 )
 from iap_flow.codec import ts
@@ -58,6 +60,9 @@ QUERIES = (
     "text_counts",
     "feedback_texts",
     "reason_texts",
+    "subscriptions_now",
+    "subscription_renewals",
+    "subscription_moves",
 )
 """Named aggregates every store implements for the analysis report (with :data:`EXPORTS`).
 
@@ -247,7 +252,39 @@ def _figures(
         topics=topics.result()[0],
         reason_topics=topics.result()[1],
     )
-    return Analysis(since, until, now, sales, refunds, service, feedback)
+    return Analysis(since, until, now, sales, refunds, service, feedback, _subscriptions(q))
+
+
+def _subscriptions(q: Query) -> SubscriptionFigures:
+    moves = (q("subscription_moves") or [{}])[0]
+    renewals = q("subscription_renewals")
+    return SubscriptionFigures(
+        by_currency=tuple(
+            PlanCurrency(
+                str(r["currency"]),
+                _int(r["active"]),
+                _int(r["in_grace"]),
+                _int(r["cancelled"]),
+                # the year's recurring revenue as a month, rounded half up
+                Money.trusted((_int(r["yearly"]) + 6) // 12, str(r["currency"])),
+            )
+            for r in q("subscriptions_now")
+        ),
+        renewals=sum(_int(r["n"]) for r in renewals),
+        renewal_revenue=_money((str(r["currency"]), _int(r["amount"])) for r in renewals),
+        **{k: _int(moves.get(k)) for k in _MOVES},
+    )
+
+
+_MOVES = (
+    "started",
+    "voluntary_churn",
+    "involuntary_churn",
+    "revoked",
+    "entered_grace",
+    "grace_recoveries",
+    "hold_recoveries",
+)
 
 
 def _all_topics(

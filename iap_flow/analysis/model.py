@@ -199,6 +199,49 @@ class Feedback:
 
 
 @attrs.frozen
+class PlanCurrency:
+    """The subscriptions giving access now in one currency, and their recurring revenue."""
+
+    currency: str
+    active: int
+    """Active, cancelled (running to the period end) or in grace period."""
+    in_grace: int
+    cancelled: int
+    mrr: Money
+    """Monthly recurring revenue of those that renew (active or in grace, auto-renew on): each
+    one's current price as a month (monthly as is, yearly / 12, weekly x 52 / 12), summed,
+    rounded half up to the minor unit."""
+
+
+@attrs.frozen
+class SubscriptionFigures:
+    """Subscriptions now (``by_currency``) and what they did in the period (the rest)."""
+
+    by_currency: tuple[PlanCurrency, ...] = ()
+    renewals: int = 0
+    renewal_revenue: tuple[Money, ...] = ()
+    started: int = 0
+    voluntary_churn: int = 0
+    """Expired after the buyer turned auto-renew off."""
+    involuntary_churn: int = 0
+    """Expired from any other state: a failed renewal, on hold, paused, or the store ended it."""
+    revoked: int = 0
+    entered_grace: int = 0
+    grace_recoveries: int = 0
+    """Back to active from the grace period (a renewal collected in time)."""
+    hold_recoveries: int = 0
+
+    @property
+    def active(self) -> int:
+        return sum(c.active for c in self.by_currency)
+
+    @property
+    def grace_recovery_rate(self) -> float | None:
+        """Recoveries from grace / grace periods entered, in the period."""
+        return ratio(self.grace_recoveries, self.entered_grace)
+
+
+@attrs.frozen
 class Analysis:
     """The whole report for ``[since, until)`` (None: unbounded)."""
 
@@ -209,3 +252,4 @@ class Analysis:
     refunds: Refunds
     service: Service
     feedback: Feedback
+    subscriptions: SubscriptionFigures = SubscriptionFigures()

@@ -80,6 +80,7 @@ def print_summary(a: Analysis, console: Console) -> None:
         ["average rating", "-" if f.average is None else f"{f.average:.2f} from {f.count:,}"],
     ]
     console.print(_table("Headline", ("figure", "value"), headline))
+    _subscriptions(a, console)
     console.print(
         _table(
             "Products",
@@ -124,3 +125,25 @@ def print_summary(a: Analysis, console: Console) -> None:
     )
     console.print(_topics(f.topics))
     console.print(_topics(f.reason_topics))
+
+
+def _subscriptions(a: Analysis, console: Console) -> None:
+    """Subscriptions now (active, MRR per currency) and in the period (renewals, churn)."""
+    u = a.subscriptions
+    now = [
+        [c.currency, f"{c.active:,}", f"{c.in_grace:,}", f"{c.cancelled:,}", str(c.mrr)]
+        for c in u.by_currency
+    ]
+    columns = ("currency", "active now", "in grace", "cancelled", "MRR")
+    console.print(_table("Subscriptions", columns, now, numeric=(1, 2, 3, 4)))
+    recovery = f"{u.grace_recoveries:,} of {u.entered_grace:,} ({fmt.pct(u.grace_recovery_rate)})"
+    rows = [
+        ["started", f"{u.started:,}"],
+        ["renewals", f"{u.renewals:,} ({fmt.money(u.renewal_revenue)})"],
+        ["voluntary churn (auto-renew off, then expired)", f"{u.voluntary_churn:,}"],
+        ["involuntary churn (billing failed, then expired)", f"{u.involuntary_churn:,}"],
+        ["revoked (refunds, family sharing)", f"{u.revoked:,}"],
+        ["grace-period recoveries", recovery],
+        ["recoveries from hold", f"{u.hold_recoveries:,}"],
+    ]
+    console.print(_table("Subscriptions in the period", ("figure", "value"), rows))

@@ -97,6 +97,7 @@ STEPS: dict[str, dict[str, str]] = {
     "subscription.expire": {"en": "End an unrenewed subscription", "zh": "订阅到期失效"},
     "subscription.revoke": {"en": "Revoke the subscription", "zh": "撤销订阅"},
     "subscription.change_plan": {"en": "Change the plan", "zh": "变更订阅方案"},
+    "subscription.extend": {"en": "Extend the period (store's word)", "zh": "延长订阅周期"},
     "subscription.read": {"en": "Look up subscriptions", "zh": "订阅查询"},
     "entitlement.read": {"en": "Check what a buyer may use", "zh": "查询使用权益"},
     "order.read": {"en": "Look up orders", "zh": "订单查询"},

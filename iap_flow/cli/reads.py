@@ -8,6 +8,7 @@ more: ``orders`` pages with an opaque cursor; the queues (at most ``--limit``, 1
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -276,16 +277,19 @@ def duration(text: str) -> timedelta:
 @json_option
 @click.pass_obj
 def show(settings: Settings, record_id: str, buyer: bool, as_json: bool) -> None:
-    """One order (ord_...), refund (rfd_...) or ticket (tkt_...) with what belongs to it.
+    """One order (ord_...), refund (rfd_...), ticket (tkt_...) or subscription (sub_...)
+    with what belongs to it.
 
-    An order lists its refunds, tickets and (for a subscription) its renewals; a ticket its
-    replies; every record its audit trail. With --buyer, a buyer's orders, refunds, tickets.
+    An order lists its refunds, tickets and (for a subscription) its subscription and
+    renewals; a subscription its orders and what the buyer may use now; a ticket its replies;
+    every record its audit trail. With --buyer, a buyer's orders, refunds, tickets,
+    subscriptions and entitlements.
     """
     prefix = record_id.partition("_")[0]
-    if not buyer and prefix not in ("ord", "rfd", "tkt"):
+    if not buyer and prefix not in ("ord", "rfd", "tkt", "sub"):
         raise InvalidInput(
-            f"{record_id!r} is not an order, refund or ticket id (ord_/rfd_/tkt_); "
-            "for a buyer, add --buyer"
+            f"{record_id!r} is not an order, refund, ticket or subscription id "
+            "(ord_/rfd_/tkt_/sub_); for a buyer, add --buyer"
         )
     observability.note(record_id=record_id)
     with settings.open() as flow:
@@ -314,6 +318,15 @@ def _record(flow: Flow, prefix: str, record_id: str) -> dict[str, Any]:
         if order.subscription_id is None and order.period is not None:
             page = flow.orders.query(CLI_ACTOR, subscription_id=order.id, limit=MAX_PAGE)
             data["renewals"] = [o for o in page.items if o.id != order.id]
+        if order.period is not None:
+            with contextlib.suppress(NotFound):  # an unpaid order has none yet
+                data["subscriptions"] = [flow.subscriptions.for_order(CLI_ACTOR, order.id)]
+    elif prefix == "sub":
+        sub = flow.subscriptions.get(CLI_ACTOR, record_id)
+        data["subscription"] = sub
+        page = flow.orders.query(CLI_ACTOR, subscription_id=sub.first_order_id, limit=MAX_PAGE)
+        data["renewals"] = page.items
+        data["entitlements"] = flow.entitlements.active(CLI_ACTOR, sub.user_id)
     elif prefix == "rfd":
         data["refund"] = flow.refunds.get(CLI_ACTOR, record_id)
     else:
@@ -341,4 +354,6 @@ def _buyer(flow: Flow, user_id: str) -> dict[str, Any]:
         "more_orders": encode_cursor(page.next_cursor),
         "refunds": refunds,
         "tickets": [_ticket_row(t) for t in tickets],
+        "subscriptions": flow.subscriptions.for_user(CLI_ACTOR, user_id),
+        "entitlements": flow.entitlements.active(CLI_ACTOR, user_id),
     }

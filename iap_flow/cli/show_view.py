@@ -26,7 +26,7 @@ def _fields(title: str, record: Any) -> Any:
 
 def print_record(out: Console, data: dict[str, Any]) -> None:
     """Print what :func:`iap_flow.cli.reads.show` gathered."""
-    for key in ("order", "refund", "ticket"):
+    for key in ("order", "refund", "ticket", "subscription"):
         if key in data:
             out.print(_fields(key, data[key]))
     if "buyer" in data:
@@ -49,6 +49,7 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
         )
         if data.get("more_orders"):
             out.print(f"more orders: iap-flow orders --user ... --cursor {data['more_orders']}")
+    _subscriptions(out, data)
     for key in ("renewals",):
         if key in data:
             rows = [[o.id, o.amount, o.status, when(o.created_at)] for o in data[key]]
@@ -144,4 +145,61 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
                 title="audit trail",
                 title_justify="left",
             )
+        )
+
+
+def _subscriptions(out: Console, data: dict[str, Any]) -> None:
+    """The buyer's subscriptions and what they may use now (entitlements)."""
+    if "subscriptions" in data:
+        rows: list[list[object]] = [
+            [
+                s.id,
+                s.sku,
+                s.status,
+                when(s.period_end),
+                "-" if s.grace_until is None else when(s.grace_until),
+                "on" if s.auto_renew else "off",
+                s.pending_sku or "-",
+            ]
+            for s in data["subscriptions"]
+        ]
+        columns = ("subscription", "plan", "status", "period end (UTC)", "grace until (UTC)")
+        out.print(
+            table(
+                *columns,
+                "auto-renew",
+                "next plan",
+                rows=rows,
+                title="subscriptions",
+                title_justify="left",
+            )
+            if rows
+            else "subscriptions: none"
+        )
+    if "entitlements" in data:
+        rows = [
+            [
+                e.sku,
+                e.kind,
+                "no end" if e.expires_at is None else when(e.expires_at),
+                e.units,
+                e.subscription_status or "-",
+                e.source_order_id,
+            ]
+            for e in data["entitlements"]
+        ]
+        out.print(
+            table(
+                "product",
+                "kind",
+                "until (UTC)",
+                "units",
+                "subscription",
+                "from order",
+                rows=rows,
+                title="entitlements (now)",
+                title_justify="left",
+            )
+            if rows
+            else "entitlements (now): none"
         )

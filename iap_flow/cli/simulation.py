@@ -3,7 +3,8 @@
 Buyers browse a small catalogue (consumables, non-consumables and subscriptions, in USD and
 CNY), pay (some cards decline, some payments time out), get their goods, ask for refunds and
 leave feedback; support staff decide and answer (some too late, so the sweep escalates); the
-sweep runs every simulated hour. Everything goes through the public API with a
+sweep runs every simulated hour. Subscriptions renew, fail into grace, recover, are cancelled
+and expire (:mod:`iap_flow.cli.simulation_subscriptions`). Everything goes through the public API with a
 :class:`~iap_flow.domain.clock.ManualClock`, and every choice comes from ``random.Random(seed)``:
 the same seed gives the same records and the same report.
 """
@@ -15,127 +16,34 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
+from iap_flow.cli.simulation_data import (
+    AGENTS,
+    CATALOGUE,
+    DEMO_START,
+    HOUR,
+    LEAD,
+    PM,
+    TEXTS,
+    Deck,
+    Item,
+    Progress,
+    SimulationStats,
+)
+from iap_flow.cli.simulation_subscriptions import SubscriptionLife
 from iap_flow.domain.clock import ManualClock
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
-from iap_flow.domain.models import Order, OrderStatus, Period, ProductKind, RefundRequest, Ticket
+from iap_flow.domain.models import Order, OrderStatus, ProductKind, RefundRequest, Ticket
 from iap_flow.domain.money import Money
 from iap_flow.domain.policy import ApprovalLimitExceeded
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.flow import Flow, open_flow
 from iap_flow.ports import Notifier
 
-DEMO_START = datetime(2026, 1, 5, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-PERIOD_LENGTH = {Period.WEEK: timedelta(days=7), Period.MONTH: timedelta(days=30)}
-PERIOD_LENGTH[Period.YEAR] = timedelta(days=365)
-
-PM = Actor("pm_pat", Role.PRODUCT_MANAGER)
-AGENTS = (Actor.agent("agent_ana"), Actor.agent("agent_bo"), Actor.agent("agent_chen"))
-LEAD = Actor.lead("lead_dee")
-
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``: called after every simulated hour."""
-
-
-@attrs.frozen
-class Item:
-    """A product the simulated product manager puts on sale, and how often buyers pick it."""
-
-    sku: str
-    title: str
-    price: Money
-    kind: ProductKind
-    weight: int
-    period: Period | None = None
-
-
-def _items(cur: str, unit: int, tag: str, names: tuple[str, ...]) -> tuple[Item, ...]:
-    gems, chest, no_ads, founders, weekly, monthly = names
-    c, n, s = ProductKind.CONSUMABLE, ProductKind.NON_CONSUMABLE, ProductKind.SUBSCRIPTION
-    return (
-        Item(f"gems_small_{tag}", gems, Money(199 * unit, cur), c, 30),
-        Item(f"gems_chest_{tag}", chest, Money(1999 * unit, cur), c, 8),
-        Item(f"no_ads_{tag}", no_ads, Money(499 * unit, cur), n, 6),
-        # Above a support agent's approval limit: refunds of it need a lead.
-        Item(f"founders_pack_{tag}", founders, Money(7999 * unit, cur), n, 3),
-        Item(f"vip_weekly_{tag}", weekly, Money(299 * unit, cur), s, 4, Period.WEEK),
-        Item(f"vip_monthly_{tag}", monthly, Money(999 * unit, cur), s, 4, Period.MONTH),
-    )
-
-
-CATALOGUE: tuple[Item, ...] = _items(
-    "USD", 1, "us", ("100 gems", "Chest of gems", "No ads", "Founder's pack", "VIP weekly", "VIP")
-) + _items(
-    "CNY", 6, "cn", ("100 颗宝石", "宝石宝箱", "去广告", "创始人礼包", "VIP 周卡", "VIP 月卡")
-)
-
-TEXTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "en": {
-        "happy": ("Smooth purchase, thanks!", "Gems arrived instantly.", "Great value, love it."),
-        "unhappy": (
-            "I paid but waited a long time for my items.",
-            "My card was declined twice, please help.",
-            "The subscription is too expensive.",
-        ),
-        "refund": ("Bought by mistake", "My child bought this without asking", "Did not work"),
-        "reject": ("The gems were already spent in the game", "Used items cannot be refunded"),
-        "answer": ("Thanks for telling us, we have looked into it.", "Sorry about that, fixed."),
-        "reopen": ("It happened again today.", "Still not working for me."),
-    },
-    "zh": {
-        "happy": ("购买很顺利,谢谢!", "宝石马上就到账了。", "性价比很高,喜欢。"),
-        "unhappy": ("付款后很久才收到商品。", "银行卡支付一直失败,请帮忙。", "订阅太贵了。"),
-        "refund": ("误购", "孩子误操作购买", "商品无法使用"),
-        "reject": ("宝石已在游戏中使用", "已使用的商品不能退款"),
-        "answer": ("感谢反馈,我们已经处理。", "抱歉给您带来不便,已修复。"),
-        "reopen": ("今天又出现了同样的问题。", "问题还是没有解决。"),
-    },
-}
-
-
-@attrs.frozen
-class SimulationStats:
-    """What the simulated people and the sweep did, by action, over ``[started_at, ended_at)``."""
-
-    seed: int
-    buyers: int
-    days: int
-    started_at: datetime
-    ended_at: datetime
-    counts: dict[str, int]
-
-    def lines(self) -> list[str]:
-        """The stats as plain text lines."""
-        head = (
-            f"simulated {self.buyers} buyers over {self.days} days "
-            f"({self.started_at:%Y-%m-%d} to {self.ended_at:%Y-%m-%d}), seed {self.seed}"
-        )
-        return [head] + [f"  {name}: {n}" for name, n in sorted(self.counts.items())]
-
-
-class _Deck:
-    """Outcomes drawn without replacement from shuffled decks, so every outcome turns up in
-    proportion. The first deck deals one of each outcome first: even a tiny run walks every
-    path. The order stays seeded."""
-
-    def __init__(self, rng: random.Random, **weights: int) -> None:
-        self._rng = rng
-        self._weights = weights
-        each = list(weights)
-        rng.shuffle(each)
-        rest = [k for k, n in weights.items() for _ in range(n - 1)]
-        rng.shuffle(rest)
-        self._cards: list[str] = rest + each  # drawn from the end
-
-    def draw(self) -> str:
-        if not self._cards:
-            self._cards = [k for k, n in self._weights.items() for _ in range(n)]
-            self._rng.shuffle(self._cards)
-        return self._cards.pop()
+__all__ = ["CATALOGUE", "DEMO_START", "PM", "SimulationStats", "open_demo_flow", "simulate"]
 
 
 @attrs.define
@@ -148,21 +56,24 @@ class _Buyer:
 
 
 class _Simulation:
-    def __init__(self, flow: Flow, clock: ManualClock, rng: random.Random, end: datetime) -> None:
+    def __init__(
+        self, flow: Flow, clock: ManualClock, seed: int, rng: random.Random, end: datetime
+    ) -> None:
         self.flow, self.clock, self.rng, self.end = flow, clock, rng, end
         self.counts: Counter[str] = Counter()
         self._queue: list[tuple[datetime, int, Callable[[], None]]] = []
         self._seq = 0
         self.refund_failure_planned = False
         r = rng
-        self.payment = _Deck(r, approve=26, decline=2, timeout=1, abandon=1)
-        self.fulfil = _Deck(r, deliver=8, hold=1)
-        self.completion = _Deck(r, complete=9, keep=1)
-        self.ask_refund = _Deck(r, ask=1, keep=5)
-        self.refund_outcome = _Deck(r, approve=3, reject=2, withdraw=1, late=2)
-        self.give_feedback = _Deck(r, give=1, skip=3)
-        self.ticket_path = _Deck(r, prompt=5, late=2, reopen=1, quick=1, buyer=1, slow=1)
-        self.renewal = _Deck(r, approve=8, decline=1, timeout=1)
+        self.payment = Deck(r, approve=26, decline=2, timeout=1, abandon=1)
+        self.fulfil = Deck(r, deliver=8, hold=1)
+        self.completion = Deck(r, complete=9, keep=1)
+        self.ask_refund = Deck(r, ask=1, keep=5)
+        self.refund_outcome = Deck(r, approve=3, reject=2, withdraw=1, late=2)
+        self.give_feedback = Deck(r, give=1, skip=3)
+        self.ticket_path = Deck(r, prompt=5, late=2, reopen=1, quick=1, buyer=1, slow=1)
+        # Its own seeded stream: the subscriptions' draws leave the rest of the run as it was.
+        self.subscriptions = SubscriptionLife(self, random.Random(f"{seed}:subscriptions"))
 
     # -- the event loop ---------------------------------------------------------------------
     def at(self, when: datetime, action: Callable[[], None]) -> None:
@@ -287,7 +198,7 @@ class _Simulation:
         if item.kind is not ProductKind.CONSUMABLE:
             buyer.owned.add(item.sku)
         if item.period is not None:
-            self.at(self.clock.now() + PERIOD_LENGTH[item.period], lambda: self.renew(paid, item))
+            self.subscriptions.started(paid)
         if planned_failure:
             self.after(0.5, 2, lambda: self.request_refund(buyer, paid, "approve"))
         elif self.fulfil.draw() == "hold":
@@ -315,25 +226,6 @@ class _Simulation:
             self.request_refund(buyer, order, self.refund_outcome.draw())
         else:
             self.maybe_feedback(buyer, order, "happy")
-
-    def renew(self, first: Order, item: Item) -> None:
-        if self.flow.orders.get(SYSTEM, first.id).status is OrderStatus.REFUNDED:
-            return
-        outcome = self.renewal.draw()
-        token = {"decline": "tok_decline", "timeout": "tok_timeout"}.get(outcome, "tok_approve")
-        try:
-            renewal = self.flow.orders.renew(SYSTEM, first.id, token=token)
-        except PlatformUnavailable:
-            self.counts["renewal.timeout"] += 1  # the renewal expires; the subscription lapses
-            return
-        if renewal.status is OrderStatus.PAYMENT_FAILED:
-            self.counts["renewal.declined"] += 1
-            return
-        self.counts["order.renew"] += 1
-        self.flow.orders.deliver(SYSTEM, renewal.id)
-        self.flow.orders.complete(SYSTEM, renewal.id)
-        assert item.period is not None
-        self.at(self.clock.now() + PERIOD_LENGTH[item.period], lambda: self.renew(first, item))
 
     # -- refunds ----------------------------------------------------------------------------
     def request_refund(self, buyer: _Buyer, order: Order, outcome: str) -> None:
@@ -447,7 +339,7 @@ def simulate(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidInput(f"seed must be a whole number, got {seed!r}", field="seed")
     started = clock.now()
-    sim = _Simulation(flow, clock, random.Random(seed), started + timedelta(days=days))
+    sim = _Simulation(flow, clock, seed, random.Random(seed), started + timedelta(days=days))
     sim.open_shop()
     sim.add_buyers(buyers, days)
     sim.run(progress)

@@ -134,6 +134,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "subscription.expire": frozenset({SYS}),
     "subscription.revoke": frozenset({SYS}),
     "subscription.change_plan": frozenset({SYS}),
+    "subscription.extend": frozenset({SYS}),  # the store moved the period end, no charge
     "subscription.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     "entitlement.read": frozenset({B, AG, LD, DA, DEV, SYS}),
     # reads and maintenance

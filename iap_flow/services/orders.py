@@ -15,7 +15,7 @@ from iap_flow.domain.errors import (
     ProductUnavailable,
     TransitionNotAllowed,
 )
-from iap_flow.domain.models import Order, OrderStatus, Page, Platform, ProductKind
+from iap_flow.domain.models import Order, OrderStatus, Page, Platform
 from iap_flow.domain.roles import SYSTEM, Actor, Role
 from iap_flow.domain.transitions import ORDER
 from iap_flow.ports import OrderQuery, PaymentResult, UnitOfWork
@@ -25,13 +25,6 @@ from iap_flow.services.inputs import check, ident, key_or_none, member, must, st
 
 MAX_PAGE = 200
 RECENT = 1_024
-_CANNOT_RENEW = (
-    OrderStatus.REFUNDED,
-    OrderStatus.PENDING_PAYMENT,
-    OrderStatus.PAYMENT_FAILED,
-    OrderStatus.CANCELLED,
-    OrderStatus.EXPIRED,
-)
 
 
 def charge_key(order: Order) -> str:
@@ -140,7 +133,8 @@ class Orders:
         key = key_or_none(idempotency_key)
         args = {"subscription_id": subscription_id, "token": token}
         first = must(ctx.store.get_order(subscription_id), "order", subscription_id)
-        _check_renewable(first)
+        with ctx.store.transaction() as tx:
+            subscription_writes.check_renewable(tx, first)  # before the platform is charged
         now = ctx.now()
         # With a key the renewal's id is derived from it, so a retry charges the same order id.
         suffix = None if key is None else hashlib.sha256(key.encode()).hexdigest()[:20]
@@ -164,7 +158,7 @@ class Orders:
 
         def body(tx: UnitOfWork, now: datetime, result: PaymentResult) -> Order:
             current = must(tx.get_order(subscription_id), "order", subscription_id)
-            _check_renewable(current)
+            subscription_writes.check_renewable(tx, current)
             order = clone_order(renewal)  # a fresh copy each time the body runs
             order.created_at = order.updated_at = now
             tx.insert_order(order)
@@ -357,18 +351,3 @@ class Orders:
             raise InvalidInput("since must be before until", field="since")
         items, next_cursor = self._ctx.store.query_orders(query)
         return Page(items, next_cursor)
-
-
-def _check_renewable(first: Order) -> None:
-    if first.kind is not ProductKind.SUBSCRIPTION:
-        raise InvalidInput(f"order {first.id} is not a subscription", field="subscription_id")
-    if first.subscription_id is not None:
-        raise InvalidInput(
-            f"order {first.id} is a renewal; renew the subscription {first.subscription_id}",
-            field="subscription_id",
-        )
-    if first.status in _CANNOT_RENEW:
-        raise InvalidInput(
-            f"subscription {first.id} is {first.status}; it cannot renew",
-            field="subscription_id",
-        )

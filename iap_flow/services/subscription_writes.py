@@ -11,10 +11,12 @@ import calendar
 from datetime import datetime, timedelta
 from typing import Any
 
+from iap_flow.domain.errors import InvalidInput, TransitionNotAllowed
 from iap_flow.domain.models import (
     Deadline,
     DeadlineKind,
     Order,
+    OrderStatus,
     Period,
     ProductKind,
     Subscription,
@@ -138,6 +140,39 @@ def apply(
     ctx.change(tx, sub, event, actor, now, data, handled=handled)
     record(ctx, tx, sub, now, had)
     return sub
+
+
+_ENDED = frozenset({SubscriptionStatus.REVOKED, SubscriptionStatus.EXPIRED})
+_CANNOT_RENEW = (
+    OrderStatus.REFUNDED,
+    OrderStatus.PENDING_PAYMENT,
+    OrderStatus.PAYMENT_FAILED,
+    OrderStatus.CANCELLED,
+    OrderStatus.EXPIRED,
+)
+
+
+def check_renewable(tx: UnitOfWork, first: Order) -> None:
+    """Whether ``first`` (a subscription's first order) may be charged a renewal: InvalidInput
+    if it is no paid subscription order, TransitionNotAllowed if its subscription ended
+    (revoked, or expired: the buyer subscribes again, and a store reports that itself)."""
+    if first.kind is not ProductKind.SUBSCRIPTION:
+        raise InvalidInput(f"order {first.id} is not a subscription", field="subscription_id")
+    if first.subscription_id is not None:
+        raise InvalidInput(
+            f"order {first.id} is a renewal; renew the subscription {first.subscription_id}",
+            field="subscription_id",
+        )
+    if first.status in _CANNOT_RENEW:
+        raise InvalidInput(
+            f"subscription {first.id} is {first.status}; it cannot renew",
+            field="subscription_id",
+        )
+    sub = tx.find_subscription(first.id)
+    if sub is not None and sub.status in _ENDED:
+        raise TransitionNotAllowed(
+            kind="subscription", id=sub.id, state=sub.status.value, event="renew"
+        )
 
 
 def start(ctx: Context, tx: UnitOfWork, order: Order, now: datetime, first: str) -> Subscription:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from iap_flow.domain.clock import utc
-from iap_flow.domain.errors import InvalidInput, NotFound
+from iap_flow.domain.errors import InvalidInput, NotFound, TransitionNotAllowed
 from iap_flow.domain.models import ProductKind, Subscription, SubscriptionStatus
 from iap_flow.domain.roles import Actor
 from iap_flow.ports import UnitOfWork
@@ -194,7 +194,9 @@ class Subscriptions:
                 raise InvalidInput(f"subscription {sid} is revoked", field="subscription_id")
             old = tx.get_product(sub.sku)
             at_once = immediate
-            if at_once is None:
+            if new_sku == sub.sku:  # back to the current plan: a pending change is called off
+                at_once = False
+            elif at_once is None:
                 at_once = (
                     old is not None
                     and old.price.currency == product.price.currency
@@ -204,7 +206,7 @@ class Subscriptions:
             if at_once:
                 sub.sku, sub.pending_sku = new_sku, None
             else:
-                sub.pending_sku = new_sku
+                sub.pending_sku = None if new_sku == sub.sku else new_sku
             had = writes.grants(sub)
             ctx.amend(tx, sub, "change_plan", actor, now, data)
             writes.record(ctx, tx, sub, now, had)
@@ -215,6 +217,41 @@ class Subscriptions:
         sid = ident(subscription_id, "subscription_id")
         args = {"subscription_id": sid, "sku": new_sku, "immediate": immediate}
         return ctx.run(actor, "subscription.change_plan", args, key_or_none(idempotency_key), body)
+
+    def extended(
+        self,
+        actor: Actor,
+        subscription_id: str,
+        *,
+        period_end: datetime,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> Subscription:
+        """The store moved the period end later without a charge (Apple's renewal date
+        extension, Google's deferred billing): access continues until ``period_end``."""
+        end = utc(period_end, "period_end")
+        why = text(reason, "reason", max_len=500)
+        ctx = self._ctx
+
+        def body(tx: UnitOfWork, now: datetime) -> Subscription:
+            sub = must(tx.get_subscription(sid), "subscription", sid)
+            if not writes.grants(sub):
+                raise TransitionNotAllowed(
+                    kind="subscription", id=sid, state=sub.status.value, event="extend"
+                )
+            if end <= sub.period_end:
+                raise InvalidInput("period_end must be after the current one", field="period_end")
+            data = {"from": sub.period_end.isoformat(), "to": end.isoformat(), "reason": why}
+            sub.period_end = end
+            ctx.amend(tx, sub, "extend", actor, now, data)
+            writes.record(ctx, tx, sub, now, had=True)
+            return sub
+
+        actor = ctx.actor(actor)
+        check(actor, "subscription.extend")
+        sid = ident(subscription_id, "subscription_id")
+        args = {"subscription_id": sid, "period_end": end.isoformat(), "reason": why}
+        return ctx.run(actor, "subscription.extend", args, key_or_none(idempotency_key), body)
 
     # -- helpers ------------------------------------------------------------------------------
     def _new_period(self, end: datetime | None, event: str = "recover") -> Change:

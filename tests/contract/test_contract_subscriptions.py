@@ -37,12 +37,27 @@ def subscribe(flow: Flow, sku: str = "club", buyer: Actor = BUYER) -> Subscripti
     return flow.subscriptions.for_order(SYSTEM, order.id)
 
 
+def renew(flow: Flow, sub: Subscription) -> object:
+    """A paid renewal: charged by the flow, or (expired: the flow never charges an ended
+    subscription) the buyer resubscribing at the store on the same original purchase."""
+    if sub.status is not SubscriptionStatus.EXPIRED:
+        return flow.orders.renew(SYSTEM, sub.first_order_id, token="tok_approve")
+    first = flow.orders.get(SYSTEM, sub.first_order_id)
+    return flow.platform_events.purchased(
+        SYSTEM,
+        platform=first.platform,
+        transaction_id=f"resubscribe_{sub.id}",
+        sku=sub.sku,
+        original_transaction_id=first.platform_transaction_id,
+    )
+
+
 def fire(flow: Flow, clock: ManualClock, sub: Subscription, event: str) -> Subscription:
     """Drive ``event`` on ``sub`` through the public command that fires it."""
     subs = flow.subscriptions
     soon = clock.now() + timedelta(days=3)
     commands: dict[str, Callable[[], object]] = {
-        "renew": lambda: flow.orders.renew(SYSTEM, sub.first_order_id, token="tok_approve"),
+        "renew": lambda: renew(flow, sub),
         "recover": lambda: subs.recovered(SYSTEM, sub.id),
         "enter_grace": lambda: subs.renewal_failed(SYSTEM, sub.id, grace_until=soon),
         "hold": lambda: subs.renewal_failed(SYSTEM, sub.id),
@@ -340,3 +355,83 @@ def test_sandbox_billing_renews_fails_into_grace_and_recovers(
     events = [e.event for e in flow.history(SYSTEM, sub.id)]
     assert events[:3] == ["start", "renew", "enter_grace"]
     assert events[-1] == "renew" and "hold" in events
+
+
+@pytest.mark.parametrize("end", ["expire", "revoke"])
+def test_renewing_an_ended_subscription_is_refused_before_any_charge(
+    store_url: str, clock: ManualClock, end: str
+) -> None:
+    from iap_flow import open_flow
+    from iap_flow.adapters.sandbox import SandboxPlatform
+
+    sandbox = SandboxPlatform()
+    with open_flow(store_url, platforms=[sandbox], clock=clock, seed=3) as flow:
+        flow.catalogue.add(PM, sku="club", title="Club", description="monthly", price=Money(999, "USD"), kind="subscription", period="month")  # fmt: skip
+        sub = fire(flow, clock, subscribe(flow), end)
+        charges = len(sandbox.ledger)
+        with pytest.raises(TransitionNotAllowed, match=f"renew subscription {sub.id}"):
+            flow.orders.renew(SYSTEM, sub.first_order_id, token="tok_approve")
+        with pytest.raises(TransitionNotAllowed):  # with a key too, and nothing remembered
+            flow.orders.renew(SYSTEM, sub.first_order_id, token="tok_approve", idempotency_key="k")
+        assert len(sandbox.ledger) == charges  # the platform was never asked
+        assert flow.subscriptions.get(SYSTEM, sub.id).status.value == sub.status.value
+        assert len(flow.orders.query(SYSTEM, user_id="u1").items) == 1
+
+
+def test_sandbox_billing_through_cancel_and_expiry(flow: Flow, clock: ManualClock) -> None:
+    from iap_flow.adapters.sandbox import APPROVE, SandboxBilling
+
+    sub = subscribe(flow)
+    billing = SandboxBilling(flow)
+    billing.track(sub.first_order_id, [APPROVE, APPROVE])
+    clock.advance(timedelta(days=31))
+    assert len(billing.run()) == 1
+    flow.subscriptions.cancelled(SYSTEM, sub.id)
+    clock.advance(timedelta(days=31))
+    assert billing.run() == []  # auto-renew off: the store charges nothing
+    flow.sweep()
+    assert flow.subscriptions.get(SYSTEM, sub.id).status is SubscriptionStatus.EXPIRED
+    clock.advance(timedelta(days=31))
+    assert billing.run() == []  # ended: never charged again
+    assert flow.entitlements.active(BUYER, "u1") == []
+
+
+def test_the_analysis_report_counts_subscriptions_mrr_renewals_churn_and_recoveries(
+    flow: Flow, clock: ManualClock
+) -> None:
+    from iap_flow.analysis import analyse
+
+    flow.catalogue.add(PM, sku="club_year", title="Club year", description="yearly", price=Money(10_000, "USD"), kind="subscription", period="year")  # fmt: skip
+    flow.catalogue.add(PM, sku="club_week", title="Club week", description="weekly", price=Money(299, "USD"), kind="subscription", period="week")  # fmt: skip
+    flow.catalogue.add(PM, sku="club_cn", title="Club CN", description="monthly", price=Money(6_000, "CNY"), kind="subscription", period="month")  # fmt: skip
+    monthly = subscribe(flow, "club", Actor.buyer("m1"))  # 9.99 USD a month
+    subscribe(flow, "club_year", Actor.buyer("y1"))  # 100 USD a year: 8.333.. a month
+    subscribe(flow, "club_week", Actor.buyer("w1"))  # 2.99 a week: 12.956.. a month
+    subscribe(flow, "club_cn", Actor.buyer("c1"))
+    leaving = subscribe(flow, "club", Actor.buyer("v1"))
+    failing = subscribe(flow, "club", Actor.buyer("f1"))
+    recovering = subscribe(flow, "club", Actor.buyer("g1"))
+    flow.subscriptions.cancelled(SYSTEM, leaving.id)
+    clock.advance(timedelta(days=31))
+    flow.orders.renew(SYSTEM, monthly.first_order_id, token="tok_approve")
+    for sub in (failing, recovering):
+        flow.orders.renew(SYSTEM, sub.first_order_id, token="tok_decline")  # into grace
+    flow.orders.renew(SYSTEM, recovering.first_order_id, token="tok_approve")
+    flow.subscriptions.renewal_failed(SYSTEM, failing.id)  # on hold
+    flow.subscriptions.expired(SYSTEM, failing.id)
+    flow.subscriptions.expired(SYSTEM, leaving.id)  # the store: it reached its period end
+    report = analyse(flow, Actor("dev", "developer")).subscriptions
+    usd, cny = sorted(report.by_currency, key=lambda c: c.currency != "USD")
+    assert (usd.currency, usd.active, usd.in_grace, usd.cancelled) == ("USD", 4, 0, 0)
+    # 999 + 999 (monthly, recovered) + 10000 / 12 + 299 * 52 / 12, in cents, half up
+    assert usd.mrr == Money((999 * 12 * 2 + 10_000 + 299 * 52 + 6) // 12, "USD")
+    assert (cny.active, cny.mrr) == (1, Money(6_000, "CNY"))
+    assert report.active == 5
+    assert (report.started, report.renewals) == (7, 2)
+    assert report.renewal_revenue == (Money(1998, "USD"),)
+    assert (report.voluntary_churn, report.involuntary_churn, report.revoked) == (1, 1, 0)
+    assert (report.entered_grace, report.grace_recoveries) == (2, 1)
+    assert report.grace_recovery_rate == 0.5
+    after = clock.now() + timedelta(seconds=1)
+    later = analyse(flow, Actor("dev", "developer"), since=after).subscriptions
+    assert (later.started, later.renewals, later.voluntary_churn) == (0, 0, 0)

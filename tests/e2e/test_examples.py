@@ -50,6 +50,7 @@ EXPECTED: dict[str, list[str]] = {
         "23 Mar auto-renew off: cancelled; user_8 has pro_monthly until 23 Apr (cancelled)",
         "24 Apr past the period end: expired; user_8 has nothing",
         "on 20 Mar user_8 had: [('pro_monthly', 'in_grace_period')]",
+        "24 Apr renewal refused before any charge: cannot renew subscription",
         "25 Apr resubscribed: active; user_8 has pro_monthly until 25 May (active)",
         "25 Apr refunded: subscription revoked; user_8 has nothing; told entitlement.revoked",
         "the subscription's trail: start -> renew -> enter_grace -> hold -> recover -> cancel"

@@ -75,6 +75,11 @@ def test_demo_prints_the_report_and_writes_notifications(demo_db: Path) -> None:
         "review turnaround",
         "deadline breaches",
         "average rating",
+        "Subscriptions",
+        "MRR",
+        "voluntary churn",
+        "involuntary churn",
+        "grace-period recoveries",
     ):
         assert figure in result.output
 
@@ -165,7 +170,7 @@ def test_show_prints_a_record_and_its_audit_trail(demo_db: Path) -> None:
     assert "order 'ord_NOPE' does not exist" in missing.output
     assert "Traceback" not in missing.output
     odd = invoke("--db", str(demo_db), "show", "xyz_1")
-    assert odd.exit_code == 1 and "not an order, refund or ticket id" in odd.output
+    assert odd.exit_code == 1 and "not an order, refund, ticket or subscription id" in odd.output
     assert "refunds" in result.output and "tickets" in result.output
 
 
@@ -286,3 +291,37 @@ def test_another_distribution_adds_a_command_through_an_entry_point(
     assert missing.exit_code == 2
     assert "pip install 'acme-audit[forecast]'" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_show_lists_a_subscription_and_what_the_buyer_has(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from iap_flow import SYSTEM, Money
+
+    db = tmp_path / "subs.db"
+    with open_demo_flow(f"sqlite:///{db}", notifier=MemoryNotifier()) as flow:
+        add = flow.catalogue.add
+        add(PM, sku="club", title="Club", description="-", price=Money(999, "USD"), kind="subscription", period="month")  # fmt: skip
+        add(PM, sku="no_ads", title="No ads", description="-", price=Money(299, "USD"), kind="non_consumable")  # fmt: skip
+        buyer = Actor.buyer("u[red]1")
+        for sku in ("club", "no_ads"):
+            order = flow.orders.place(buyer, sku)
+            flow.orders.pay(buyer, order.id, token="tok_approve")
+            if sku == "club":
+                first = order
+        sub = flow.subscriptions.for_order(SYSTEM, first.id)
+        grace = datetime.now(UTC) + timedelta(days=40)  # the CLI asks at the real time
+        flow.subscriptions.renewal_failed(SYSTEM, sub.id, grace_until=grace)
+    shown = invoke("--db", str(db), "show", sub.id)
+    assert shown.exit_code == 0, shown.output
+    assert "in_grace_period" in shown.output and "enter_grace" in shown.output
+    assert first.id in shown.output and "entitlements (now)" in shown.output
+    assert "u[red]1" in shown.output  # the buyer's id is shown inert, not as markup
+    as_order = invoke("--db", str(db), "show", first.id)
+    assert sub.id in as_order.output
+    as_buyer = invoke("--db", str(db), "show", "--buyer", "u[red]1", "--json")
+    data = json.loads(as_buyer.output)
+    assert [s["id"] for s in data["subscriptions"]] == [sub.id]
+    assert sorted(e["sku"] for e in data["entitlements"]) == ["club", "no_ads"]
+    expiring = {e["sku"]: e["expires_at"] for e in data["entitlements"]}
+    assert expiring["no_ads"] is None and expiring["club"].startswith(grace.date().isoformat())

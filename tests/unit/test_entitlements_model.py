@@ -51,8 +51,6 @@ class Model:
         return None
 
     def renew(self, now: datetime) -> None:
-        if self.status == "revoked":
-            return
         keeps = self.status in ("active", "cancelled") and self.end > now
         begin = self.end if keeps else now
         self.status, self.end, self.grace = "active", add_period(begin, Period.MONTH), None
@@ -102,6 +100,9 @@ def test_entitlements_match_the_model(make_world: Any, actions: list[tuple[str, 
         now = clock.now()
         if name == "advance":
             clock.advance(timedelta(hours=hours))
+        elif name in ("renew", "decline") and model.status in ("revoked", "expired"):
+            with pytest.raises(TransitionNotAllowed):  # an ended subscription is never charged
+                flow.orders.renew(SYSTEM, order.id, token="tok_approve")
         elif name == "renew":
             flow.orders.renew(SYSTEM, order.id, token="tok_approve")
             model.renew(now)

@@ -207,6 +207,12 @@ COMMANDS: dict[str, Prepare] = {
         _subscription(),
         lambda w, a, i: w.flow.subscriptions.plan_changed(a, i, sku="pro_month", immediate=True),
     ),
+    "subscription.extend": _with(
+        _subscription(),
+        lambda w, a, i: w.flow.subscriptions.extended(
+            a, i, period_end=w.clock.now() + timedelta(days=90), reason="store"
+        ),
+    ),
     "subscription.read": _with(_subscription(), lambda w, a, i: w.flow.subscriptions.get(a, i)),
     "entitlement.read": _plain(lambda w, a: w.flow.entitlements.active(a, "u1")),
 }

@@ -159,3 +159,20 @@ def test_refuses_a_flow_on_the_wall_clock_and_bad_sizes() -> None:
         with pytest.raises(InvalidInput):
             simulate(manual, buyers=buyers, days=days, seed=1)
     assert manual.catalogue.products() == [], "bad input writes nothing"
+
+
+def test_subscriptions_renew_fail_into_grace_recover_cancel_and_expire() -> None:
+    from iap_flow.analysis import analyse
+
+    flow, stats, _ = run(50, 15, 7)
+    try:
+        counts = stats.counts
+        for name in ("order.renew", "renewal.declined", "subscription.cancel"):
+            assert counts.get(name, 0) > 0, name
+        figures = analyse(flow, DEV).subscriptions
+        assert figures.renewals > 0 and figures.active > 0
+        assert figures.entered_grace > 0 and figures.grace_recoveries > 0
+        assert figures.voluntary_churn > 0  # cancelled, then expired by the sweep
+        assert all(c.mrr.amount > 0 for c in figures.by_currency)
+    finally:
+        flow.close()

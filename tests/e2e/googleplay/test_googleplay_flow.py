@@ -183,7 +183,8 @@ def test_a_subscription_renewal_is_a_new_order_linked_to_the_first(env: Env) -> 
         first.order_id, OrderStatus.PAID, "GPA.5500-0000-0000-00001..0"
     )  # fmt: skip
     canceled = env.deliver(subscription(token="sub-tok", at_ms=ms(env.clock.now()), kind=3))
-    assert canceled.outcome == "ignored"
+    assert canceled.outcome == "unconfirmed"  # Google still says it is active: the push alone
+    assert env.flow.subscriptions.for_order(SYSTEM, first.order_id).auto_renew  # changes nothing
 
 
 def test_the_app_can_confirm_a_purchase_with_its_token(env: Env) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from slack_bot import CHANNEL, Bot, buttons, texts
 
-from iap_flow import SYSTEM, Actor, TicketStatus
+from iap_flow import SYSTEM, Actor, Money, TicketStatus
 
 
 def test_reply_reaches_the_buyer_through_the_core_and_shows_in_the_thread(bot: Bot) -> None:
@@ -107,6 +107,26 @@ def test_slash_command_looks_an_order_up_for_the_caller_only(bot: Bot) -> None:
     for step in ("place", "pay", "deliver", "complete"):
         assert f"{step}:" in shown
     assert f"`{refund.id}` 1.99 USD · in_review" in shown
+
+
+def test_the_order_view_shows_what_the_buyer_has_escaped(bot: Bot) -> None:
+    pm = Actor("pm", "product_manager")
+    bot.flow.catalogue.add(pm, sku="club", title="Club <!channel>", description="d", price=Money(999, "USD"), kind="subscription", period="month")  # fmt: skip
+    order_id = bot.order()  # 100 gems, delivered
+    club = bot.flow.orders.place(Actor.buyer("u1"), "club")
+    bot.flow.orders.pay(Actor.buyer("u1"), club.id, token="tok_approve")
+    sub = bot.flow.subscriptions.for_order(SYSTEM, club.id)
+
+    _, answer = bot.driver.command("UAGENT1", f"order {order_id}")
+
+    shown = texts(answer)
+    assert "*What the buyer has now*" in shown
+    assert "100 gems `gems` x1 (consumable) no end" in shown
+    assert "Club &lt;!channel&gt; `club` (subscription) until" in shown and "· active" in shown
+    assert "<!channel>" not in shown
+    bot.flow.subscriptions.revoked(SYSTEM, sub.id, reason="family sharing withdrawn")
+    _, after = bot.driver.command("UAGENT1", f"order {order_id}")
+    assert "club" not in texts(after)
 
 
 def test_slash_command_queue_help_and_unknown_order(bot: Bot) -> None:
