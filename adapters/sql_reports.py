@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from iap_flow.adapters.subscription_reports import SUBSCRIPTION_REPORTS
+
 # -- report aggregates --------------------------------------------------------------------
 
 PERIOD = "(:since IS NULL OR {col} >= :since) AND (:until IS NULL OR {col} < :until)"

@@ -188,8 +188,7 @@ def test_no_shipped_module_is_over_400_lines() -> None:
         str(path.relative_to(ROOT)): lines
         for folder in ("iap_flow", "adapters", "bots")
         for path in sorted((ROOT / folder).rglob("*.py"))
-        if (lines := len(path.read_text(encoding="utf-8").splitlines()))
-        > MAX_LINES
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}, f"split these modules (at most {MAX_LINES} lines each)"
 
