@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from iap_flow import codec
+from iap_flow import results
 from iap_flow.domain.errors import IdempotencyKeyReused, OperationInProgress, StoreError
 from iap_flow.domain.roles import Actor
 from iap_flow.ports import Store, UnitOfWork
@@ -121,7 +121,7 @@ class Claims:
                     if hit.fingerprint != fingerprint:
                         raise IdempotencyKeyReused(key, hit.command)
                     if hit.result is not None:
-                        return codec.load_result(hit.result)
+                        return results.load_result(hit.result)
                     if now - hit.at < CLAIM:
                         return _Pending()
                 claiming = True  # a new claim, or the holder died: take over

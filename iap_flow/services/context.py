@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from iap_flow import codec
+from iap_flow import results
 from iap_flow.domain import deadlines
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
@@ -158,16 +158,16 @@ class Context(Outbox, Claims):
                     if hit.fingerprint != fingerprint:
                         raise IdempotencyKeyReused(key, hit.command)
                     if hit.result is not None:
-                        result: T = codec.load_result(hit.result)
+                        result: T = results.load_result(hit.result)
                         return result
                     if not claimed:  # another caller's platform call is under way
                         raise OperationInProgress(key)
             result = body(tx, now)
             if key is not None:
                 if trust_claim:
-                    tx.idempotency_finish(key, fingerprint, codec.dump_result(result))
+                    tx.idempotency_finish(key, fingerprint, results.dump_result(result))
                 else:
-                    tx.idempotency_put(key, command, fingerprint, codec.dump_result(result), now)
+                    tx.idempotency_put(key, command, fingerprint, results.dump_result(result), now)
         if written:
             local.sent = self._send(written)
         return result
@@ -188,7 +188,7 @@ class Context(Outbox, Claims):
             return None
         if hit.fingerprint != _fingerprint(command, actor, args):
             raise IdempotencyKeyReused(key, hit.command)
-        return codec.load_result(hit.result)
+        return results.load_result(hit.result)
 
     # -- the one way a record changes -----------------------------------------------------------
     def change(
