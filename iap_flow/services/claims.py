@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from iap_flow import results
 from iap_flow.domain.errors import IdempotencyKeyReused, OperationInProgress, StoreError
 from iap_flow.domain.roles import Actor
 from iap_flow.ports import Store, UnitOfWork
+from iap_flow.services import results
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import attrs
 
-from iap_flow import results
 from iap_flow.domain import deadlines
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
@@ -43,6 +42,7 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
 from iap_flow.ports import Acknowledges, Clock, Notifier, PaymentPlatform, Store, UnitOfWork
+from iap_flow.services import results
 from iap_flow.services.claims import Claims
 from iap_flow.services.claims import command_fingerprint as _fingerprint
 from iap_flow.services.inputs import check

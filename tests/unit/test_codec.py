@@ -28,8 +28,8 @@ from iap_flow import (
     TicketMessage,
     TicketStatus,
     codec,
-    results,
 )
+from iap_flow.services import results
 
 times = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
