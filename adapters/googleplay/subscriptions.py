@@ -20,8 +20,8 @@ notification (``notificationType``)    command                               con
 12 REVOKED                             the refund (``orders.get`` says       EXPIRED
                                        REFUNDED), else ``revoked``
 13 EXPIRED                             ``expired``                           EXPIRED
-8, 11, 19, 20-22 (price changes,       acknowledged and recorded as          -
-pause schedule)                        ``noted``: no state change
+8, 11, 19-22 (price changes, pause    acknowledged and recorded as          -
+schedule, a pending purchase dropped)  ``noted``: no state change
 =====================================  ====================================  ==================
 
 A PURCHASED whose resource names a ``linkedPurchaseToken`` (an upgrade, downgrade or
@@ -59,7 +59,8 @@ from iap_flow.adapters.webhooks import Applied, rejected
 log = logging.getLogger("iap_flow.adapters.googleplay")
 
 NOTED = frozenset({8, 11, 19, 20, 21, 22})
-"""Price changes and pause schedule changes: nothing changes until Google charges or pauses."""
+"""Price changes (8, 19, 21, 22), pause schedule changes (11), a pending purchase cancelled
+before it was paid (20): nothing changes until Google charges or pauses."""
 _CONFIRMS: dict[int, tuple[str, ...]] = {
     1: ("ACTIVE",),
     3: ("CANCELED", "EXPIRED"),
