@@ -23,6 +23,10 @@ from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.models import Audience, Notification, Order
 from iap_flow.ports import OrderQuery
 
+MONEY_GUARDS = ("orders_refunded_within_paid", "refunds_within_paid")
+"""The database's own guards that an order's refunds stay within what was paid (a CHECK on
+the order's refunded total, a trigger on its completed refunds), by name in both stores."""
+
 
 @attrs.frozen
 class Dialect:
@@ -239,10 +243,10 @@ REPORTS: dict[str, str] = {
     "revenue": (
         "SELECT o.currency AS currency,"
         " COUNT(*) AS paid_orders,"
-        " SUM(CASE WHEN o.status = 'refunded' THEN 1 ELSE 0 END) AS refunded_orders,"
+        " SUM(CASE WHEN o.refunded_amount > 0 THEN 1 ELSE 0 END) AS refunded_orders,"
         " SUM(o.amount) AS gross,"
-        " COALESCE(SUM(r.amount), 0) AS refunded"
-        " FROM orders o LEFT JOIN refunds r ON r.order_id = o.id AND r.status = 'refunded'"
+        " SUM(o.refunded_amount) AS refunded"
+        " FROM orders o"
         " WHERE o.paid_at IS NOT NULL AND "
         + period("o.created_at")
         + " GROUP BY o.currency ORDER BY o.currency"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from iap_flow import codec
-from iap_flow.adapters.sql import check_json, check_text
+from iap_flow.adapters.sql import MONEY_GUARDS, check_json, check_text
 from iap_flow.adapters.sqlite_schema import OPEN
 from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
 from iap_flow.codec import ts, ts_opt
@@ -83,6 +83,8 @@ def translate(exc: BaseException, path: str) -> IapFlowError:
         "SQLITE_CONSTRAINT_UNIQUE",
     ):
         return ConflictError(f"already recorded by someone else: {exc}")
+    if isinstance(exc, sqlite3.IntegrityError) and any(g in str(exc) for g in MONEY_GUARDS):
+        return RefundNotAllowed(f"refunds may not exceed what was paid ({exc})", order_id="?")
     if code == sqlite3.SQLITE_CANTOPEN and _read_only_place(path):
         return StoreReadOnly(
             f"SQLite database {path!r} is on a read-only file system or folder (SQLite writes "
@@ -121,7 +123,7 @@ _ORDER_INSERT = (
 )
 _ORDER_UPDATE = (
     "UPDATE orders SET status = ?, version = ?, updated_at = ?, paid_at = ?,"
-    " platform_transaction_id = ? WHERE id = ? AND version = ?"
+    " platform_transaction_id = ?, refunded_amount = ? WHERE id = ? AND version = ?"
 )
 _AUDIT_INSERT = (
     "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
@@ -215,6 +217,7 @@ class SQLiteUnitOfWork(SubscriptionWrites):
                 ts(order.updated_at),
                 ts_opt(order.paid_at),
                 txn,
+                order.refunded_amount,
                 order.id,
                 expected_version,
             ),

@@ -145,6 +145,7 @@ ORDER_COLUMNS = (
     "created_at",
     "updated_at",
     "paid_at",
+    "refunded_amount",
 )
 
 
@@ -167,6 +168,7 @@ def order_row(o: Order) -> tuple[Any, ...]:
         ts(o.created_at),
         ts(o.updated_at),
         ts_opt(o.paid_at),
+        o.refunded_amount,
     )
 
 
@@ -191,7 +193,10 @@ def clone_order(o: Order) -> Order:
 
 
 def order_from(r: Any) -> Order:
-    """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence)."""
+    """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence); a row stored
+    before orders had a refunded total (an old idempotent result) has refunded nothing."""
+    if len(r) == len(ORDER_COLUMNS) - 1:
+        r = (*r, 0)
     (
         id_,
         user_id,
@@ -209,6 +214,7 @@ def order_from(r: Any) -> Order:
         created,
         updated,
         paid,
+        refunded,
     ) = r
     try:
         return Order(
@@ -227,6 +233,7 @@ def order_from(r: Any) -> Order:
             created_at=_fromiso(created),
             updated_at=_fromiso(updated),
             paid_at=None if paid is None else _fromiso(paid),
+            refunded_amount=refunded,
         )
     except KeyError as exc:
         raise StoreError(f"order {id_} has an unknown stored value {exc.args[0]!r}") from None

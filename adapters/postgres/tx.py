@@ -17,6 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from iap_flow.adapters.sql import MONEY_GUARDS
 from iap_flow.domain.errors import (
     CommitOutcomeUnknown,
     ConcurrentModification,
@@ -88,6 +89,10 @@ def translate(exc: psycopg.Error, *, committing: bool = False) -> IapFlowError:
                 order_id=order_id,
             )
         return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
+    if isinstance(exc, pgerrors.CheckViolation) and exc.diag.constraint_name in MONEY_GUARDS:
+        return RefundNotAllowed(
+            f"refunds may not exceed what was paid ({exc.diag.message_primary})", order_id="?"
+        )
     if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
         return ConflictError(f"another transaction got in the way; try again ({exc})")
     if state in _REFUSED_VALUES or (

@@ -59,7 +59,7 @@ _CHECKED = (
 )
 _ORDER_UPDATE = _CHECKED.format(
     update="UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
-    " platform_transaction_id = %s WHERE id = %s AND version = %s"
+    " platform_transaction_id = %s, refunded_amount = %s WHERE id = %s AND version = %s"
 )
 _AUDIT_INSERT = (
     "INSERT INTO audit_events (aggregate, aggregate_id, event, from_state, to_state, actor_id,"
@@ -215,6 +215,7 @@ class PgUnitOfWork(SubscriptionWrites):
                 ts(order.updated_at),
                 ts_opt(order.paid_at),
                 order.platform_transaction_id,
+                order.refunded_amount,
                 order.id,
                 expected_version,
                 "order",

@@ -28,6 +28,7 @@ from iap_flow.domain.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     OperationInProgress,
+    RefundNotAllowed,
     StoreError,
 )
 from iap_flow.domain.ids import IdGenerator
@@ -353,6 +354,12 @@ class Context(Outbox):
         record: Order | RefundRequest | Ticket | Subscription,
         now: datetime,
     ) -> None:
+        if type(record) is Order and not 0 <= record.refunded_amount <= record.amount.amount:
+            raise RefundNotAllowed(
+                f"order {record.id} would have {record.refunded_amount} refunded of "
+                f"{record.amount.amount} paid: refunds never exceed what was paid",
+                order_id=record.id,
+            )
         version = record.version
         record.version, record.updated_at = version + 1, now
         update(tx, record, version)

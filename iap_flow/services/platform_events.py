@@ -163,16 +163,29 @@ class PlatformEvents:
         *,
         reason: str,
         platform_refund_id: str | None = None,
+        amount: Money | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
         """The platform refunded the order (its own decision, a chargeback, a console refund).
 
-        The order's open refund records it; without one (or over a rejected one: the platform
-        overrode staff) a refund is created to record it. An order already refunded is left
-        as it is and its refund returned, so reconciling again changes nothing.
+        ``amount`` is what the platform gave back when it was part of the payment (a prorated
+        or quantity-based refund): the order becomes partially refunded, unless that is all
+        that remained; without it, all that remains is refunded. The order's open refund
+        records it; without one (or over a rejected one: the platform overrode staff) a refund
+        is created to record it. An order already refunded, or a refund whose
+        ``platform_refund_id`` was already recorded, is left as it is and its refund returned,
+        so reconciling again changes nothing.
         """
+        if amount is not None and (not isinstance(amount, Money) or amount.amount == 0):
+            raise InvalidInput("amount must be a Money of more than nothing", field="amount")
         return self._outcome(
-            actor, "refund.platform_refund", order_id, reason, platform_refund_id, idempotency_key
+            actor,
+            "refund.platform_refund",
+            order_id,
+            reason,
+            platform_refund_id,
+            idempotency_key,
+            amount,
         )
 
     def refund_declined(
@@ -191,6 +204,7 @@ class PlatformEvents:
         reason: str,
         case: str | None,
         key: str | None,
+        amount: Money | None = None,
     ) -> RefundRequest:
         ctx = self._ctx
         actor = ctx.actor(actor)
@@ -207,17 +221,26 @@ class PlatformEvents:
             still_open = _OPEN_FOR_REFUND if refunding else _OPEN_FOR_DECLINE
             opened = [r for r in history if r.status in still_open]
             done = RefundStatus.REFUNDED if refunding else RefundStatus.REJECTED
-            if not opened and history and history[-1].status is done:
-                return history[-1]  # already recorded: nothing to change
+            if refunding:
+                earlier = _recorded(history, order, case, opened)
+                if earlier is not None:
+                    return earlier  # already recorded: nothing to change
+            elif not opened and history and history[-1].status is done:
+                return history[-1]
+            share = order.refundable if amount is None else _capped(order, amount)
+            data: dict[str, object] = {"reason": reason, "platform_refund_id": case}
             if opened:
                 refund = opened[-1]
+                if refunding and refund.amount != share:
+                    data["asked"] = refund.amount.amount
+                    refund.amount = share  # what the platform gave back, not what was asked
             else:
                 refund = open_refund(
                     ctx,
                     tx,
                     order.id,
                     order.user_id,
-                    order.amount,
+                    share if refunding else order.refundable,
                     reason,
                     order.platform,
                     actor,
@@ -225,7 +248,8 @@ class PlatformEvents:
                 )
             if case is not None:
                 refund.platform_refund_id = case
-            data = {"reason": reason, "platform_refund_id": case}
+            if refunding:
+                data["amount"] = refund.amount.amount
             ctx.change(tx, refund, event, actor, now, data)
             if refunding:
                 if order.status is not OrderStatus.REFUNDED:
@@ -236,7 +260,13 @@ class PlatformEvents:
                 ctx.notify(tx, "refund.rejected", refund.user_id, payload, now)
             return refund
 
-        args = {"order_id": order_id, "reason": reason, "platform_refund_id": case}
+        args: dict[str, object] = {
+            "order_id": order_id,
+            "reason": reason,
+            "platform_refund_id": case,
+        }
+        if amount is not None:
+            args["amount"] = [amount.amount, amount.currency]
         return ctx.run(actor, action, args, key_or_none(key), body)
 
     def refund_reversed(
@@ -316,7 +346,15 @@ class PlatformEvents:
                     order_id=order.id,
                 )
             refund = open_refund(
-                ctx, tx, order.id, order.user_id, order.amount, reason, order.platform, actor, now
+                ctx,
+                tx,
+                order.id,
+                order.user_id,
+                order.refundable,
+                reason,
+                order.platform,
+                actor,
+                now,
             )
             refund.review_due_at = due
             refund.platform_refund_id = case
@@ -377,3 +415,30 @@ class PlatformEvents:
         tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW,))
         remind = now + (due - now) * self._ctx.policy.remind_at_fraction if due > now else None
         tx.add_deadline(Deadline(DeadlineKind.REFUND_REVIEW, refund_id, due, remind_at=remind))
+
+
+def _recorded(
+    history: list[RefundRequest], order: Order, case: str | None, opened: list[RefundRequest]
+) -> RefundRequest | None:
+    """The refund that already records a platform refund: the one with its case id, or the
+    last one of an order already refunded in full with nothing open."""
+    if case is not None:
+        for earlier in history:
+            if earlier.status is RefundStatus.REFUNDED and earlier.platform_refund_id == case:
+                return earlier
+    if order.status is OrderStatus.REFUNDED and not opened:
+        refunded = [r for r in history if r.status is RefundStatus.REFUNDED]
+        return refunded[-1] if refunded else (history[-1] if history else None)
+    return None
+
+
+def _capped(order: Order, amount: Money) -> Money:
+    """A platform's partial refund as the order records it: never more than what remains
+    (a share rounded up past it refunds the rest)."""
+    if amount.currency != order.amount.currency:
+        raise InvalidInput(
+            f"refund in {amount.currency} of an order paid in {order.amount.currency}",
+            field="amount",
+        )
+    remaining = order.refundable
+    return remaining if amount.amount > remaining.amount else amount

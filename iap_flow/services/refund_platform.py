@@ -9,6 +9,7 @@ timeout never moves money twice.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
@@ -18,6 +19,8 @@ from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.services import subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, must
+
+log = logging.getLogger("iap_flow")
 
 
 def refund_summary(refund: RefundRequest) -> dict[str, object]:
@@ -33,10 +36,20 @@ def refund_summary(refund: RefundRequest) -> dict[str, object]:
 
 
 def refund_order(ctx: Context, tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
-    """The money went back: the refund's order becomes refunded, in the same transaction."""
+    """The money went back, in the same transaction: the refund's amount is added to the
+    order's refunded total, and the order becomes refunded once that is all it paid
+    (partially refunded before; a subscription loses access only when it is all)."""
     order = must(tx.get_order(refund.order_id), "order", refund.order_id)
-    ctx.change(tx, order, "refund", SYSTEM, now, {"refund_id": refund.id})
-    subscription_writes.order_refunded(ctx, tx, order, now)
+    order.refunded_amount += refund.amount.amount
+    whole = order.refunded_amount >= order.amount.amount
+    data = {
+        "refund_id": refund.id,
+        "amount": refund.amount.amount,
+        "refunded_total": order.refunded_amount,
+    }
+    ctx.change(tx, order, "refund" if whole else "partial_refund", SYSTEM, now, data)
+    if whole:
+        subscription_writes.order_refunded(ctx, tx, order, now)
 
 
 def platform_decides(ctx: Context, refund: RefundRequest) -> bool:
@@ -73,6 +86,17 @@ def pay_out(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest:
     except PlatformUnavailable as exc:
         result = PaymentResult(
             False, PaymentKind.REFUND, refund.amount, error=str(exc), retryable=True
+        )
+    except Exception as exc:
+        # The submission committed: raising would leave the approver with an error for an
+        # approval that stands. The attempt fails with its cause logged, and the sweep
+        # calls the platform again with the same key (it may have moved the money).
+        log.exception(
+            "refund %s: the %s adapter raised during the payout", refund.id, refund.platform
+        )
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        result = PaymentResult(
+            False, PaymentKind.REFUND, refund.amount, error=error, retryable=True
         )
 
     def settle(tx: UnitOfWork, now: datetime) -> RefundRequest:

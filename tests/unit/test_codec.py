@@ -239,6 +239,7 @@ def test_a_cloned_order_has_every_field_of_the_original_in_its_place() -> None:
         platform_transaction_id="txn_1",
         subscription_id="sub_1",
         paid_at=at + timedelta(seconds=2),
+        refunded_amount=100,
     )
     defaults = {f.name: f.default for f in attrs.fields(Order)}
     assert all(getattr(order, name) != default for name, default in defaults.items())
