@@ -229,7 +229,9 @@ class Apple:
         revoked_at: datetime | None = None,
         signed_at: datetime | None = None,
         ownership: str = "PURCHASED",
+        extra: dict[str, Any] | None = None,
     ) -> str:
+        """A signed transaction; ``extra`` adds or replaces fields (``revocationType``...)."""
         txn = transaction_id or self.next_id()
         payload: dict[str, Any] = {
             "transactionId": txn,
@@ -253,6 +255,7 @@ class Apple:
         if revoked_at is not None:
             payload["revocationDate"] = ms(revoked_at)
             payload["revocationReason"] = 0
+        payload.update(extra or {})
         return self.chain.sign(payload)
 
     def notification(

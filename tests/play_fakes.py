@@ -97,7 +97,7 @@ class FakePlay:
                 pass
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+                data = b"<html>not json" if body == {"garbage": True} else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Cache-Control", "public, max-age=21600")
                 self.send_header("Content-Type", "application/json")
@@ -166,9 +166,12 @@ class FakePlay:
             return _error(404, "The purchase token was not found.")
         if rest == "purchases/voidedpurchases":
             start = int((call.query.get("token") or ["0"])[0])
-            page = self.voided[start : start + self.voided_page]
+            # as Google: quantity-based partial refunds only for a caller who asks for them
+            partial = call.query.get("includeQuantityBasedPartialRefund") == ["true"]
+            listed = [v for v in self.voided if partial or not v.get("voidedQuantity")]
+            page = listed[start : start + self.voided_page]
             body: dict[str, Any] = {"voidedPurchases": page}
-            if start + self.voided_page < len(self.voided):
+            if start + self.voided_page < len(listed):
                 body["tokenPagination"] = {"nextPageToken": str(start + self.voided_page)}
             return 200, body
         if rest.startswith("orders/") and rest.endswith(":refund"):
@@ -176,6 +179,9 @@ class FakePlay:
             step = self.refund_script.pop(0) if self.refund_script else "ok"
             if step == "503":
                 return _error(503, "backend unavailable")
+            if step == "refund_then_garbage":  # refunded, then an answer no client can read
+                self.refunded.append(order_id)
+                return 200, {"garbage": True}
             if order_id in self.refunded:
                 return _error(400, "The order has already been refunded.")
             self.refunded.append(order_id)
@@ -284,14 +290,15 @@ def subscription(token: str, at_ms: int, kind: int) -> dict[str, Any]:
     }
 
 
-def voided(token: str, order_id: str, at_ms: int) -> dict[str, Any]:
+def voided(token: str, order_id: str, at_ms: int, *, refund_type: int = 1) -> dict[str, Any]:
+    """A voidedPurchaseNotification: ``refund_type`` 1 full, 2 quantity-based partial."""
     return {
         "eventTimeMillis": str(at_ms),
         "voidedPurchaseNotification": {
             "purchaseToken": token,
             "orderId": order_id,
             "productType": 2,
-            "refundType": 1,
+            "refundType": refund_type,
         },
     }
 
@@ -308,8 +315,12 @@ def refund_review(order_id: str, pending_token: str, at_ms: int) -> dict[str, An
     }
 
 
-def product_purchase(order_id: str, account: str, *, state: int = 0) -> dict[str, Any]:
+def product_purchase(
+    order_id: str, account: str, *, state: int = 0, quantity: int | None = None
+) -> dict[str, Any]:
+    extra = {} if quantity is None else {"quantity": quantity}
     return {
+        **extra,
         "kind": "androidpublisher#productPurchase",
         "orderId": order_id,
         "purchaseState": state,
