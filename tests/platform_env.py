@@ -4,10 +4,18 @@ how they post to a webhook endpoint served on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
 
 from iap_flow import SYSTEM, Flow, Order
 from iap_flow.adapters.notifiers import MemoryNotifier
@@ -54,3 +62,35 @@ def post_json(
             return response.status, json.loads(response.read())["outcome"]
     except urllib.error.HTTPError as exc:
         return exc.code, None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty store of each kind: a SQLite file, a fresh PostgreSQL schema
+    (``IAP_FLOW_TEST_POSTGRES_URL``; dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flow.db'}"
+        return
+    base = os.environ.get("IAP_FLOW_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("IAP_FLOW_TEST_POSTGRES_URL is not set: the PostgreSQL run needs a server")
+    import psycopg
+
+    schema = f"test_platform_{uuid.uuid4().hex[:12]}"
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextmanager
+def serving(app: Callable[[dict[str, Any], Any], Iterable[bytes]]) -> Iterator[str]:
+    """Serve a WSGI webhook endpoint on 127.0.0.1 for the block; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -97,7 +97,14 @@ class FakePlay:
                 pass
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = b"<html>not json" if body == {"garbage": True} else json.dumps(body).encode()
+                if body == {"cut": True}:  # the connection drops halfway through the answer
+                    self.send_response(status)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"kind": "andr')
+                    self.close_connection = True
+                    return
+                data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Cache-Control", "public, max-age=21600")
                 self.send_header("Content-Type", "application/json")
@@ -179,9 +186,9 @@ class FakePlay:
             step = self.refund_script.pop(0) if self.refund_script else "ok"
             if step == "503":
                 return _error(503, "backend unavailable")
-            if step == "refund_then_garbage":  # refunded, then an answer no client can read
+            if step == "refund_then_cut":  # refunded, then the answer is cut short
                 self.refunded.append(order_id)
-                return 200, {"garbage": True}
+                return 200, {"cut": True}
             if order_id in self.refunded:
                 return _error(400, "The order has already been refunded.")
             self.refunded.append(order_id)

@@ -57,7 +57,15 @@ def api(chain: Chain, key_pem: bytes) -> Iterator[FakeAppStoreAPI]:
 class Env(PlatformEnv):
     """A flow on the App Store, the fake Apple around it, and what a test looks at."""
 
-    def __init__(self, chain: Chain, api: FakeAppStoreAPI, key_pem: bytes, **options: Any):
+    def __init__(
+        self,
+        chain: Chain,
+        api: FakeAppStoreAPI,
+        key_pem: bytes,
+        *,
+        store: str = "sqlite://",
+        **options: Any,
+    ):
         self.apple = Apple(chain)
         self.api = api
         self.clock = ManualClock(START)
@@ -86,7 +94,7 @@ class Env(PlatformEnv):
             **settings,
         )
         self.flow = open_flow(
-            "sqlite://",
+            store,
             platforms=[self.platform],
             clock=self.clock,
             notifier=self.notifier,

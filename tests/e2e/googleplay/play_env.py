@@ -54,7 +54,7 @@ def play() -> Iterator[FakePlay]:
 class Env(PlatformEnv):
     """A flow on Google Play, the fake Google around it, and what a test looks at."""
 
-    def __init__(self, play: FakePlay, **platform: Any) -> None:
+    def __init__(self, play: FakePlay, *, store: str = "sqlite://", **platform: Any) -> None:
         self.play = play
         self.clock = ManualClock(START)
         self.notifier = MemoryNotifier()
@@ -63,7 +63,7 @@ class Env(PlatformEnv):
             PlayClient(service, PACKAGE), **{"clock": self.clock, **platform}
         )
         self.flow = open_flow(
-            "sqlite://", platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
+            store, platforms=[self.platform], clock=self.clock, notifier=self.notifier, seed=9
         )
         pm = Actor("pm", "product_manager")
         add = self.flow.catalogue.add

@@ -25,8 +25,8 @@ from play_fakes import (
 
 from iap_flow import (
     SYSTEM,
-    Money,
     DeadlineKind,
+    Money,
     OrderStatus,
     RefundStatus,
 )
