@@ -73,10 +73,19 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
     def approve(
         request: Req, refund_id: Id, data: JSONBody[Decision], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
-        """Approve a refund (paid out through the platform, or answered to it)."""
+        """Approve a refund (paid out through the platform, or answered to it); ``amount``
+        grants less than was asked."""
         actor = svc.staff_member(request)
+        granted = None
+        if data.amount is not None:
+            currency = flow.refunds.get(actor, refund_id).amount.currency
+            granted = Money(data.amount, currency)
         refund = flow.refunds.approve(
-            actor, refund_id, note=data.note, idempotency_key=scoped(actor, idempotency_key)
+            actor,
+            refund_id,
+            note=data.note,
+            amount=granted,
+            idempotency_key=scoped(actor, idempotency_key),
         )
         return StaffRefundOut.of(refund)
 
