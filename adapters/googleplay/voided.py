@@ -131,7 +131,8 @@ def record_partial(
     "already"."""
     quantity = purchase_quantity(platform, order, str(voided.get("purchaseToken") or ""))
     count = _int(voided.get("voidedQuantity"))
-    if count is None or count < 1:
+    if quantity is None or count is None or count < 1:
+        log.warning("partial refund of %s: quantities unknown, not recorded", order.id)
         return "unknown"
     case = f"{order.platform_transaction_id}:voided:{voided.get('voidedTimeMillis')}:{count}"
     part = None if count >= quantity else share(order.amount, count, quantity)
@@ -154,17 +155,17 @@ def record_partial(
     return "refunded" if after.status is OrderStatus.REFUNDED else "partial"
 
 
-def purchase_quantity(platform: GooglePlayPlatform, order: Order, token: str) -> int:
-    """How many the purchase bought (``quantity`` of purchases.products.get; 1 for a
-    subscription or when Google does not say)."""
-    if order.kind is ProductKind.SUBSCRIPTION or not token:
+def purchase_quantity(platform: GooglePlayPlatform, order: Order, token: str) -> int | None:
+    """How many the purchase bought (``quantity`` of purchases.products.get, 1 when Google
+    leaves it out; 1 for a subscription); None if Google does not know the purchase."""
+    if order.kind is ProductKind.SUBSCRIPTION:
         return 1
     try:
         found = platform.client.product_purchase(platform.product_id_for(order.sku), token)
     except PlayApiError as exc:
         if exc.retryable:
             raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
-        return 1
+        return None
     return max(_int(found.get("quantity")) or 1, 1)
 
 
