@@ -27,7 +27,12 @@ from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, key_or_none, must, text
 from iap_flow.services.orders import _platform, mark_paid
-from iap_flow.services.refund_platform import refund_order, refund_summary
+from iap_flow.services.refund_platform import (
+    already_recorded,
+    capped_share,
+    refund_order,
+    refund_summary,
+)
 from iap_flow.services.refunds import REFUNDABLE, Refunds, open_refund
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
@@ -166,27 +171,17 @@ class PlatformEvents:
         amount: Money | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
-        """The platform refunded the order (its own decision, a chargeback, a console refund).
-
-        ``amount`` is what the platform gave back when it was part of the payment (a prorated
-        or quantity-based refund): the order becomes partially refunded, unless that is all
-        that remained; without it, all that remains is refunded. The order's open refund
-        records it; without one (or over a rejected one: the platform overrode staff) a refund
-        is created to record it. An order already refunded, or a refund whose
-        ``platform_refund_id`` was already recorded, is left as it is and its refund returned,
-        so reconciling again changes nothing.
+        """The platform refunded the order (its own decision, a chargeback, a console refund):
+        ``amount`` of it (a prorated or quantity-based refund: partially refunded, unless that
+        is all that remained), or all that remains. The order's open refund records it; without
+        one (or over a rejected one: the platform overrode staff) a refund is created to record
+        it. An order already refunded, or a ``platform_refund_id`` already recorded, is left as
+        it is and its refund returned, so reconciling again changes nothing.
         """
         if amount is not None and (not isinstance(amount, Money) or amount.amount == 0):
             raise InvalidInput("amount must be a Money of more than nothing", field="amount")
-        return self._outcome(
-            actor,
-            "refund.platform_refund",
-            order_id,
-            reason,
-            platform_refund_id,
-            idempotency_key,
-            amount,
-        )
+        action, key = "refund.platform_refund", idempotency_key
+        return self._outcome(actor, action, order_id, reason, platform_refund_id, key, amount)
 
     def refund_declined(
         self, actor: Actor, order_id: str, *, reason: str, idempotency_key: str | None = None
@@ -220,14 +215,13 @@ class PlatformEvents:
             history = tx.refunds_for_order(order.id)
             still_open = _OPEN_FOR_REFUND if refunding else _OPEN_FOR_DECLINE
             opened = [r for r in history if r.status in still_open]
-            done = RefundStatus.REFUNDED if refunding else RefundStatus.REJECTED
             if refunding:
-                earlier = _recorded(history, order, case, opened)
+                earlier = already_recorded(history, order, case, opened)
                 if earlier is not None:
                     return earlier  # already recorded: nothing to change
-            elif not opened and history and history[-1].status is done:
+            elif not opened and history and history[-1].status is RefundStatus.REJECTED:
                 return history[-1]
-            share = order.refundable if amount is None else _capped(order, amount)
+            share = order.refundable if amount is None else capped_share(order, amount)
             data: dict[str, object] = {"reason": reason, "platform_refund_id": case}
             if opened:
                 refund = opened[-1]
@@ -235,17 +229,9 @@ class PlatformEvents:
                     data["asked"] = refund.amount.amount
                     refund.amount = share  # what the platform gave back, not what was asked
             else:
-                refund = open_refund(
-                    ctx,
-                    tx,
-                    order.id,
-                    order.user_id,
-                    share if refunding else order.refundable,
-                    reason,
-                    order.platform,
-                    actor,
-                    now,
-                )
+                money = share if refunding else order.refundable
+                who, plat = order.user_id, order.platform
+                refund = open_refund(ctx, tx, order.id, who, money, reason, plat, actor, now)
             if case is not None:
                 refund.platform_refund_id = case
             if refunding:
@@ -260,11 +246,7 @@ class PlatformEvents:
                 ctx.notify(tx, "refund.rejected", refund.user_id, payload, now)
             return refund
 
-        args: dict[str, object] = {
-            "order_id": order_id,
-            "reason": reason,
-            "platform_refund_id": case,
-        }
+        args: dict[str, object] = dict(order_id=order_id, reason=reason, platform_refund_id=case)
         if amount is not None:
             args["amount"] = [amount.amount, amount.currency]
         return ctx.run(actor, action, args, key_or_none(key), body)
@@ -415,30 +397,3 @@ class PlatformEvents:
         tx.close_deadlines(refund_id, (DeadlineKind.REFUND_REVIEW,))
         remind = now + (due - now) * self._ctx.policy.remind_at_fraction if due > now else None
         tx.add_deadline(Deadline(DeadlineKind.REFUND_REVIEW, refund_id, due, remind_at=remind))
-
-
-def _recorded(
-    history: list[RefundRequest], order: Order, case: str | None, opened: list[RefundRequest]
-) -> RefundRequest | None:
-    """The refund that already records a platform refund: the one with its case id, or the
-    last one of an order already refunded in full with nothing open."""
-    if case is not None:
-        for earlier in history:
-            if earlier.status is RefundStatus.REFUNDED and earlier.platform_refund_id == case:
-                return earlier
-    if order.status is OrderStatus.REFUNDED and not opened:
-        refunded = [r for r in history if r.status is RefundStatus.REFUNDED]
-        return refunded[-1] if refunded else (history[-1] if history else None)
-    return None
-
-
-def _capped(order: Order, amount: Money) -> Money:
-    """A platform's partial refund as the order records it: never more than what remains
-    (a share rounded up past it refunds the rest)."""
-    if amount.currency != order.amount.currency:
-        raise InvalidInput(
-            f"refund in {amount.currency} of an order paid in {order.amount.currency}",
-            field="amount",
-        )
-    remaining = order.refundable
-    return remaining if amount.amount > remaining.amount else amount

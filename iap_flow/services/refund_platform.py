@@ -13,7 +13,8 @@ import logging
 from datetime import datetime
 
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
-from iap_flow.domain.models import DeadlineKind, RefundRequest, RefundStatus
+from iap_flow.domain.models import DeadlineKind, Order, OrderStatus, RefundRequest, RefundStatus
+from iap_flow.domain.money import Money
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.services import subscription_writes
@@ -172,3 +173,30 @@ def answer_platform(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest
         return current
 
     return ctx.run(actor, "refund.answer_platform", {}, None, record)
+
+
+def already_recorded(
+    history: list[RefundRequest], order: Order, case: str | None, opened: list[RefundRequest]
+) -> RefundRequest | None:
+    """The refund that already records a platform refund: the one with its case id, or the
+    last one of an order already refunded in full with nothing open."""
+    if case is not None:
+        for earlier in history:
+            if earlier.status is RefundStatus.REFUNDED and earlier.platform_refund_id == case:
+                return earlier
+    if order.status is OrderStatus.REFUNDED and not opened:
+        refunded = [r for r in history if r.status is RefundStatus.REFUNDED]
+        return refunded[-1] if refunded else (history[-1] if history else None)
+    return None
+
+
+def capped_share(order: Order, amount: Money) -> Money:
+    """A platform's partial refund as the order records it: never more than what remains
+    (a share rounded up past it refunds the rest)."""
+    if amount.currency != order.amount.currency:
+        raise InvalidInput(
+            f"refund in {amount.currency} of an order paid in {order.amount.currency}",
+            field="amount",
+        )
+    remaining = order.refundable
+    return remaining if amount.amount > remaining.amount else amount
