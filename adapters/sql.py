@@ -22,6 +22,10 @@ from iap_flow.domain.errors import ConflictError, InvalidInput
 from iap_flow.domain.models import Order
 from iap_flow.ports import OrderQuery
 
+MONEY_GUARDS = ("orders_refunded_within_paid", "refunds_within_paid")
+"""The database's own guards that an order's refunds stay within what was paid (a CHECK on
+the order's refunded total, a trigger on its completed refunds), by name in both stores."""
+
 
 @attrs.frozen
 class Dialect:

@@ -30,10 +30,10 @@ REPORTS: dict[str, str] = {
     "revenue": (
         "SELECT o.currency AS currency,"
         " COUNT(*) AS paid_orders,"
-        " SUM(CASE WHEN o.status = 'refunded' THEN 1 ELSE 0 END) AS refunded_orders,"
+        " SUM(CASE WHEN o.refunded_amount > 0 THEN 1 ELSE 0 END) AS refunded_orders,"
         " SUM(o.amount) AS gross,"
-        " COALESCE(SUM(r.amount), 0) AS refunded"
-        " FROM orders o LEFT JOIN refunds r ON r.order_id = o.id AND r.status = 'refunded'"
+        " SUM(o.refunded_amount) AS refunded"
+        " FROM orders o"
         " WHERE o.paid_at IS NOT NULL AND "
         + period("o.created_at")
         + " GROUP BY o.currency ORDER BY o.currency"

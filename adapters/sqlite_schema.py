@@ -12,7 +12,7 @@ import sqlite_utils
 
 from iap_flow.adapters.sqlite_subscriptions import migrate_5 as migrate_subscriptions
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -163,6 +163,26 @@ def _migrate_7(db: sqlite_utils.Database) -> None:
     db.execute("DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%'")
 
 
+def _migrate_8(db: sqlite_utils.Database) -> None:
+    """Partial refunds: each order keeps its refunded total, which the database holds within
+    what was paid; an order already refunded has refunded all of it. A refund that completes
+    is refused if the order's completed refunds would then add up to more than was paid."""
+    db.execute(
+        "ALTER TABLE orders ADD COLUMN refunded_amount INTEGER NOT NULL DEFAULT 0"
+        " CONSTRAINT orders_refunded_within_paid"
+        " CHECK (refunded_amount >= 0 AND refunded_amount <= amount)"
+    )
+    db.execute("UPDATE orders SET refunded_amount = amount WHERE status = 'refunded'")
+    db.execute(
+        "CREATE TRIGGER refunds_within_paid BEFORE UPDATE OF status ON refunds"
+        " WHEN NEW.status = 'refunded' AND OLD.status <> 'refunded' BEGIN"
+        " SELECT RAISE(ABORT, 'refunds_within_paid: the order''s refunds exceed what was paid')"
+        " WHERE NEW.amount + (SELECT COALESCE(SUM(amount), 0) FROM refunds"
+        " WHERE order_id = NEW.order_id AND status = 'refunded' AND id <> NEW.id)"
+        " > (SELECT amount FROM orders WHERE id = NEW.order_id); END"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     1: _migrate_1,
     2: _migrate_2,
@@ -171,4 +191,5 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     5: _migrate_5,
     6: migrate_subscriptions,
     7: _migrate_7,
+    8: _migrate_8,
 }

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from iap_flow import codec
-from iap_flow.adapters.sql import Dialect, Statements, check_json, check_text, paid_twice
+from iap_flow.adapters.sql import (
+    MONEY_GUARDS,
+    Dialect,
+    Statements,
+    check_json,
+    check_text,
+    paid_twice,
+)
 from iap_flow.adapters.sql_writes import SharedWrites
 from iap_flow.adapters.sqlite_schema import OPEN
 from iap_flow.adapters.sqlite_subscriptions import SubscriptionWrites
@@ -84,6 +91,8 @@ def translate(exc: BaseException, path: str) -> IapFlowError:
         "SQLITE_CONSTRAINT_UNIQUE",
     ):
         return ConflictError(f"already recorded by someone else: {exc}")
+    if isinstance(exc, sqlite3.IntegrityError) and any(g in str(exc) for g in MONEY_GUARDS):
+        return RefundNotAllowed(f"refunds may not exceed what was paid ({exc})", order_id="?")
     if code == sqlite3.SQLITE_CANTOPEN and _read_only_place(path):
         return StoreReadOnly(
             f"SQLite database {path!r} is on a read-only file system or folder (SQLite writes "
@@ -134,7 +143,7 @@ _AUDIT_INSERT = STATEMENTS.audit_insert
 _DEADLINE_INSERT = STATEMENTS.deadline_insert
 _ORDER_UPDATE = (
     "UPDATE orders SET status = ?, version = ?, updated_at = ?, paid_at = ?,"
-    " platform_transaction_id = ? WHERE id = ? AND version = ?"
+    " platform_transaction_id = ?, refunded_amount = ? WHERE id = ? AND version = ?"
 )
 _OUTBOX_INSERT = (
     "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until, claimed_by,"
@@ -233,6 +242,7 @@ class SQLiteUnitOfWork(SharedWrites, SubscriptionWrites):
                     ts(order.updated_at),
                     ts_opt(order.paid_at),
                     txn,
+                    order.refunded_amount,
                     order.id,
                     expected_version,
                 ),

@@ -44,8 +44,9 @@ PERIOD_INSERT = (
     "INSERT INTO subscription_periods (subscription_id, user_id, sku, status, latest_order_id,"
     " period_start, period_end, grace_until, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-GRANTING = "('paid', 'delivered', 'completed')"
-"""Order states in which an order grants what it bought (not awaiting delivery)."""
+GRANTING = "('paid', 'delivered', 'completed', 'partially_refunded')"
+"""Order states in which an order grants what it bought (not awaiting delivery; a partial
+refund keeps what the order granted)."""
 
 HELD_NOW = (
     "SELECT id, sku, kind, status FROM orders WHERE user_id = ? AND status IN "

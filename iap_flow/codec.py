@@ -125,7 +125,7 @@ def product_from(r: Row | Sequence[Any]) -> Product:
 
 ORDER_COLUMNS = _names(
     "id user_id sku title kind period amount currency platform platform_transaction_id"
-    " subscription_id status version created_at updated_at paid_at"
+    " subscription_id status version created_at updated_at paid_at refunded_amount"
 )
 
 
@@ -148,6 +148,7 @@ def order_row(o: Order) -> tuple[Any, ...]:
         ts(o.created_at),
         ts(o.updated_at),
         ts_opt(o.paid_at),
+        o.refunded_amount,
     )
 
 
@@ -172,7 +173,10 @@ def clone_order(o: Order) -> Order:
 
 
 def order_from(r: Any) -> Order:
-    """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence)."""
+    """An order from a row in :data:`ORDER_COLUMNS` order (tuple or sequence); a row stored
+    before orders had a refunded total (an old idempotent result) has refunded nothing."""
+    if len(r) == len(ORDER_COLUMNS) - 1:
+        r = (*r, 0)
     (
         id_,
         user_id,
@@ -190,6 +194,7 @@ def order_from(r: Any) -> Order:
         created,
         updated,
         paid,
+        refunded,
     ) = r
     try:
         return Order(
@@ -208,6 +213,7 @@ def order_from(r: Any) -> Order:
             created_at=_fromiso(created),
             updated_at=_fromiso(updated),
             paid_at=None if paid is None else _fromiso(paid),
+            refunded_amount=refunded,
         )
     except KeyError as exc:
         raise StoreError(f"order {id_} has an unknown stored value {exc.args[0]!r}") from None

@@ -231,8 +231,10 @@ class Apple:
         signed_at: datetime | None = None,
         ownership: str = "PURCHASED",
         expires_at: datetime | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> str:
-        """A signed transaction; with ``expires_at`` an auto-renewable subscription's."""
+        """A signed transaction; with ``expires_at`` an auto-renewable subscription's;
+        ``extra`` adds or replaces fields (``revocationType``...)."""
         txn = transaction_id or self.next_id()
         payload: dict[str, Any] = {
             "transactionId": txn,
@@ -259,6 +261,7 @@ class Apple:
         if revoked_at is not None:
             payload["revocationDate"] = ms(revoked_at)
             payload["revocationReason"] = 0
+        payload.update(extra or {})
         return self.chain.sign(payload)
 
     def renewal_info(

@@ -107,6 +107,13 @@ class FakePlay:
                 pass
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
+                if body == {"cut": True}:  # the connection drops halfway through the answer
+                    self.send_response(status)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"kind": "andr')
+                    self.close_connection = True
+                    return
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Cache-Control", "public, max-age=21600")
@@ -213,9 +220,12 @@ class FakePlay:
             return _error(404, "The purchase token was not found.")
         if rest == "purchases/voidedpurchases":
             start = int((call.query.get("token") or ["0"])[0])
-            page = self.voided[start : start + self.voided_page]
+            # as Google: quantity-based partial refunds only for a caller who asks for them
+            partial = call.query.get("includeQuantityBasedPartialRefund") == ["true"]
+            listed = [v for v in self.voided if partial or not v.get("voidedQuantity")]
+            page = listed[start : start + self.voided_page]
             body: dict[str, Any] = {"voidedPurchases": page}
-            if start + self.voided_page < len(self.voided):
+            if start + self.voided_page < len(listed):
                 body["tokenPagination"] = {"nextPageToken": str(start + self.voided_page)}
             return 200, body
         if rest.startswith("orders/") and rest.endswith(":refund"):
@@ -223,6 +233,9 @@ class FakePlay:
             step = self.refund_script.pop(0) if self.refund_script else "ok"
             if step == "503":
                 return _error(503, "backend unavailable")
+            if step == "refund_then_cut":  # refunded, then the answer is cut short
+                self.refunded.append(order_id)
+                return 200, {"cut": True}
             if order_id in self.refunded:
                 return _error(400, "The order has already been refunded.")
             self.refunded.append(order_id)
@@ -333,14 +346,15 @@ def subscription(token: str, at_ms: int, kind: int) -> dict[str, Any]:
     }
 
 
-def voided(token: str, order_id: str, at_ms: int) -> dict[str, Any]:
+def voided(token: str, order_id: str, at_ms: int, *, refund_type: int = 1) -> dict[str, Any]:
+    """A voidedPurchaseNotification: ``refund_type`` 1 full, 2 quantity-based partial."""
     return {
         "eventTimeMillis": str(at_ms),
         "voidedPurchaseNotification": {
             "purchaseToken": token,
             "orderId": order_id,
             "productType": 2,
-            "refundType": 1,
+            "refundType": refund_type,
         },
     }
 
@@ -357,8 +371,12 @@ def refund_review(order_id: str, pending_token: str, at_ms: int) -> dict[str, An
     }
 
 
-def product_purchase(order_id: str, account: str, *, state: int = 0) -> dict[str, Any]:
+def product_purchase(
+    order_id: str, account: str, *, state: int = 0, quantity: int | None = None
+) -> dict[str, Any]:
+    extra = {} if quantity is None else {"quantity": quantity}
     return {
+        **extra,
         "kind": "androidpublisher#productPurchase",
         "orderId": order_id,
         "purchaseState": state,

@@ -12,6 +12,9 @@ app Apple id, environment), then mapped:
 - ``CONSUMPTION_REQUEST``: a refund review opens (or joins the buyer's open request) with
   Apple's deadline (12 hours after Apple signed the request, configurable);
 - ``REFUND``: Apple refunded: the refund and the order become refunded, the buyer is told;
+  a prorated refund (``revocationType`` ``REFUND_PRORATED``, ``revocationPercentage`` in
+  thousandths of a percent) refunds that share of what was paid, rounded half up to the
+  minor unit (:func:`~iap_flow.domain.money.share`): the order is partially refunded;
 - ``REFUND_DECLINED``: Apple declined: the refund is rejected, the buyer is told;
 - ``REFUND_REVERSED``: Apple took a refund back: audited and told (states stay refunded);
 - the subscription's own changes (renewal failures, grace and its expiry, expiry, auto-renew
@@ -46,7 +49,7 @@ from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
 )
 from appstoreserverlibrary.models.Subtype import Subtype
 
-from iap_flow import SYSTEM, Actor, Flow, NotFound, Order
+from iap_flow import SYSTEM, Actor, Flow, Money, NotFound, Order
 from iap_flow.adapters.appstore.platform import SOURCE, AppStorePlatform
 from iap_flow.adapters.appstore.subscriptions import CHANGES, AppStoreSubscriptions
 from iap_flow.adapters.webhooks import (
@@ -58,6 +61,7 @@ from iap_flow.adapters.webhooks import (
     rejected,
     wsgi_app,
 )
+from iap_flow.domain.money import share
 
 log = logging.getLogger("iap_flow.adapters.appstore")
 
@@ -182,8 +186,23 @@ class AppStoreNotifications:
             return "review_opened", order.id, refund.id
         if kind is Type.REFUND:
             why = f"refunded by Apple ({txn.rawRevocationReason or 'no reason given'})"
-            refund = events.refunded(actor, order.id, reason=why, idempotency_key=key)
-            return "refunded", order.id, refund.id
+            part = prorated(txn, order)
+            if part is None:
+                refund = events.refunded(actor, order.id, reason=why, idempotency_key=key)
+                return "refunded", order.id, refund.id
+            if part.amount == 0:  # a share smaller than the currency's minor unit
+                log.warning("App Store refund of %s rounds to nothing", txn.transactionId)
+                return "ignored", order.id, None
+            refund = events.refunded(
+                actor,
+                order.id,
+                reason=f"{why}, prorated {txn.revocationPercentage} of 100000",
+                amount=part,
+                platform_refund_id=f"{txn.transactionId}:revoked:{txn.revocationDate}",
+                idempotency_key=key,
+            )
+            whole = part.amount >= order.refundable.amount
+            return ("refunded" if whole else "partially_refunded"), order.id, refund.id
         if kind is Type.REFUND_DECLINED:
             why = "Apple declined the refund request"
             refund = events.refund_declined(actor, order.id, reason=why, idempotency_key=key)
@@ -232,3 +251,22 @@ class AppStoreNotifications:
         if note.signedDate is None:
             return self._flow.clock.now()
         return datetime.fromtimestamp(note.signedDate / 1000, UTC)
+
+
+def prorated(txn: JWSTransactionDecodedPayload, order: Order) -> Money | None:
+    """The share of ``order``'s payment a prorated refund gave back; None for a refund of
+    all of it (``REFUND_FULL``, ``FAMILY_REVOKE``, or a percentage of 100 % or none)."""
+    percentage = txn.revocationPercentage
+    if txn.rawRevocationType != "REFUND_PRORATED":
+        return None
+    if isinstance(percentage, bool) or not isinstance(percentage, int) or percentage <= 0:
+        log.warning(
+            "prorated App Store refund of %s without a usable revocationPercentage (%r): "
+            "recorded as a full refund",
+            txn.transactionId,
+            percentage,
+        )
+        return None
+    if percentage >= 100_000:
+        return None
+    return share(order.amount, percentage, 100_000)

@@ -144,6 +144,7 @@ class PlayClient:
             "startTime": str(start_ms),
             "type": 1,  # one-time products and subscriptions
             "maxResults": max_results,
+            "includeQuantityBasedPartialRefund": True,  # partial ones too (voidedQuantity)
         }
         if page_token:
             args["token"] = page_token

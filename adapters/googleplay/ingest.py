@@ -18,6 +18,9 @@ this package, carrying one of:
   (``linkedPurchaseToken``) continues that token's subscription;
 - ``voidedPurchaseNotification`` and ``subscriptionNotification`` REVOKED (a refund or
   chargeback): recorded refunded only once ``orders.get`` confirms the order is refunded;
+  a quantity-based partial refund (``refundType`` 2) only once ``orders.get`` says it is
+  partially refunded, as the share ``voidedQuantity`` (from ``voidedpurchases.list``) is of
+  the purchase's ``quantity``;
 - ``pendingRefundReviewNotification`` (a chargeback Google lets you review): a refund review
   opens with Google's deadline; staff's decision is answered with ``orders.reviewrefund``;
 - anything else, including kinds this version does not know, is acknowledged, logged and
@@ -54,7 +57,7 @@ from iap_flow.adapters.googleplay.platform import (
 )
 from iap_flow.adapters.googleplay.push_auth import PubSubPushAuth, Unauthenticated
 from iap_flow.adapters.googleplay.subscriptions import PlaySubscriptions
-from iap_flow.adapters.googleplay.voided import Reconciled, reconcile_voided
+from iap_flow.adapters.googleplay.voided import Reconciled, partial_void, reconcile_voided
 from iap_flow.adapters.webhooks import (
     Applied,
     IngestResult,
@@ -196,7 +199,7 @@ class GooglePlayNotifications:
             self._subscriptions.after_charge(number, token, order, key)
             return ("paid", order.id, None) if order else ("ignored", None, None)
         if kind == "VOIDED_PURCHASE":
-            return self._voided(body, key)
+            return self._voided(body, key, note)
         if kind == "SUBSCRIPTION_REVOKED":
             sub = _looked_up(lambda: self._platform.client.subscription(str(body["purchaseToken"])))
             applied = self._confirmed_refund(latest_order(sub), "revoked in Google Play", key)
@@ -226,12 +229,27 @@ class GooglePlayNotifications:
         log.info("ignored Google Play notification %s (%s): nothing to record", kind, mid)
         return "ignored", None, None
 
-    def _voided(self, body: Mapping[str, Any], key: str) -> Applied:
+    def _voided(self, body: Mapping[str, Any], key: str, note: Mapping[str, Any]) -> Applied:
         if body.get("refundType", FULL_REFUND) != FULL_REFUND:
-            log.warning("partial void of %s not applied (quantity-based)", body.get("orderId"))
-            found = self._order(body.get("orderId"))
-            return "ignored", None if found is None else found.id, None
+            return self._partial_void(body, note)
         return self._confirmed_refund(body.get("orderId"), "voided in Google Play", key)
+
+    def _partial_void(self, body: Mapping[str, Any], note: Mapping[str, Any]) -> Applied:
+        """A quantity-based partial refund, confirmed before it is recorded: ``orders.get``
+        must say the order is (partially) refunded, and the voided quantity is read from
+        ``voidedpurchases.list`` (the push does not carry it), recorded as the
+        reconciliation records it, so the two never count one refund twice."""
+        order_id, found = body.get("orderId"), self._order(body.get("orderId"))
+        if found is None:
+            log.warning("partial void: order %r is not in this flow", order_id)
+            return "ignored", None, None
+        state = self._order_state(str(order_id))
+        if state not in ("PARTIALLY_REFUNDED", "REFUNDED"):
+            log.warning("partial void not applied: Google says order %s is %s", order_id, state)
+            return "unconfirmed", found.id, None
+        event_ms = int(note.get("eventTimeMillis") or 0)
+        outcome = partial_void(self._flow, self._platform, self._actor, found, event_ms)
+        return outcome, found.id, None
 
     def _confirmed_refund(self, order_id: object, why: str, key: str) -> Applied:
         """Record a refund the push reports once ``orders.get`` confirms it."""

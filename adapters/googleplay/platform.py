@@ -236,8 +236,10 @@ class GooglePlayPlatform:
         )
 
     def refund(self, refund: RefundRequest, order: Order, idempotency_key: str) -> PaymentResult:
-        """``orders.refund`` the whole order; a retry after an unclear outcome never refunds
-        twice (Google refunds an order once; the adapter checks ``orders.get`` on failure)."""
+        """``orders.refund`` all that remains of the order (its whole amount, or the rest
+        after a partial refund); a retry after an unclear outcome never refunds twice (Google
+        refunds an order once; the adapter checks ``orders.get`` on failure). A smaller amount
+        is refused, not retried: Google's API takes no amount (use Play Console)."""
         with self._lock:
             done = self._done.get(idempotency_key)
         if done is not None:
@@ -245,8 +247,11 @@ class GooglePlayPlatform:
         kind, amount, txn = PaymentKind.REFUND, refund.amount, order.platform_transaction_id
         if txn is None:
             return PaymentResult(False, kind, amount, error=f"order {order.id} has no Play order")
-        if amount != order.amount:
-            error = "Google Play refunds whole orders; refund the full amount or use Play Console"
+        if amount != order.refundable:
+            error = (
+                f"Google Play refunds whole orders ({order.refundable} remains): refund that "
+                "or make a partial refund in Play Console"
+            )
             return PaymentResult(False, kind, amount, error=error)
         try:
             self.client.refund(txn, revoke=self._revoke)

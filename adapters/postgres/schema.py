@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -152,7 +152,30 @@ DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%';
 """One record of a processed inbound event, with what processing it did: the store
 notifications' results move here from the idempotency table, beside the Slack events' ids."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5, 6: _V6}
+_V7 = """
+ALTER TABLE orders ADD COLUMN refunded_amount bigint NOT NULL DEFAULT 0;
+UPDATE orders SET refunded_amount = amount WHERE status = 'refunded';
+ALTER TABLE orders ADD CONSTRAINT orders_refunded_within_paid
+  CHECK (refunded_amount >= 0 AND refunded_amount <= amount);
+CREATE FUNCTION refunds_within_paid() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.amount + (SELECT COALESCE(SUM(amount), 0) FROM refunds
+      WHERE order_id = NEW.order_id AND status = 'refunded' AND id <> NEW.id)
+      > (SELECT amount FROM orders WHERE id = NEW.order_id) THEN
+    RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'refunds_within_paid',
+      MESSAGE = format('the refunds of order %s exceed what was paid', NEW.order_id);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refunds_within_paid BEFORE UPDATE OF status ON refunds FOR EACH ROW
+  WHEN (NEW.status = 'refunded' AND OLD.status <> 'refunded')
+  EXECUTE FUNCTION refunds_within_paid();
+"""
+"""Partial refunds: each order keeps its refunded total, held within what was paid (an order
+already refunded has refunded all of it); a refund that completes is refused if the order's
+completed refunds would then add up to more than was paid."""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5, 6: _V6, 7: _V7}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

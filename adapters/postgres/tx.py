@@ -17,7 +17,7 @@ from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from iap_flow.adapters.sql import paid_twice
+from iap_flow.adapters.sql import MONEY_GUARDS, paid_twice
 from iap_flow.domain.errors import (
     CommitOutcomeUnknown,
     ConcurrentModification,
@@ -95,6 +95,10 @@ def translate(exc: psycopg.Error, *, committing: bool = False) -> IapFlowError:
             platform, _, txn = values.partition(", ")
             return paid_twice(platform, txn, None)
         return ConflictError(f"already recorded by someone else: {exc.diag.message_detail}")
+    if isinstance(exc, pgerrors.CheckViolation) and exc.diag.constraint_name in MONEY_GUARDS:
+        return RefundNotAllowed(
+            f"refunds may not exceed what was paid ({exc.diag.message_primary})", order_id="?"
+        )
     if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
         return ConflictError(f"another transaction got in the way; try again ({exc})")
     if state in _REFUSED_VALUES or (

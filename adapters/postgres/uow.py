@@ -77,7 +77,7 @@ _CHECKED = (
 _IDEMPOTENCY_FINISH = _CHECKED.format(update=STATEMENTS.idempotency_finish)
 _ORDER_UPDATE = _CHECKED.format(
     update="UPDATE orders SET status = %s, version = %s, updated_at = %s, paid_at = %s,"
-    " platform_transaction_id = %s WHERE id = %s AND version = %s"
+    " platform_transaction_id = %s, refunded_amount = %s WHERE id = %s AND version = %s"
 )
 _OUTBOX_INSERT = (
     "INSERT INTO outbox (id, topic, recipient, payload, created_at, claimed_until, claimed_by,"
@@ -235,6 +235,7 @@ class PgUnitOfWork(SharedWrites, SubscriptionWrites):
                 ts(order.updated_at),
                 ts_opt(order.paid_at),
                 order.platform_transaction_id,
+                order.refunded_amount,
                 order.id,
                 expected_version,
                 "order",

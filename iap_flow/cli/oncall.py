@@ -13,6 +13,7 @@ from iap_flow import observability
 from iap_flow.cli.commands import CLI_ACTOR, Settings, cli, json_option
 from iap_flow.cli.output import console, emit_json, inert, table, when
 from iap_flow.domain.models import RefundRequest
+from iap_flow.domain.money import Money
 
 key_option = click.option(
     "--idempotency-key",
@@ -32,17 +33,32 @@ def _done(refund: RefundRequest, as_json: bool, verb: str) -> None:
 @cli.command()
 @click.argument("refund_id")
 @click.option("--note", help="A note kept with the decision.")
+@click.option(
+    "--amount",
+    type=click.IntRange(min=1),
+    help="Grant less than was asked: minor units (cents) in the refund's currency.",
+)
 @key_option
 @json_option
 @click.pass_obj
 def approve(
-    settings: Settings, refund_id: str, note: str | None, key: str | None, as_json: bool
+    settings: Settings,
+    refund_id: str,
+    note: str | None,
+    amount: int | None,
+    key: str | None,
+    as_json: bool,
 ) -> None:
     """Approve a refund in review (and pay it out), as the --actor staff member."""
     actor = settings.staff()
     observability.note(refund_id=refund_id, actor=actor.id)
     with settings.open() as flow:
-        refund = flow.refunds.approve(actor, refund_id, note=note, idempotency_key=key)
+        granted = None
+        if amount is not None:
+            granted = Money(amount, flow.refunds.get(actor, refund_id).amount.currency)
+        refund = flow.refunds.approve(
+            actor, refund_id, note=note, amount=granted, idempotency_key=key
+        )
     _done(refund, as_json, "approved")
 
 

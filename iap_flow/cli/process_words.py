@@ -15,6 +15,7 @@ STATES: dict[str, dict[str, str]] = {
     "order.awaiting_delivery": {"en": "waiting for delivery", "zh": "待发货"},
     "order.delivered": {"en": "delivered", "zh": "已发货"},
     "order.completed": {"en": "completed", "zh": "已完成"},
+    "order.partially_refunded": {"en": "partially refunded", "zh": "部分退款"},
     "order.refunded": {"en": "refunded", "zh": "已退款"},
     "order.payment_failed": {"en": "payment failed", "zh": "支付失败"},
     "order.cancelled": {"en": "cancelled", "zh": "已取消"},
@@ -60,6 +61,10 @@ STEPS: dict[str, dict[str, str]] = {
     "order.hold_delivery": {"en": "Hold the delivery", "zh": "暂缓发货"},
     "order.deliver": {"en": "Deliver the item", "zh": "发货"},
     "order.complete": {"en": "Confirm receipt", "zh": "确认完成"},
+    "order.partial_refund": {
+        "en": "Part of the payment went back",
+        "zh": "订单部分退款",
+    },
     "order.refund": {"en": "Mark the order refunded", "zh": "订单退款"},
     "refund.request": {"en": "Ask for a refund", "zh": "退款申请"},
     "refund.open_review": {"en": "Open the review task", "zh": "生成审核任务"},

@@ -17,6 +17,7 @@ class OrderMachine(StateMachine):
     awaiting_delivery = State("Awaiting delivery (待发货)")
     delivered = State("Delivered (已发货)")
     completed = State("Completed (已完成)")
+    partially_refunded = State("Partially refunded (部分退款)")
     refunded = State("Refunded (已退款)", final=True)
     payment_failed = State("Payment failed", final=True)
     cancelled = State("Cancelled")
@@ -31,11 +32,22 @@ class OrderMachine(StateMachine):
     hold_delivery = paid.to(awaiting_delivery)
     deliver = paid.to(delivered) | awaiting_delivery.to(delivered)
     complete = delivered.to(completed)
+    # Part of what was paid went back (a prorated or quantity-based refund, or a smaller
+    # amount asked or granted); access stays. Another part may follow while the refunded
+    # total stays within what was paid; the rest makes the order refunded.
+    partial_refund = (
+        paid.to(partially_refunded)
+        | awaiting_delivery.to(partially_refunded)
+        | delivered.to(partially_refunded)
+        | completed.to(partially_refunded)
+        | partially_refunded.to.itself()
+    )
     refund = (
         paid.to(refunded)
         | awaiting_delivery.to(refunded)
         | delivered.to(refunded)
         | completed.to(refunded)
+        | partially_refunded.to(refunded)
     )
 
 

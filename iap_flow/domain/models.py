@@ -41,6 +41,7 @@ class OrderStatus(enum.StrEnum):
     AWAITING_DELIVERY = "awaiting_delivery"
     DELIVERED = "delivered"
     COMPLETED = "completed"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     PAYMENT_FAILED = "payment_failed"
     CANCELLED = "cancelled"
@@ -126,7 +127,11 @@ class Product:
 
 @attrs.define
 class Order:
-    """One purchase by one buyer. ``version`` guards against lost updates."""
+    """One purchase by one buyer. ``version`` guards against lost updates.
+
+    ``refunded_amount`` is what went back to the buyer so far, in minor units of ``amount``'s
+    currency: never more than ``amount`` (the write path and the database both refuse it).
+    """
 
     id: str
     user_id: str
@@ -143,6 +148,17 @@ class Order:
     platform_transaction_id: str | None = None
     subscription_id: str | None = None  # the first order of a subscription, for renewals
     paid_at: datetime | None = None
+    refunded_amount: int = 0
+
+    @property
+    def refunded(self) -> Money:
+        """The refunded total so far (zero until a refund completes)."""
+        return Money.trusted(self.refunded_amount, self.amount.currency)
+
+    @property
+    def refundable(self) -> Money:
+        """What may still be refunded: what was paid less what already went back."""
+        return Money.trusted(self.amount.amount - self.refunded_amount, self.amount.currency)
 
 
 @attrs.define

@@ -119,3 +119,18 @@ class Money:
             return f"{self.amount} {self.currency}"
         major, minor = divmod(self.amount, 10**exponent)
         return f"{major}.{minor:0{exponent}d} {self.currency}"
+
+
+def share(money: Money, part: int, whole: int) -> Money:
+    """``part / whole`` of ``money``, in whole minor units rounded half up (a platform's
+    partial refund: a percentage in thousandths, a voided quantity of a purchase). The
+    caller keeps a refunded total within what was paid; a share is never more than ``money``.
+
+    >>> share(Money(1099, "USD"), 50_000, 100_000)  # Apple: 50 % of 10.99 is 5.495
+    Money(amount=550, currency='USD')
+    >>> share(Money(199, "USD"), 1, 3), share(Money(199, "USD"), 3, 3)
+    (Money(amount=66, currency='USD'), Money(amount=199, currency='USD'))
+    """
+    if isinstance(part, bool) or isinstance(whole, bool) or not 0 <= part <= whole or whole < 1:
+        raise InvalidInput(f"a share must be 0..{whole} of {whole}, got {part}", field="share")
+    return Money((money.amount * part * 2 + whole) // (2 * whole), money.currency)

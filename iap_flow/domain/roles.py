@@ -100,6 +100,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "order.deliver": frozenset({SYS, DEV}),
     "order.complete": frozenset({B, SYS}),
     "order.refund": frozenset({SYS}),
+    "order.partial_refund": frozenset({SYS}),
     # refunds: creation and the refund machine's events
     "refund.request": frozenset({B, SYS}),
     "refund.open_review": frozenset({SYS}),

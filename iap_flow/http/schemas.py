@@ -74,6 +74,8 @@ class OrderOut:
     paid_at: datetime | None
     platform_transaction_id: str | None
     subscription_id: str | None
+    refunded: MoneyOut
+    """What went back to the buyer so far (a partially refunded order: part of ``amount``)."""
 
     @classmethod
     def of(cls, o: Order) -> OrderOut:
@@ -91,6 +93,7 @@ class OrderOut:
             o.paid_at,
             o.platform_transaction_id,
             o.subscription_id,
+            MoneyOut.of(o.refunded),
         )
 
 
@@ -346,6 +349,8 @@ class Resolve:
 @attrs.frozen
 class Decision:
     note: Text | None = None
+    amount: Annotated[int, Meta(ge=1), KwargDefinition(ge=1)] | None = None
+    """Approve less than was asked: minor units in the refund's currency (a partial refund)."""
 
 
 @attrs.frozen

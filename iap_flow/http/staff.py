@@ -10,6 +10,7 @@ from litestar.params import JSONBody, Parameter
 
 from iap_flow.domain.models import AuditEvent, RefundStatus, TicketStatus
 from iap_flow.domain.money import Money
+from iap_flow.domain.roles import Actor
 from iap_flow.http.context import IdempotencyKey, Req, Routes, Service
 from iap_flow.http.schemas import (
     NOT_SPACE,
@@ -63,14 +64,20 @@ def staff_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
     def approve(
         request: Req, refund_id: Id, data: JSONBody[Decision], idempotency_key: IdempotencyKey
     ) -> StaffRefundOut:
-        """Approve a refund (paid out through the platform, or answered to it)."""
-        return r.run(
-            request,
-            lambda a, k: StaffRefundOut.of(
-                flow.refunds.approve(a, refund_id, note=data.note, idempotency_key=k)
-            ),
-            key=idempotency_key,
-        )
+        """Approve a refund (paid out through the platform, or answered to it); ``amount``
+        grants less than was asked."""
+
+        def approve_as(a: Actor, k: str | None) -> StaffRefundOut:
+            granted = None
+            if data.amount is not None:
+                currency = flow.refunds.get(a, refund_id).amount.currency
+                granted = Money(data.amount, currency)
+            refund = flow.refunds.approve(
+                a, refund_id, note=data.note, amount=granted, idempotency_key=k
+            )
+            return StaffRefundOut.of(refund)
+
+        return r.run(request, approve_as, key=idempotency_key)
 
     @r.post("/v1/staff/refunds/{refund_id:str}/reject", *DECIDE)
     def reject(

@@ -24,6 +24,7 @@ from iap_flow.domain.errors import (
     IdempotencyKeyReused,
     InvalidInput,
     OperationInProgress,
+    RefundNotAllowed,
 )
 from iap_flow.domain.ids import IdGenerator
 from iap_flow.domain.models import (
@@ -279,6 +280,12 @@ class Context(Outbox, Claims):
         record: Order | RefundRequest | Ticket | Subscription,
         now: datetime,
     ) -> None:
+        if type(record) is Order and not 0 <= record.refunded_amount <= record.amount.amount:
+            raise RefundNotAllowed(
+                f"order {record.id} would have {record.refunded_amount} refunded of "
+                f"{record.amount.amount} paid: refunds never exceed what was paid",
+                order_id=record.id,
+            )
         version = record.version
         record.version, record.updated_at = version + 1, now
         update(tx, record, version)

@@ -20,8 +20,19 @@ from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident
 from iap_flow.services.subscription_writes import access_until
 
-_GRANTS = frozenset({OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
-_DELIVERED = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+_GRANTS = frozenset(
+    {
+        OrderStatus.PAID,
+        OrderStatus.DELIVERED,
+        OrderStatus.COMPLETED,
+        OrderStatus.PARTIALLY_REFUNDED,
+    }
+)
+# A partial refund keeps access: a partially refunded order grants what it did before (its
+# consumable units count as delivered); only a refund of the whole amount takes it away.
+_DELIVERED = frozenset(
+    {OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.PARTIALLY_REFUNDED}
+)
 
 
 def derive(

@@ -27,7 +27,12 @@ from iap_flow.ports import OrderQuery, UnitOfWork
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, key_or_none, must, text
 from iap_flow.services.orders import _platform, mark_paid
-from iap_flow.services.refund_platform import refund_order, refund_summary
+from iap_flow.services.refund_platform import (
+    already_recorded,
+    capped_share,
+    refund_order,
+    refund_summary,
+)
 from iap_flow.services.refunds import REFUNDABLE, Refunds, open_refund
 
 _ADOPTABLE = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
@@ -163,17 +168,20 @@ class PlatformEvents:
         *,
         reason: str,
         platform_refund_id: str | None = None,
+        amount: Money | None = None,
         idempotency_key: str | None = None,
     ) -> RefundRequest:
-        """The platform refunded the order (its own decision, a chargeback, a console refund).
-
-        The order's open refund records it; without one (or over a rejected one: the platform
-        overrode staff) a refund is created to record it. An order already refunded is left
-        as it is and its refund returned, so reconciling again changes nothing.
+        """The platform refunded the order (its own decision, a chargeback, a console refund):
+        ``amount`` of it (a prorated or quantity-based refund: partially refunded, unless that
+        is all that remained), or all that remains. The order's open refund records it; without
+        one (or over a rejected one: the platform overrode staff) a refund is created to record
+        it. An order already refunded, or a ``platform_refund_id`` already recorded, is left as
+        it is and its refund returned, so reconciling again changes nothing.
         """
-        return self._outcome(
-            actor, "refund.platform_refund", order_id, reason, platform_refund_id, idempotency_key
-        )
+        if amount is not None and (not isinstance(amount, Money) or amount.amount == 0):
+            raise InvalidInput("amount must be a Money of more than nothing", field="amount")
+        action, key = "refund.platform_refund", idempotency_key
+        return self._outcome(actor, action, order_id, reason, platform_refund_id, key, amount)
 
     def refund_declined(
         self, actor: Actor, order_id: str, *, reason: str, idempotency_key: str | None = None
@@ -191,6 +199,7 @@ class PlatformEvents:
         reason: str,
         case: str | None,
         key: str | None,
+        amount: Money | None = None,
     ) -> RefundRequest:
         ctx = self._ctx
         actor = ctx.actor(actor)
@@ -206,26 +215,27 @@ class PlatformEvents:
             history = tx.refunds_for_order(order.id)
             still_open = _OPEN_FOR_REFUND if refunding else _OPEN_FOR_DECLINE
             opened = [r for r in history if r.status in still_open]
-            done = RefundStatus.REFUNDED if refunding else RefundStatus.REJECTED
-            if not opened and history and history[-1].status is done:
-                return history[-1]  # already recorded: nothing to change
+            if refunding:
+                earlier = already_recorded(history, order, case, opened)
+                if earlier is not None:
+                    return earlier  # already recorded: nothing to change
+            elif not opened and history and history[-1].status is RefundStatus.REJECTED:
+                return history[-1]
+            share = order.refundable if amount is None else capped_share(order, amount)
+            data: dict[str, object] = {"reason": reason, "platform_refund_id": case}
             if opened:
                 refund = opened[-1]
+                if refunding and refund.amount != share:
+                    data["asked"] = refund.amount.amount
+                    refund.amount = share  # what the platform gave back, not what was asked
             else:
-                refund = open_refund(
-                    ctx,
-                    tx,
-                    order.id,
-                    order.user_id,
-                    order.amount,
-                    reason,
-                    order.platform,
-                    actor,
-                    now,
-                )
+                money = share if refunding else order.refundable
+                who, plat = order.user_id, order.platform
+                refund = open_refund(ctx, tx, order.id, who, money, reason, plat, actor, now)
             if case is not None:
                 refund.platform_refund_id = case
-            data = {"reason": reason, "platform_refund_id": case}
+            if refunding:
+                data["amount"] = refund.amount.amount
             ctx.change(tx, refund, event, actor, now, data)
             if refunding:
                 if order.status is not OrderStatus.REFUNDED:
@@ -236,7 +246,9 @@ class PlatformEvents:
                 ctx.notify(tx, "refund.rejected", refund.user_id, payload, now)
             return refund
 
-        args = {"order_id": order_id, "reason": reason, "platform_refund_id": case}
+        args: dict[str, object] = dict(order_id=order_id, reason=reason, platform_refund_id=case)
+        if amount is not None:
+            args["amount"] = [amount.amount, amount.currency]
         return ctx.run(actor, action, args, key_or_none(key), body)
 
     def refund_reversed(
@@ -316,7 +328,15 @@ class PlatformEvents:
                     order_id=order.id,
                 )
             refund = open_refund(
-                ctx, tx, order.id, order.user_id, order.amount, reason, order.platform, actor, now
+                ctx,
+                tx,
+                order.id,
+                order.user_id,
+                order.refundable,
+                reason,
+                order.platform,
+                actor,
+                now,
             )
             refund.review_due_at = due
             refund.platform_refund_id = case

@@ -9,6 +9,7 @@ timeout never moves money twice.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -16,10 +17,12 @@ from iap_flow.domain.errors import AlreadyDecided, InvalidInput, PlatformUnavail
 from iap_flow.domain.models import (
     Deadline,
     DeadlineKind,
+    Order,
     OrderStatus,
     RefundRequest,
     RefundStatus,
 )
+from iap_flow.domain.money import Money
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.services import subscription_writes
@@ -28,6 +31,8 @@ from iap_flow.services.inputs import check, ident, must
 
 if TYPE_CHECKING:
     from iap_flow.services.refunds import Refunds
+
+log = logging.getLogger("iap_flow")
 
 
 def refund_summary(refund: RefundRequest) -> dict[str, object]:
@@ -43,10 +48,20 @@ def refund_summary(refund: RefundRequest) -> dict[str, object]:
 
 
 def refund_order(ctx: Context, tx: UnitOfWork, refund: RefundRequest, now: datetime) -> None:
-    """The money went back: the refund's order becomes refunded, in the same transaction."""
+    """The money went back, in the same transaction: the refund's amount is added to the
+    order's refunded total, and the order becomes refunded once that is all it paid
+    (partially refunded before; a subscription loses access only when it is all)."""
     order = must(tx.get_order(refund.order_id), "order", refund.order_id)
-    ctx.change(tx, order, "refund", SYSTEM, now, {"refund_id": refund.id})
-    subscription_writes.order_refunded(ctx, tx, order, now)
+    order.refunded_amount += refund.amount.amount
+    whole = order.refunded_amount >= order.amount.amount
+    data = {
+        "refund_id": refund.id,
+        "amount": refund.amount.amount,
+        "refunded_total": order.refunded_amount,
+    }
+    ctx.change(tx, order, "refund" if whole else "partial_refund", SYSTEM, now, data)
+    if whole:
+        subscription_writes.order_refunded(ctx, tx, order, now)
 
 
 def platform_decides(ctx: Context, refund: RefundRequest) -> bool:
@@ -83,6 +98,17 @@ def pay_out(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest:
     except PlatformUnavailable as exc:
         result = PaymentResult(
             False, PaymentKind.REFUND, refund.amount, error=str(exc), retryable=True
+        )
+    except Exception as exc:
+        # The submission committed: raising would leave the approver with an error for an
+        # approval that stands. The attempt fails with its cause logged, and the sweep
+        # calls the platform again with the same key (it may have moved the money).
+        log.exception(
+            "refund %s: the %s adapter raised during the payout", refund.id, refund.platform
+        )
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        result = PaymentResult(
+            False, PaymentKind.REFUND, refund.amount, error=error, retryable=True
         )
 
     def settle(tx: UnitOfWork, now: datetime) -> RefundRequest:
@@ -202,3 +228,30 @@ def policy_answer(ctx: Context, refunds: Refunds, refund_id: str) -> RefundReque
         return refunds.reject(SYSTEM, refund.id, reason=note, idempotency_key=key, policy=policy)
     except AlreadyDecided:
         return None  # a person decided between the sweep's read and this decision
+
+
+def already_recorded(
+    history: list[RefundRequest], order: Order, case: str | None, opened: list[RefundRequest]
+) -> RefundRequest | None:
+    """The refund that already records a platform refund: the one with its case id, or the
+    last one of an order already refunded in full with nothing open."""
+    if case is not None:
+        for earlier in history:
+            if earlier.status is RefundStatus.REFUNDED and earlier.platform_refund_id == case:
+                return earlier
+    if order.status is OrderStatus.REFUNDED and not opened:
+        refunded = [r for r in history if r.status is RefundStatus.REFUNDED]
+        return refunded[-1] if refunded else (history[-1] if history else None)
+    return None
+
+
+def capped_share(order: Order, amount: Money) -> Money:
+    """A platform's partial refund as the order records it: never more than what remains
+    (a share rounded up past it refunds the rest)."""
+    if amount.currency != order.amount.currency:
+        raise InvalidInput(
+            f"refund in {amount.currency} of an order paid in {order.amount.currency}",
+            field="amount",
+        )
+    remaining = order.refundable
+    return remaining if amount.amount > remaining.amount else amount

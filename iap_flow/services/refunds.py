@@ -22,8 +22,17 @@ from iap_flow.services.inputs import check, ident, key_or_none, must, text
 from iap_flow.services.refund_platform import platform_decides, refund_summary
 
 REFUNDABLE = frozenset(
-    {OrderStatus.PAID, OrderStatus.AWAITING_DELIVERY, OrderStatus.DELIVERED, OrderStatus.COMPLETED}
+    {
+        OrderStatus.PAID,
+        OrderStatus.AWAITING_DELIVERY,
+        OrderStatus.DELIVERED,
+        OrderStatus.COMPLETED,
+        OrderStatus.PARTIALLY_REFUNDED,
+    }
 )
+_AGAIN = frozenset({RefundStatus.WITHDRAWN, RefundStatus.REFUNDED})
+"""An order whose earlier refunds are all withdrawn or paid may be refunded again (the rest
+of what it paid); any other earlier refund (open, rejected) stands in the way."""
 _DECIDED = frozenset(
     {
         RefundStatus.APPROVED,
@@ -53,8 +62,9 @@ class Refunds:
     ) -> RefundRequest:
         """The buyer asks for money back on a paid order: opens a review task with a deadline.
 
-        One refund is in flight per order at a time (the store enforces it), and what is
-        refunded never exceeds what was paid.
+        ``amount`` asks for part of it (default: all that is still refundable). One refund is
+        in flight per order at a time (the store enforces it); after a partial refund another
+        may be asked for, up to what remains: what is refunded never exceeds what was paid.
         """
         ctx = self._ctx
         actor = ctx.actor(actor)
@@ -79,19 +89,12 @@ class Refunds:
                     order_id=order.id,
                 )
             for earlier in tx.refunds_for_order(order.id):
-                if earlier.status is not RefundStatus.WITHDRAWN:
+                if earlier.status not in _AGAIN:
                     raise RefundNotAllowed(
                         f"order {order.id} already has refund {earlier.id} ({earlier.status})",
                         order_id=order.id,
                     )
-            money = order.amount if amount is None else amount
-            if (
-                money.currency != order.amount.currency
-                or not 0 < money.amount <= order.amount.amount
-            ):
-                raise InvalidInput(
-                    f"refund amount must be more than 0 and at most {order.amount}", field="amount"
-                )
+            money = within(order.refundable, order.refundable if amount is None else amount)
             refund = open_refund(
                 ctx, tx, order.id, order.user_id, money, reason, order.platform, actor, now
             )
@@ -113,16 +116,22 @@ class Refunds:
         refund_id: str,
         *,
         note: str | None = None,
+        amount: Money | None = None,
         idempotency_key: str | None = None,
         policy: dict[str, object] | None = None,
     ) -> RefundRequest:
         """Approve a refund and pay it out through the platform (unless the platform decides).
 
+        ``amount`` grants less than was asked (a partial refund); the payout is of that amount.
         A support agent may approve up to their amount limit; above it a lead must decide.
         ``policy`` (the system's policy answer) records the rules that decided it.
         """
+        if amount is not None and not isinstance(amount, Money):
+            raise InvalidInput("amount must be a Money", field="amount")
         fresh: list[bool] = []
-        refund = self._decide(actor, refund_id, "approve", note, idempotency_key, fresh, policy)
+        refund = self._decide(
+            actor, refund_id, "approve", note, idempotency_key, fresh, policy, granted=amount
+        )
         if not fresh:  # a repeat with the same key: the decision stands, report where it led
             refund = must(self._ctx.store.get_refund(refund.id), "refund", refund.id)
             if refund.status is not RefundStatus.APPROVED or platform_decides(self._ctx, refund):
@@ -164,8 +173,11 @@ class Refunds:
         key: str | None,
         fresh: list[bool] | None = None,
         policy: dict[str, object] | None = None,
+        *,
+        granted: Money | None = None,
     ) -> RefundRequest:
-        """Record the decision; ``fresh`` gets an entry if this call made it (not a repeat)."""
+        """Record the decision; ``fresh`` gets an entry if this call made it (not a repeat).
+        ``granted``: an approval of less than was asked."""
         ctx = self._ctx
         actor = ctx.actor(actor)
         action = "refund." + event
@@ -183,6 +195,11 @@ class Refunds:
                     refund_id=refund.id, state=refund.status, decided_by=refund.decided_by
                 )
             REFUND.target(refund.id, refund.status, event)  # e.g. withdrawn: no one decides
+            data: dict[str, object] = {"note": note} if note else {}
+            if granted is not None and granted != refund.amount:
+                data["asked"] = refund.amount.amount
+                refund.amount = within(refund.amount, granted)
+                data["granted"] = refund.amount.amount
             if event == "approve" and ctx.policy.needs_lead(actor.role, refund.amount):
                 limit = ctx.policy.agent_limit(refund.amount.currency)
                 raise ApprovalLimitExceeded(
@@ -194,10 +211,9 @@ class Refunds:
             refund.decided_by = actor.id
             refund.decided_at = now
             refund.decision_note = note
-            data: dict[str, object] = {"note": note} if note else {}
             if policy is not None:
                 data["policy"] = policy  # the system decided, by these rules
-            ctx.change(tx, refund, event, actor, now, data)
+            ctx.change(tx, refund, event, actor, now, data or None)
             if event == "reject":
                 ctx.notify(
                     tx,
@@ -208,9 +224,10 @@ class Refunds:
                 )
             return refund
 
-        return ctx.run(
-            actor, action, {"refund_id": refund_id, "note": note}, key_or_none(key), body
-        )
+        args: dict[str, object] = {"refund_id": refund_id, "note": note}
+        if granted is not None:
+            args["amount"] = [granted.amount, granted.currency]
+        return ctx.run(actor, action, args, key_or_none(key), body)
 
     def withdraw(
         self, actor: Actor, refund_id: str, *, idempotency_key: str | None = None
@@ -269,6 +286,17 @@ class Refunds:
         check(actor, "refund.read", order.user_id)
         with self._ctx.store.transaction() as tx:
             return tx.refunds_for_order(order.id)
+
+
+def within(limit: Money, amount: Money) -> Money:
+    """``amount`` if it is more than nothing and at most ``limit`` (same currency); else
+    InvalidInput, naming the limit."""
+    if amount.currency != limit.currency or not 0 < amount.amount <= limit.amount:
+        raise InvalidInput(
+            f"refund amount must be more than 0 and at most {limit}, got {amount}",
+            field="amount",
+        )
+    return amount
 
 
 def open_refund(

@@ -29,6 +29,7 @@ from iap_flow import (
     SYSTEM,
     AlreadyDecided,
     ApprovalLimitExceeded,
+    InvalidInput,
     PlatformUnavailable,
     RefundNotAllowed,
     TransitionNotAllowed,
@@ -43,7 +44,7 @@ WINDOW = timedelta(days=14)
 MAX_ATTEMPTS = 5
 AGENT_LIMIT = 5_000
 PRICES = {"gems": 199, "gems_big": 9_999}
-REFUNDABLE = {"paid", "awaiting_delivery", "delivered", "completed"}
+REFUNDABLE = {"paid", "awaiting_delivery", "delivered", "completed", "partially_refunded"}
 OPEN_REVIEW = "in_review"
 
 
@@ -56,6 +57,7 @@ class Order_:
     token: str | None = None
     declined: bool = False  # the platform remembers a declined charge for this order
     refund_ids: list[str] = field(default_factory=list)
+    refunded: int = 0  # what went back so far (partial refunds add up to the amount)
 
 
 @dataclass
@@ -178,14 +180,19 @@ class FlowModel(RuleBasedStateMachine):
         from iap_flow import Money
 
         o = self.o[order_id]
-        amount = o.amount // 2 if half else o.amount
+        remaining = o.amount - o.refunded
+        amount = remaining // 2 if half else remaining
         ask = lambda: self.w.flow.refunds.request(  # noqa: E731
             self.w.buyer, order_id, reason="not as described", amount=Money(amount, "USD")
         )
-        active = [i for i in o.refund_ids if self.r[i].status != "withdrawn"]
+        active = [i for i in o.refund_ids if self.r[i].status not in ("withdrawn", "refunded")]
         assert o.paid_at is not None or o.status not in REFUNDABLE
         if o.status not in REFUNDABLE or active or self.now - o.paid_at > WINDOW:  # type: ignore[operator]
             with pytest.raises(RefundNotAllowed):
+                ask()
+            return multiple()
+        if amount == 0:  # half of one cent
+            with pytest.raises(InvalidInput):
                 ask()
             return multiple()
         refund = ask()
@@ -228,8 +235,10 @@ class FlowModel(RuleBasedStateMachine):
             self.audit += 3  # approve, submit, fail
         else:
             assert result.status == "refunded"
-            r.status, o.status = "refunded", "refunded"
-            self.audit += 4  # approve, submit, confirm, and the order's refund
+            o.refunded += r.amount
+            r.status = "refunded"
+            o.status = "refunded" if o.refunded == o.amount else "partially_refunded"
+            self.audit += 4  # approve, submit, confirm, and the order's (partial) refund
 
     @rule(refund_id=refunds)
     def reject(self, refund_id: str) -> None:
@@ -335,10 +344,11 @@ class FlowModel(RuleBasedStateMachine):
     def money_moves_at_most_once_per_order(self) -> None:
         for order_id, o in self.o.items():
             paid_out = self.w.platform.refunded(order_id)
-            assert len(paid_out) == (1 if o.status == "refunded" else 0)
-            for entry in paid_out:
-                [refunded] = [self.r[i] for i in o.refund_ids if self.r[i].status == "refunded"]
-                assert entry.amount.amount == refunded.amount
+            refunded = [self.r[i] for i in o.refund_ids if self.r[i].status == "refunded"]
+            assert [e.amount.amount for e in paid_out] == [r.amount for r in refunded]
+            assert sum(e.amount.amount for e in paid_out) == o.refunded <= o.amount
+            stored = self.w.rows("SELECT refunded_amount FROM orders WHERE id = ?", (order_id,))
+            assert stored == [(o.refunded,)]
 
     def teardown(self) -> None:
         self.w.close()

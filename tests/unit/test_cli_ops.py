@@ -223,6 +223,22 @@ def test_on_call_decides_as_a_configured_staff_actor_and_is_audited(store: dict[
     assert bad_role.exit_code == 2 and "ID:ROLE" in one_line(bad_role)
 
 
+def test_on_call_grants_part_of_a_refund(store: dict[str, str]) -> None:
+    db, agent = store["db"], {"IAP_FLOW_ACTOR": "ana:support_agent"}
+    zero = invoke("--db", db, "approve", store["big_refund"], "--amount", "0", env=agent)
+    assert zero.exit_code == 2 and "--amount" in zero.output
+    # 99.99 USD is above the agent's limit; 10.00 of it is not
+    part = invoke(
+        "--db", db, "approve", store["big_refund"], "--amount", "1000", "--json", env=agent
+    )
+    assert part.exit_code == 0, part.output
+    refund = json.loads(part.output)["refund"]
+    assert refund["amount"] == {"amount": 1000, "currency": "USD"}
+    assert refund["status"] == "refunded"
+    shown = json.loads(invoke("--db", db, "show", refund["order_id"], "--json").output)
+    assert shown["order"]["status"] == "partially_refunded"
+
+
 def test_on_call_resubmits_payouts_and_delivers_notifications(
     store: dict[str, str], tmp_path: Path
 ) -> None:

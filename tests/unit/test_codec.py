@@ -240,6 +240,7 @@ def test_a_cloned_order_has_every_field_of_the_original_in_its_place() -> None:
         platform_transaction_id="txn_1",
         subscription_id="sub_1",
         paid_at=at + timedelta(seconds=2),
+        refunded_amount=100,
     )
     defaults = {f.name: f.default for f in attrs.fields(Order)}
     assert all(getattr(order, name) != default for name, default in defaults.items())
@@ -281,3 +282,18 @@ def test_time_text_is_right_when_threads_convert_at_once() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert wrong == []
+
+
+def test_an_order_stored_before_refunded_totals_has_refunded_nothing() -> None:
+    """Idempotent results written before schema 7 hold an order row without its refunded
+    total: it reads back as nothing refunded."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    order = codec.order_from(
+        ("ord_1", "u1", "gems", "Gems", "consumable", None, 199, "USD", "sandbox", "txn_1",
+         None, "paid", 2, at.isoformat(), at.isoformat(), at.isoformat())
+    )  # fmt: skip
+    assert (order.refunded_amount, order.refunded, order.refundable) == (
+        0,
+        Money(0, "USD"),
+        Money(199, "USD"),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,3 +98,32 @@ def test_display_examples(money: Money, text: str) -> None:
 
 def test_trusted_builds_an_equal_value_without_checks() -> None:
     assert Money.trusted(499, "USD") == Money(499, "USD")
+
+
+@given(
+    amount=st.integers(0, 10**12),
+    whole=st.integers(1, 100_000),
+    data=st.data(),
+)
+def test_a_share_and_the_rest_add_up_to_the_whole(amount: int, whole: int, data: Any) -> None:
+    """A share is rounded half up to the minor unit and never more than the amount; the share
+    and the rest's share are the whole amount give or take the one rounding cent, and the
+    whole is exactly the amount."""
+    from iap_flow.domain.money import share
+
+    part = data.draw(st.integers(0, whole))
+    money = Money(amount, "USD")
+    mine, rest = share(money, part, whole), share(money, whole - part, whole)
+    assert 0 <= mine.amount <= amount
+    exact = amount * part / whole
+    assert abs(mine.amount - exact) <= 0.5
+    assert abs(mine.amount + rest.amount - amount) <= 1
+    assert share(money, whole, whole) == money and share(money, 0, whole).amount == 0
+
+
+@pytest.mark.parametrize(("part", "whole"), [(-1, 10), (11, 10), (1, 0), (True, 2)])
+def test_a_share_out_of_its_whole_is_refused(part: int, whole: int) -> None:
+    from iap_flow.domain.money import share
+
+    with pytest.raises(InvalidInput):
+        share(Money(100, "USD"), part, whole)

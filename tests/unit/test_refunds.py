@@ -314,3 +314,25 @@ def test_a_withdrawn_refund_above_the_limit_is_withdrawn_not_a_leads_job(world: 
     world.flow.refunds.withdraw(world.buyer, refund.id)
     with pytest.raises(TransitionNotAllowed, match="it is withdrawn"):
         world.flow.refunds.approve(world.agent, refund.id)
+
+
+def test_the_write_path_refuses_an_order_refunded_past_what_it_paid(world: Any) -> None:
+    """``Context.change`` is the guard every service goes through: a refunded total over the
+    amount is refused (typed) before the store sees it, and nothing of the change is kept."""
+    from iap_flow import RefundNotAllowed
+
+    order = world.order(upto="delivered")
+    ctx = world.flow._ctx
+    before = world.count("audit_events")
+    order.refunded_amount = order.amount.amount + 1
+    with pytest.raises(RefundNotAllowed):
+        ctx.run(
+            world.system,
+            "test.overrefund",
+            {},
+            None,
+            lambda tx, now: ctx.change(tx, order, "partial_refund", world.system, now),
+        )
+    assert world.count("audit_events") == before
+    stored = world.flow.orders.get(world.system, order.id)
+    assert (stored.status, stored.refunded_amount) == ("delivered", 0)

@@ -222,6 +222,7 @@ INDIRECT: dict[str, str] = {
     "order.fail_payment": "pay() when the platform declines the charge",
     "order.expire": "the sweep, when an unpaid order's deadline passes",
     "order.refund": "a refund paid out (execute) or reported by the platform",
+    "order.partial_refund": "a refund of part of what was paid, paid out or reported",
     "refund.open_review": "request(): every request goes straight to review",
     "refund.escalate": "the sweep (review deadline) and execute() (payout given up)",
     "refund.confirm": "execute(), when the platform pays the refund out",

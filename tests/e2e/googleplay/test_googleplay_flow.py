@@ -26,6 +26,7 @@ from play_fakes import (
 from iap_flow import (
     SYSTEM,
     DeadlineKind,
+    Money,
     OrderStatus,
     RefundStatus,
 )
@@ -111,15 +112,17 @@ def test_reconciliation_records_console_refunds_and_chargebacks_once(env: Env) -
         {"orderId": "GPA.9999-0000-0000-00000", "purchaseToken": "other", "voidedReason": 1},
         {"orderId": first_id, "purchaseToken": "tok-1", "voidedReason": 1, "voidedQuantity": 1},
     ]
+    env.play.purchases["tok-1"]["quantity"] = 2  # one of two voided: half refunded
     env.play.voided_page = 1  # three pages
     counts = env.notes.reconcile_voided(START - timedelta(days=3))
     assert (counts.seen, counts.refunded, counts.unknown, counts.partial) == (3, 1, 1, 1)
     assert env.order(second.id).status is OrderStatus.REFUNDED
-    assert env.order(first.id).status is OrderStatus.PAID
+    partly = env.order(first.id)
+    assert (partly.status, partly.refunded) == (OrderStatus.PARTIALLY_REFUNDED, Money(100, "USD"))
     assert env.topics("u2") == ["order.paid", "refund.succeeded"]
     before = env.snapshot()
     again = env.notes.reconcile_voided(START - timedelta(days=3))
-    assert (again.refunded, again.already) == (0, 1)
+    assert (again.refunded, again.partial, again.already) == (0, 0, 2)
     assert env.snapshot() == before
     assert env.play.refund_calls() == []  # reconciling never calls orders.refund
 

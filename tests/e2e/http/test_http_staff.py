@@ -35,6 +35,20 @@ def test_refund_queue_and_approval_pays_out(api: Api) -> None:
     assert refund_id in [x["refund"]["id"] for x in refunded.json()]
 
 
+def test_staff_grant_part_of_a_refund_and_the_order_shows_it(api: Api) -> None:
+    name, order_id, refund_id = refund_in_review(api)
+    asked = api.get(f"/v1/orders/{order_id}", api.buyer(name)).json()["order"]["amount"]
+    r = api.post(f"/v1/staff/refunds/{refund_id}/approve", api.staff("k_agent"), {"amount": 50})
+    assert r.status_code == 200 and r.json()["refund"]["status"] == "refunded"
+    assert r.json()["refund"]["amount"] == {"amount": 50, "currency": asked["currency"]}
+    order = api.get(f"/v1/orders/{order_id}", api.buyer(name)).json()["order"]
+    assert order["status"] == "partially_refunded"
+    assert order["refunded"] == {"amount": 50, "currency": asked["currency"]}
+    more = api.post(f"/v1/orders/{order_id}/refunds", api.buyer(name), {"reason": "the rest"})
+    assert more.status_code == 201
+    assert more.json()["amount"]["amount"] == asked["amount"] - 50
+
+
 def test_rejection_reason_reaches_the_buyer(api: Api) -> None:
     name, order_id, refund_id = refund_in_review(api)
     r = api.post(
