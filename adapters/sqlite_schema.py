@@ -149,21 +149,6 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_7(db: sqlite_utils.Database) -> None:
-    """One record of a processed inbound event, with what processing it did: the store
-    notifications' results move here from the idempotency table (keys ``webhook:<source>:<id>``),
-    beside the Slack events' ids."""
-    db.execute("ALTER TABLE processed_events ADD COLUMN result TEXT")
-    db.execute(
-        "INSERT OR IGNORE INTO processed_events (source, event_id, created_at, result)"
-        " SELECT substr(k, 1, instr(k, ':') - 1), substr(k, instr(k, ':') + 1), created_at, result"
-        " FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency"
-        "  WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '')"
-        " WHERE instr(k, ':') > 1"
-    )
-    db.execute("DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%'")
-
-
-def _migrate_8(db: sqlite_utils.Database) -> None:
     """Partial refunds: each order keeps its refunded total, which the database holds within
     what was paid; an order already refunded has refunded all of it. A refund that completes
     is refused if the order's completed refunds would then add up to more than was paid."""
@@ -181,6 +166,21 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
         " WHERE order_id = NEW.order_id AND status = 'refunded' AND id <> NEW.id)"
         " > (SELECT amount FROM orders WHERE id = NEW.order_id); END"
     )
+
+
+def _migrate_8(db: sqlite_utils.Database) -> None:
+    """One record of a processed inbound event, with what processing it did: the store
+    notifications' results move here from the idempotency table (keys ``webhook:<source>:<id>``),
+    beside the Slack events' ids."""
+    db.execute("ALTER TABLE processed_events ADD COLUMN result TEXT")
+    db.execute(
+        "INSERT OR IGNORE INTO processed_events (source, event_id, created_at, result)"
+        " SELECT substr(k, 1, instr(k, ':') - 1), substr(k, instr(k, ':') + 1), created_at, result"
+        " FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency"
+        "  WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '')"
+        " WHERE instr(k, ':') > 1"
+    )
+    db.execute("DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%'")
 
 
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {

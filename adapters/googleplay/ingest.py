@@ -33,8 +33,6 @@ instead.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import logging
@@ -44,7 +42,15 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from iap_flow import SYSTEM, Actor, Flow, Order, PlatformUnavailable
-from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError, PlayClient
+from iap_flow.adapters.googleplay.client import SOURCE, PlayApiError
+from iap_flow.adapters.googleplay.messages import (
+    CHARGED,
+    FULL_REFUND,
+    decode,
+    google_orders,
+    kind_of,
+    looked_up,
+)
 from iap_flow.adapters.googleplay.platform import (
     CHARGED_STATES,
     PURCHASED,
@@ -68,24 +74,6 @@ from iap_flow.adapters.webhooks import (
 )
 
 log = logging.getLogger("iap_flow.adapters.googleplay")
-
-SUBSCRIPTION_TYPES = {
-    1: "RECOVERED", 2: "RENEWED", 3: "CANCELED", 4: "PURCHASED", 5: "ON_HOLD",
-    6: "IN_GRACE_PERIOD", 7: "RESTARTED", 8: "PRICE_CHANGE_CONFIRMED", 9: "DEFERRED",
-    10: "PAUSED", 11: "PAUSE_SCHEDULE_CHANGED", 12: "REVOKED", 13: "EXPIRED",
-    17: "ITEMS_CHANGED", 18: "CANCELLATION_SCHEDULED", 19: "PRICE_CHANGE_UPDATED",
-    20: "PENDING_PURCHASE_CANCELED",
-}  # fmt: skip
-_CHARGED = frozenset({1, 2, 4})  # a new order was paid
-REVOKED = 12
-ONE_TIME_PURCHASED, FULL_REFUND = 1, 1
-_BODIES = (
-    "oneTimeProductNotification",
-    "subscriptionNotification",
-    "voidedPurchaseNotification",
-    "pendingRefundReviewNotification",
-    "testNotification",
-)
 
 
 class GooglePlayNotifications:
@@ -176,10 +164,10 @@ class GooglePlayNotifications:
         message_id = message.get("messageId") or message.get("message_id")
         if not isinstance(message_id, str) or not message_id:
             raise rejected(SOURCE, "malformed", "message has no messageId")
-        note = _decode(message.get("data"))
+        note = decode(message.get("data"))
         if note.get("packageName") != self._platform.client.package_name:
             raise rejected(SOURCE, "wrong_package", f"notification for {note.get('packageName')!r}")
-        kind, body = _kind(note)
+        kind, body = kind_of(note)
         return apply_once(
             self._flow, SOURCE, message_id, kind, lambda: self._apply(kind, body, note, message_id)
         )
@@ -193,7 +181,7 @@ class GooglePlayNotifications:
         if kind == "ONE_TIME_PRODUCT_PURCHASED":
             order = self._one_time(str(body["purchaseToken"]), str(body["sku"]), key)
             return ("paid", order.id, None) if order else ("ignored", None, None)
-        if kind.startswith("SUBSCRIPTION_") and number in _CHARGED:
+        if kind.startswith("SUBSCRIPTION_") and number in CHARGED:
             token = str(body["purchaseToken"])
             order = self._subscription_paid(token, note, key)
             self._subscriptions.after_charge(number, token, order, key)
@@ -201,7 +189,7 @@ class GooglePlayNotifications:
         if kind == "VOIDED_PURCHASE":
             return self._voided(body, key, note)
         if kind == "SUBSCRIPTION_REVOKED":
-            sub = _looked_up(lambda: self._platform.client.subscription(str(body["purchaseToken"])))
+            sub = looked_up(lambda: self._platform.client.subscription(str(body["purchaseToken"])))
             applied = self._confirmed_refund(latest_order(sub), "revoked in Google Play", key)
             if applied[0] == "refunded":
                 return applied
@@ -283,7 +271,7 @@ class GooglePlayNotifications:
 
     def _one_time(self, token: str, product_id: str, key: str) -> Order | None:
         client = self._platform.client
-        purchase = _looked_up(lambda: client.product_purchase(product_id, token))
+        purchase = looked_up(lambda: client.product_purchase(product_id, token))
         state = purchase.get("purchaseState", PURCHASED)
         if state != PURCHASED or not purchase.get("orderId"):
             # 1 canceled: never paid; 2 pending: Google notifies again once paid.
@@ -295,7 +283,7 @@ class GooglePlayNotifications:
         """Record every paid order of the subscription the flow lacks, each by its own id
         (confirmed with ``orders.batchget``); the order this push is about is the one Google
         made last before the push's event time."""
-        sub = _looked_up(lambda: self._platform.client.subscription(token))
+        sub = looked_up(lambda: self._platform.client.subscription(token))
         latest, product_id = latest_order(sub), product_of(sub)
         if latest is None or product_id is None:
             return None
@@ -306,7 +294,7 @@ class GooglePlayNotifications:
         # Which order the push is about: asked of Google when the flow lacks orders, or has
         # several (a late push about an older renewal).
         asked = missing or (ids[-12:] if len(ids) > 1 else [])
-        known = _google_orders(self._platform.client, asked) if asked else {}
+        known = google_orders(self._platform.client, asked) if asked else {}
         linked = self._subscriptions.linked_first(sub, key) if first in missing else None
         for order_id in missing:
             google = known.get(order_id)
@@ -343,74 +331,3 @@ class GooglePlayNotifications:
         (at most 30 days back: all ``voidedpurchases.list`` answers); see
         :func:`~iap_flow.adapters.googleplay.voided.reconcile_voided`."""
         return reconcile_voided(self._flow, self._platform, since, actor=self._actor)
-
-
-def _google_orders(client: PlayClient, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The orders Google knows among ``ids``: one ``orders.batchget``, or (as one unknown id
-    fails a whole batch) ``orders.get`` each."""
-    try:
-        return client.orders(ids)
-    except PlayApiError as exc:
-        if exc.retryable:
-            raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
-    found: dict[str, dict[str, Any]] = {}
-    for order_id in ids:
-        try:
-            found[order_id] = client.order(order_id)
-        except PlayApiError as exc:
-            if exc.retryable:
-                raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
-    return found
-
-
-def _looked_up(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A purchase Google confirms; one Google does not know is refused, not retried."""
-    try:
-        return call()
-    except PlayApiError as exc:
-        if exc.retryable:
-            raise PlatformUnavailable(str(exc), platform=SOURCE) from exc
-        raise rejected(
-            SOURCE, "unverified", f"Google does not confirm the purchase: {exc}"
-        ) from exc
-
-
-def _decode(data: object) -> dict[str, Any]:
-    if not isinstance(data, str):
-        raise rejected(SOURCE, "malformed", "message has no data")
-    try:
-        note = json.loads(base64.b64decode(data, validate=True))
-    except (binascii.Error, ValueError) as exc:
-        raise rejected(SOURCE, "malformed", "message data is not base64 JSON") from exc
-    if not isinstance(note, dict):
-        raise rejected(SOURCE, "malformed", "message data is not a JSON object")
-    return note
-
-
-def _kind(note: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """The notification's type name and body. A body of a kind this version does not know is
-    ``UNKNOWN:<field>`` (acknowledged and ignored); two known bodies are malformed."""
-    bodies = {name: note[name] for name in _BODIES if isinstance(note.get(name), Mapping)}
-    if len(bodies) > 1:
-        raise rejected(SOURCE, "malformed", "a notification carries exactly one body")
-    if not bodies:
-        other = sorted(k for k in note if k.endswith("Notification"))
-        return f"UNKNOWN:{','.join(other) or 'no body'}", {}
-    ((name, body),) = bodies.items()
-    if name == "oneTimeProductNotification":
-        purchased = body.get("notificationType") == ONE_TIME_PURCHASED
-        if purchased and not (body.get("purchaseToken") and body.get("sku")):
-            raise rejected(SOURCE, "malformed", "one-time notification without token or sku")
-        return ("ONE_TIME_PRODUCT_PURCHASED" if purchased else "ONE_TIME_PRODUCT_CANCELED"), body
-    if name == "subscriptionNotification":
-        number = body.get("notificationType")
-        needs_token = number in _CHARGED or number == REVOKED
-        if needs_token and not body.get("purchaseToken"):
-            raise rejected(SOURCE, "malformed", "subscription notification without token")
-        return "SUBSCRIPTION_" + SUBSCRIPTION_TYPES.get(number, str(number)), body
-    names = {
-        "voidedPurchaseNotification": "VOIDED_PURCHASE",
-        "pendingRefundReviewNotification": "PENDING_REFUND_REVIEW",
-        "testNotification": "TEST",
-    }
-    return names[name], body

@@ -140,19 +140,6 @@ ALTER TABLE outbox ADD COLUMN claimed_by text;
 """Outbox claims name their claimer, so a worker renews (and trusts) only its own lease."""
 
 _V6 = """
-ALTER TABLE processed_events ADD COLUMN result text;
-INSERT INTO processed_events (source, event_id, created_at, result)
-  SELECT split_part(k, ':', 1), substr(k, strpos(k, ':') + 1), created_at, result
-  FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency
-    WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '') AS old
-  WHERE strpos(k, ':') > 1
-  ON CONFLICT DO NOTHING;
-DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%';
-"""
-"""One record of a processed inbound event, with what processing it did: the store
-notifications' results move here from the idempotency table, beside the Slack events' ids."""
-
-_V7 = """
 ALTER TABLE orders ADD COLUMN refunded_amount bigint NOT NULL DEFAULT 0;
 UPDATE orders SET refunded_amount = amount WHERE status = 'refunded';
 ALTER TABLE orders ADD CONSTRAINT orders_refunded_within_paid
@@ -174,6 +161,19 @@ CREATE TRIGGER refunds_within_paid BEFORE UPDATE OF status ON refunds FOR EACH R
 """Partial refunds: each order keeps its refunded total, held within what was paid (an order
 already refunded has refunded all of it); a refund that completes is refused if the order's
 completed refunds would then add up to more than was paid."""
+
+_V7 = """
+ALTER TABLE processed_events ADD COLUMN result text;
+INSERT INTO processed_events (source, event_id, created_at, result)
+  SELECT split_part(k, ':', 1), substr(k, strpos(k, ':') + 1), created_at, result
+  FROM (SELECT substr(key, 9) AS k, created_at, result FROM idempotency
+    WHERE command = 'inbound' AND key LIKE 'webhook:%' AND result <> '') AS old
+  WHERE strpos(k, ':') > 1
+  ON CONFLICT DO NOTHING;
+DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%';
+"""
+"""One record of a processed inbound event, with what processing it did: the store
+notifications' results move here from the idempotency table, beside the Slack events' ids."""
 
 MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5, 6: _V6, 7: _V7}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""

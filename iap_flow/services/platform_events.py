@@ -378,15 +378,8 @@ class PlatformEvents:
                     earlier.platform_refund_id = case or earlier.platform_refund_id
                     data = {"review_due": due.isoformat(), "platform_refund_id": case}
                     # audited as the review it is, opened again (from = to) on the new terms
-                    self._ctx.amend(
-                        tx,
-                        earlier,
-                        "open_review",
-                        actor,
-                        now,
-                        data,
-                        action="refund.open_review",
-                    )
+                    amend = self._ctx.amend
+                    amend(tx, earlier, "open_review", actor, now, data, action="refund.open_review")
             return earlier
         return None
 
