@@ -34,9 +34,21 @@ KILLS = 6 * SCALE
 DEV = Actor("dev", "developer")
 
 
-def _run(args: list[str], kill_after: float | None) -> bool:
-    """Run one worker; kill it ``kill_after`` seconds after it is ready. True if it was
-    killed while still working."""
+STEPS = ORDERS * 9 // 2
+"""Steps a worker acknowledges in its journal over the whole run (4 an even order, 5 an odd)."""
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def _run(args: list[str], kill: tuple[int, float] | None, journal: Path) -> bool:
+    """Run one worker; with ``kill=(steps, delay)``, SIGKILL it ``delay`` seconds after it
+    acknowledged ``steps`` steps of the run (a worker starting over acknowledges again the
+    steps already done, so the point is somewhere in the whole lifecycle whatever ran before:
+    placed by progress, not by the clock, it lands in work however fast the machine is).
+    True if it was killed while still working."""
+    start = _lines(journal)
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), *args],
         stdout=subprocess.PIPE,
@@ -45,11 +57,15 @@ def _run(args: list[str], kill_after: float | None) -> bool:
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
-    if kill_after is None or first != "ready":
+    if kill is None or first != "ready":
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0 and first in ("ready", "done"), f"{first}{out}\n{err}"
         return False
-    time.sleep(kill_after)
+    steps, delay = kill
+    give_up = time.monotonic() + 120
+    while proc.poll() is None and _lines(journal) < start + steps and time.monotonic() < give_up:
+        time.sleep(0.0005)
+    time.sleep(delay)  # into the next step: mid-command, mid-transaction, mid-platform call
     alive = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -60,8 +76,11 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(store_url: str, tmp_
     ledger, journal, deliveries = (tmp_path / n for n in ("ledger.db", "journal", "sent"))
     args = [store_url, str(ledger), str(journal), str(deliveries), str(ORDERS)]
     rng = random.Random(10)
-    killed = sum(_run([*args, str(run)], rng.uniform(0.0, 0.25 * SCALE)) for run in range(KILLS))
-    _run([*args, str(KILLS)], None)  # the last one runs to the end
+    killed = sum(
+        _run([*args, str(run)], (rng.randrange(STEPS), rng.uniform(0.0, 0.004)), journal)
+        for run in range(KILLS)
+    )
+    _run([*args, str(KILLS)], None, journal)  # the last one runs to the end
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} kills hit a working process"
 
     platform = FileLedgerPlatform(ledger)
