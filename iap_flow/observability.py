@@ -92,6 +92,27 @@ def configure_logging(
         LOGGER.setLevel(wanted)
 
 
+def set_level(level: str) -> None:
+    """Let ``iap_flow`` records from ``level`` through the handler :func:`configure_logging`
+    installed (keeping its format), or install a text one on stderr.
+
+    For servers that take their own ``--log-level``: unlike ``logging.basicConfig`` this adds
+    no second handler on the root logger, through which every ``iap_flow`` record (which
+    propagates) would print twice.
+    """
+    wanted = logging.getLevelName(level.upper())
+    if not isinstance(wanted, int):
+        raise ValueError(f"unknown log level {level!r}")
+    ours = [h for h in LOGGER.handlers if h.get_name() == _HANDLER_NAME]
+    if not ours:
+        configure_logging("text", level)
+        return
+    for handler in ours:
+        handler.setLevel(wanted)
+    if LOGGER.getEffectiveLevel() > wanted:
+        LOGGER.setLevel(wanted)
+
+
 def log(level: int, message: str, **fields: Any) -> None:
     """A structured log line: ``fields`` become JSON keys (or ``key=value`` in text)."""
     LOGGER.log(level, message, extra={"fields": fields})

@@ -106,6 +106,8 @@ class Feedback:
 
         def run(tx: UnitOfWork, now: datetime) -> Ticket:
             ticket = must(tx.get_ticket(ticket_id), "ticket", ticket_id)
+            # Whose ticket it is comes before its state: another buyer learns nothing of it.
+            check(actor, action, ticket.user_id)
             target = TICKET.target(ticket.id, ticket.status, event)  # refuse before writing
             if event == "answer" and ticket.first_response_at is None:
                 ticket.first_response_at = now

@@ -327,3 +327,30 @@ def test_show_of_a_subscription_lists_its_renewals(tmp_path: Path) -> None:
     assert [o["id"] for o in shown["renewals"]] == [renewal.id]
     table = invoke("--db", str(db), "show", first.id).output
     assert "renewals" in table and renewal.id in table
+
+
+_PROBE = """
+import logging, sys
+from iap_flow.cli import cli
+import iap_flow.cli.webhooks as hooks
+
+def opened(*args, **kwargs):  # stands in for opening the flow: warn as a component would
+    logging.getLogger("iap_flow.probe").warning("printed once")
+    sys.exit(3)
+
+hooks.open_flow_from_config = opened
+cli(["--db", "sqlite:///nothing.db", "webhooks", "--log-level", "info"])
+"""
+
+
+def test_the_webhooks_server_prints_each_warning_once(tmp_path: Path) -> None:
+    """Its --log-level opens the iap_flow handler further; it adds no root handler through
+    which every (propagating) iap_flow record would print a second time."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("printed once") == 1, done.stderr

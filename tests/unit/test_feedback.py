@@ -131,3 +131,16 @@ def test_queues_show_tickets_waiting_for_an_answer_oldest_first(world: Any) -> N
     assert [t.id for t in world.flow.feedback.queue(world.agent, status="answered")] == [
         answered.id
     ]
+
+
+@pytest.mark.parametrize("upto", ["open", "answered", "resolved"])
+def test_another_buyer_is_refused_whatever_state_the_ticket_is_in(world: Any, upto: str) -> None:
+    """Ownership is checked before the state: another buyer's reopen of an open ticket is a
+    permission refusal, not a "cannot reopen" that would tell them the ticket's state."""
+    from iap_flow import PermissionDenied
+
+    ticket = world.ticket(upto=upto)
+    before = world.snapshot()
+    with pytest.raises(PermissionDenied):
+        world.flow.feedback.reopen(world.other_buyer, ticket.id, body="not mine")
+    assert world.snapshot() == before
