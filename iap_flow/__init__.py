@@ -8,6 +8,7 @@ Money(amount=499, currency='USD')
 from importlib.metadata import PackageNotFoundError, version
 
 from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
+from iap_flow.domain.calendar import BusinessCalendar
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
@@ -40,12 +41,14 @@ from iap_flow.domain.models import (
     Platform,
     Product,
     ProductKind,
+    RatingReason,
     RefundRequest,
     RefundStatus,
     Subscription,
     SubscriptionStatus,
     Ticket,
     TicketMessage,
+    TicketPriority,
     TicketStatus,
 )
 from iap_flow.domain.money import Money
@@ -68,6 +71,7 @@ __all__ = [
     "ApprovalLimitExceeded",
     "Audience",
     "AuditEvent",
+    "BusinessCalendar",
     "BuyerFacingError",
     "Clock",
     "ConcurrentModification",
@@ -101,6 +105,7 @@ __all__ = [
     "ProductKind",
     "ProductUnavailable",
     "PurchaseNotOwned",
+    "RatingReason",
     "RefundNotAllowed",
     "RefundRequest",
     "RefundStatus",
@@ -114,6 +119,7 @@ __all__ = [
     "SystemClock",
     "Ticket",
     "TicketMessage",
+    "TicketPriority",
     "TicketStatus",
     "TransitionNotAllowed",
     "__version__",

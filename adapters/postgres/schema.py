@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -139,7 +139,29 @@ ALTER TABLE outbox ADD COLUMN claimed_by text;
 """
 """Outbox claims name their claimer, so a worker renews (and trusts) only its own lease."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5}
+_SERVICE_LEVELS = """
+ALTER TABLE tickets ADD COLUMN priority text NOT NULL DEFAULT 'normal',
+  ADD COLUMN level integer NOT NULL DEFAULT 0, ADD COLUMN waiting_since timestamptz,
+  ADD COLUMN first_response_due timestamptz, ADD COLUMN resolution_due timestamptz,
+  ADD COLUMN reason text;
+UPDATE tickets SET level = 1 WHERE escalated = 1;
+UPDATE tickets t SET
+  first_response_due = (SELECT max(d.due_at) FROM deadlines d
+    WHERE d.subject_id = t.id AND d.kind = 'ticket_first_response'),
+  resolution_due = (SELECT max(d.due_at) FROM deadlines d
+    WHERE d.subject_id = t.id AND d.kind = 'ticket_resolution');
+"""
+"""Tickets carry their service level: priority, escalation level, the targets' due times
+(kept across a wait on the buyer), when the wait began, why a bad rating was given."""
+
+MIGRATIONS: dict[int, str] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: SUBSCRIPTIONS_V5,
+    6: _SERVICE_LEVELS,
+}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

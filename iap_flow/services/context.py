@@ -34,7 +34,6 @@ from iap_flow.domain.ids import IdGenerator
 from iap_flow.domain.models import (
     Audience,
     AuditEvent,
-    Deadline,
     DeadlineKind,
     Notification,
     Order,
@@ -47,6 +46,7 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
+from iap_flow.services import sla
 from iap_flow.services.inputs import check
 from iap_flow.services.outbox import Outbox
 
@@ -306,7 +306,9 @@ class Context(Outbox):
             closed = tuple(kind for kind in closed if kind is not handled)
         if closed:
             tx.close_deadlines(record.id, closed)
-        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now)
+        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now, record=record)
+        if isinstance(record, Ticket):
+            sla.changed(self.policy, tx, record, state, target, now)
         record.status = target
         self._save(tx, update, record, now)
         return record
@@ -366,8 +368,11 @@ class Context(Outbox):
         actor: Actor,
         now: datetime,
         data: dict[str, Any] | None = None,
+        *,
+        record: object = None,
     ) -> None:
-        """Audit the creation of a record in its machine's initial state, open its deadlines."""
+        """Audit the creation of a record in its machine's initial state, open its deadlines
+        (a ``record`` given, a ticket, gets its due times set: save it after)."""
         tx.add_audit(
             AuditEvent(
                 table.aggregate,
@@ -381,10 +386,17 @@ class Context(Outbox):
                 data or {},
             )
         )
-        self.open_deadlines(tx, action, subject_id, now, fresh=True)
+        self.open_deadlines(tx, action, subject_id, now, fresh=True, record=record)
 
     def open_deadlines(
-        self, tx: UnitOfWork, action: str, subject_id: str, now: datetime, *, fresh: bool = False
+        self,
+        tx: UnitOfWork,
+        action: str,
+        subject_id: str,
+        now: datetime,
+        *,
+        fresh: bool = False,
+        record: object = None,
     ) -> None:
         """Open the deadlines ``action`` starts; replaces open ones of the same kind unless the
         record is ``fresh`` (just created, so it has none)."""
@@ -394,9 +406,7 @@ class Context(Outbox):
         if not fresh:
             tx.close_deadlines(subject_id, tuple(rule.kind for rule in rules))
         for rule in rules:
-            window = self.policy.window(rule.kind)
-            remind = now + window * self.policy.remind_at_fraction if rule.reminds else None
-            tx.add_deadline(Deadline(rule.kind, subject_id, now + window, remind_at=remind))
+            tx.add_deadline(sla.deadline(self.policy, rule, subject_id, now, record))
 
 
 class _Pending:

@@ -187,7 +187,7 @@ def test_a_process_delivers_only_the_audiences_it_has_a_destination_for(tmp_path
         )
         order = cron.orders.place(Actor.buyer("u1"), "gems")
         cron.orders.pay(Actor.buyer("u1"), order.id, token="tok_approve")
-        cron.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken")
+        cron.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken", reason="app_problem")
         assert cron.deliver_notifications(SYSTEM) == 1
     assert [json.loads(line)["topic"] for line in buyers.read_text().splitlines()] == ["order.paid"]
     # the bot's process: it has the "slack" destination, and delivers what waited

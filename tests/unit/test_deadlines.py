@@ -74,7 +74,9 @@ def test_opened_by_follows_started_by() -> None:
     [
         ("order", "pending_payment", "paid", {DeadlineKind.ORDER_PAYMENT}),
         ("order", "pending_payment", "expired", {DeadlineKind.ORDER_PAYMENT}),
-        ("order", "paid", "delivered", set()),
+        ("order", "paid", "delivered", {DeadlineKind.ORDER_DELIVERY}),
+        ("order", "awaiting_delivery", "delivered", {DeadlineKind.ORDER_DELIVERY}),
+        ("order", "paid", "awaiting_delivery", set()),
         ("refund", "in_review", "approved", {DeadlineKind.REFUND_REVIEW}),
         ("refund", "in_review", "in_review", set()),  # an escalation keeps it open
         ("refund", "approved", "submitted", set()),  # the payout retry stays open
@@ -86,10 +88,31 @@ def test_opened_by_follows_started_by() -> None:
             "ticket",
             "open",
             "resolved",
-            {DeadlineKind.TICKET_FIRST_RESPONSE, DeadlineKind.TICKET_RESOLUTION},
+            {
+                DeadlineKind.TICKET_FIRST_RESPONSE,
+                DeadlineKind.TICKET_RESOLUTION,
+                DeadlineKind.TICKET_ESCALATION,
+            },
         ),
-        ("ticket", "answered", "resolved", {DeadlineKind.TICKET_RESOLUTION}),
+        (
+            "ticket",
+            "answered",
+            "resolved",
+            {DeadlineKind.TICKET_RESOLUTION, DeadlineKind.TICKET_ESCALATION},
+        ),
         ("ticket", "answered", "answered", set()),
+        # waiting on the buyer stops every ticket clock; the reply starts none by itself
+        (
+            "ticket",
+            "open",
+            "waiting_on_buyer",
+            {
+                DeadlineKind.TICKET_FIRST_RESPONSE,
+                DeadlineKind.TICKET_RESOLUTION,
+                DeadlineKind.TICKET_ESCALATION,
+            },
+        ),
+        ("ticket", "waiting_on_buyer", "reopened", set()),
     ],
 )
 def test_leaving_the_states_closes_the_deadline(
@@ -101,6 +124,7 @@ def test_leaving_the_states_closes_the_deadline(
 def test_only_deadlines_with_an_owner_to_remind_have_reminders() -> None:
     reminded = {rule.kind for rule in RULES if rule.reminds}
     assert reminded == {
+        DeadlineKind.ORDER_DELIVERY,
         DeadlineKind.REFUND_REVIEW,
         DeadlineKind.TICKET_FIRST_RESPONSE,
         DeadlineKind.TICKET_RESOLUTION,

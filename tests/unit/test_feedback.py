@@ -28,12 +28,20 @@ def test_submit_opens_a_ticket_with_two_deadlines_and_tells_support(world: Any) 
         DeadlineKind.TICKET_FIRST_RESPONSE: world.start + timedelta(hours=4),
         DeadlineKind.TICKET_RESOLUTION: world.start + timedelta(hours=72),
     }
-    note = world.notifier.sent[-1]
-    assert (note.topic, note.recipient, note.payload["rating"]) == (
+    note, asked = world.notifier.sent[-2:]
+    assert (note.topic, note.recipient, note.payload["rating"], note.payload["reason"]) == (
         "ticket.opened",
         "support_agent",
         2,
+        None,
     )
+    # a rating of 2 or less with no reason: the buyer is asked why
+    assert (asked.topic, asked.recipient, asked.payload["ticket_id"]) == (
+        "ticket.reason_requested",
+        "u1",
+        ticket.id,
+    )
+    assert "slow_delivery" in asked.payload["reasons"]
 
 
 def test_answer_resolve_reopen_with_messages_and_audit(world: Any) -> None:
