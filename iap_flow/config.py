@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from iap_flow import config_service
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.models import Audience, Notification
 from iap_flow.domain.policy import Policy
@@ -202,7 +203,11 @@ class Config:
     def policy(self) -> Policy:
         table = self.section("policy")
         table.only(
-            *_POLICY_DURATIONS, "refund_max_attempts", "remind_at_fraction", "agent_refund_limits"
+            *_POLICY_DURATIONS,
+            *config_service.KEYS,
+            "refund_max_attempts",
+            "remind_at_fraction",
+            "agent_refund_limits",
         )
         base = Policy()
         values: dict[str, Any] = {
@@ -220,6 +225,7 @@ class Config:
             values["agent_refund_limits"] = {
                 cur: limits.integer(cur, 0) for cur in limits.entries() if _currency(limits, cur)
             }
+        values |= config_service.service_levels(table, base)
         return Policy(**values)
 
     def platforms(self) -> list[PaymentPlatform]:
