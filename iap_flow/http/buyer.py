@@ -268,6 +268,7 @@ def buyer_routes(svc: Service, *, threads: bool, app_store: Any = None) -> list[
                 rating=data.rating,
                 body=data.body,
                 order_id=data.order_id,
+                reason=data.reason,
                 idempotency_key=key,
             )
 
