@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import attrs
 
-from iap_flow import codec
+from iap_flow import codec, observability
 from iap_flow.domain import deadlines
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
@@ -48,6 +48,7 @@ from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, Tra
 from iap_flow.ports import Clock, Notifier, PaymentPlatform, Store, UnitOfWork
 from iap_flow.services import sla
 from iap_flow.services.inputs import check
+from iap_flow.services.instrumented import InstrumentedPlatform
 from iap_flow.services.outbox import Outbox
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class Context(Outbox):
 
     def platform(self, platform: Platform) -> PaymentPlatform:
         try:
-            return self.platforms[platform]
+            return InstrumentedPlatform(self.platforms[platform])
         except KeyError:
             raise InvalidInput(
                 f"no payment platform configured for {platform}; configured: "
@@ -137,6 +138,9 @@ class Context(Outbox):
             except ConcurrentModification:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
+            except StoreError as exc:
+                observability.store_error(type(exc).__name__)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_once(
