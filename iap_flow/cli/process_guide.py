@@ -104,6 +104,8 @@ SWIMLANES: tuple[Lane, ...] = (
             Node("ticket.answer", LD, 2),
             Node("ticket.resolve", B, 3),
             Node("ticket.reopen", B, 4),
+            Node("ticket.ask_buyer", AG, 2),
+            Node("ticket.buyer_reply", B, 2),
         ),
         (
             (0, 1, None),
@@ -113,6 +115,9 @@ SWIMLANES: tuple[Lane, ...] = (
             (3, 4, None),
             (4, 5, None),
             (5, 1, None),
+            (1, 6, None),
+            (6, 7, None),
+            (7, 1, None),
         ),
     ),
 )
