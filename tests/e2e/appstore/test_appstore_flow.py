@@ -190,7 +190,8 @@ def test_refund_apple_decided_alone_then_reversed(env: Env) -> None:
 
 
 def test_consumption_request_deadline_escalates_when_staff_miss_it(env: Env) -> None:
-    _, txn, _ = bought(env)
+    _, txn, order = bought(env)
+    env.flow.orders.deliver(SYSTEM, order.id)  # the gems were granted: only the review is due
     review = env.notes.ingest(env.apple.notification("CONSUMPTION_REQUEST", txn, env.clock.now()))
     assert review.refund_id is not None
     env.clock.advance(timedelta(hours=11, minutes=59))
