@@ -308,9 +308,13 @@ class Context(Outbox):
         closed = deadlines.closed_by(table.aggregate, state, target)
         if handled is not None:
             closed = tuple(kind for kind in closed if kind is not handled)
-        if closed:
-            tx.close_deadlines(record.id, closed)
-        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now, record=record)
+        # The deadlines this step ends and those it starts afresh close in one statement.
+        opened = deadlines.opened_by(f"{table.aggregate}.{event}")
+        kinds = tuple(dict.fromkeys((*closed, *(rule.kind for rule in opened))))
+        if kinds:
+            tx.close_deadlines(record.id, kinds)
+        for rule in opened:
+            tx.add_deadline(sla.deadline(self.policy, rule, record.id, now, record))
         if isinstance(record, Ticket):
             sla.changed(self.policy, tx, record, state, target, now)
         record.status = target
