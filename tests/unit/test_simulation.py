@@ -159,3 +159,22 @@ def test_refuses_a_flow_on_the_wall_clock_and_bad_sizes() -> None:
         with pytest.raises(InvalidInput):
             simulate(manual, buyers=buyers, days=days, seed=1)
     assert manual.catalogue.products() == [], "bad input writes nothing"
+
+
+def test_no_paid_order_waits_for_delivery_without_a_lead_being_told(
+    sim: tuple[Flow, SimulationStats, MemoryNotifier],
+) -> None:
+    """The demo's slow deliveries ("I paid but waited a long time") raise the delivery
+    deadline's alert; an order still undelivered at the end was escalated, not forgotten."""
+    flow, _, notifier = sim
+    told = {
+        n.payload["order_id"]
+        for n in notifier.sent
+        if n.topic == "deadline.escalated" and n.payload.get("kind") == "order_delivery"
+    }
+    assert told, "some deliveries were held past the hour"
+    now = flow.clock.now()
+    for order in all_orders(flow):
+        if order.status in ("paid", "awaiting_delivery") and order.paid_at is not None:
+            if now - order.paid_at > timedelta(hours=2):  # the hourly sweep has passed it
+                assert order.id in told, order.id
