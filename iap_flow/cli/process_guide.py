@@ -58,8 +58,8 @@ SWIMLANES: tuple[Lane, ...] = (
             Node("order.place", B, 1),
             Node("order.pay", B, 2),
             Node("order.expire", S, 2),
-            Node("order.deliver", S, 3),
-            Node("order.complete", B, 4),
+            Node("order.deliver", S, 4),
+            Node("order.complete", B, 5),
             Node("order.escalate", S, 3),
         ),
         (
