@@ -12,7 +12,7 @@ import sqlite_utils
 
 from iap_flow.adapters.sqlite_subscriptions import migrate_5 as migrate_subscriptions
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 OPEN = "('pending', 'reminded')"
 STAFF_RECIPIENTS_SQL = (
     "('support', 'support_agent', 'support_lead', 'product_manager', 'data_analyst', 'developer')"
@@ -169,6 +169,30 @@ def _migrate_7(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_8(db: sqlite_utils.Database) -> None:
+    """Tickets carry their service level: priority, escalation level, the targets' due times
+    (kept across a wait on the buyer), when the wait began, and why a bad rating was given.
+    Open tickets get their due times from their open deadlines."""
+    for column in (
+        "priority TEXT NOT NULL DEFAULT 'normal'",
+        "level INTEGER NOT NULL DEFAULT 0",
+        "waiting_since TEXT",
+        "first_response_due TEXT",
+        "resolution_due TEXT",
+        "reason TEXT",
+    ):
+        db.execute(f"ALTER TABLE tickets ADD COLUMN {column}")
+    db.execute("UPDATE tickets SET level = 1 WHERE escalated = 1")
+    for kind, column in (
+        ("ticket_first_response", "first_response_due"),
+        ("ticket_resolution", "resolution_due"),
+    ):
+        db.execute(
+            f"UPDATE tickets SET {column} = (SELECT MAX(d.due_at) FROM deadlines d"
+            f" WHERE d.subject_id = tickets.id AND d.kind = '{kind}')"
+        )
+
+
+def _migrate_9(db: sqlite_utils.Database) -> None:
     """One record of a processed inbound event, with what processing it did: the store
     notifications' results move here from the idempotency table (keys ``webhook:<source>:<id>``),
     beside the Slack events' ids."""
@@ -192,4 +216,5 @@ MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     6: migrate_subscriptions,
     7: _migrate_7,
     8: _migrate_8,
+    9: _migrate_9,
 }

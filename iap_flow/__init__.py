@@ -8,6 +8,7 @@ Money(amount=499, currency='USD')
 from importlib.metadata import PackageNotFoundError, version
 
 from iap_flow.config import Config, ConfigError, load_config, open_flow_from_config
+from iap_flow.domain.calendar import BusinessCalendar
 from iap_flow.domain.clock import ManualClock, SystemClock
 from iap_flow.domain.errors import (
     AlreadyDecided,
@@ -41,12 +42,14 @@ from iap_flow.domain.models import (
     Platform,
     Product,
     ProductKind,
+    RatingReason,
     RefundRequest,
     RefundStatus,
     Subscription,
     SubscriptionStatus,
     Ticket,
     TicketMessage,
+    TicketPriority,
     TicketStatus,
 )
 from iap_flow.domain.money import Money
@@ -79,6 +82,7 @@ __all__ = [
     "ApprovalLimitExceeded",
     "Audience",
     "AuditEvent",
+    "BusinessCalendar",
     "BuyerFacingError",
     "Clock",
     "ConcurrentModification",
@@ -114,6 +118,7 @@ __all__ = [
     "ProductKind",
     "ProductUnavailable",
     "PurchaseNotOwned",
+    "RatingReason",
     "RefundNotAllowed",
     "RefundRequest",
     "RefundStatus",
@@ -128,6 +133,7 @@ __all__ = [
     "SystemClock",
     "Ticket",
     "TicketMessage",
+    "TicketPriority",
     "TicketStatus",
     "TransitionNotAllowed",
     "__version__",

@@ -25,10 +25,12 @@ from iap_flow.domain.models import (
     Platform,
     Product,
     ProductKind,
+    RatingReason,
     RefundRequest,
     RefundStatus,
     Ticket,
     TicketMessage,
+    TicketPriority,
     TicketStatus,
 )
 from iap_flow.domain.money import Money
@@ -281,6 +283,12 @@ def ticket_row(t: Ticket) -> dict[str, Any]:
         "resolved_at": ts_opt(t.resolved_at),
         "escalated": int(t.escalated),
         "reopen_count": t.reopen_count,
+        "priority": t.priority.value,
+        "level": t.level,
+        "waiting_since": ts_opt(t.waiting_since),
+        "first_response_due": ts_opt(t.first_response_due),
+        "resolution_due": ts_opt(t.resolution_due),
+        "reason": None if t.reason is None else t.reason.value,
     }
 
 
@@ -300,6 +308,12 @@ def ticket_from(r: Row, messages: list[TicketMessage] | None = None) -> Ticket:
         escalated=bool(r["escalated"]),
         reopen_count=r["reopen_count"],
         messages=messages or [],
+        priority=_enum(TicketPriority, r["priority"], "ticket priority"),
+        level=r["level"],
+        waiting_since=dt_opt(r["waiting_since"]),
+        first_response_due=dt_opt(r["first_response_due"]),
+        resolution_due=dt_opt(r["resolution_due"]),
+        reason=None if r["reason"] is None else _enum(RatingReason, r["reason"], "rating reason"),
     )
 
 

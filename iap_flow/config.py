@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from iap_flow import config_service
 from iap_flow.config_policy import review_answer
 from iap_flow.domain.errors import InvalidInput
 from iap_flow.domain.models import Audience, Notification
@@ -207,6 +208,7 @@ class Config:
         table = self.section("policy")
         table.only(
             *_POLICY_DURATIONS,
+            *config_service.KEYS,
             "refund_max_attempts",
             "remind_at_fraction",
             "agent_refund_limits",
@@ -230,6 +232,7 @@ class Config:
             }
         if table.has("review_answer"):
             values["review_answer"] = review_answer(table.table("review_answer"))
+        values |= config_service.service_levels(table, base)
         return Policy(**values)
 
     def platforms(self) -> list[PaymentPlatform]:

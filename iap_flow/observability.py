@@ -92,6 +92,27 @@ def configure_logging(
         LOGGER.setLevel(wanted)
 
 
+def set_level(level: str) -> None:
+    """Let ``iap_flow`` records from ``level`` through the handler :func:`configure_logging`
+    installed (keeping its format), or install a text one on stderr.
+
+    For servers that take their own ``--log-level``: unlike ``logging.basicConfig`` this adds
+    no second handler on the root logger, through which every ``iap_flow`` record (which
+    propagates) would print twice.
+    """
+    wanted = logging.getLevelName(level.upper())
+    if not isinstance(wanted, int):
+        raise ValueError(f"unknown log level {level!r}")
+    ours = [h for h in LOGGER.handlers if h.get_name() == _HANDLER_NAME]
+    if not ours:
+        configure_logging("text", level)
+        return
+    for handler in ours:
+        handler.setLevel(wanted)
+    if LOGGER.getEffectiveLevel() > wanted:
+        LOGGER.setLevel(wanted)
+
+
 def log(level: int, message: str, **fields: Any) -> None:
     """A structured log line: ``fields`` become JSON keys (or ``key=value`` in text)."""
     LOGGER.log(level, message, extra={"fields": fields})
@@ -112,6 +133,10 @@ class Metrics:
     sweep_actions: Any
     worker_errors: Any
     last_cycle: Any
+    platform_calls: Any
+    platform_failures: Any
+    payout_failures: Any
+    store_errors: Any
 
 
 _METRICS: list[Metrics] = []
@@ -173,9 +198,66 @@ def metrics() -> Metrics | None:
             namespace=ns,
             registry=registry,
         ),
+        platform_calls=prom.Counter(
+            "platform_calls",
+            "Payment platform calls, by platform, call and outcome (ok, declined, error).",
+            ["platform", "call", "outcome"],
+            namespace=ns,
+            registry=registry,
+        ),
+        platform_failures=prom.Counter(
+            "platform_failures",
+            "Payment platform calls that raised (no answer, or a fault), by error.",
+            ["platform", "call", "error"],
+            namespace=ns,
+            registry=registry,
+        ),
+        payout_failures=prom.Counter(
+            "payout_failures",
+            "Refund payouts the platform refused or did not answer.",
+            ["platform"],
+            namespace=ns,
+            registry=registry,
+        ),
+        store_errors=prom.Counter(
+            "store_errors",
+            "Commands whose store transaction failed, by error.",
+            ["error"],
+            namespace=ns,
+            registry=registry,
+        ),
     )
     _METRICS.append(made)
     return made
+
+
+def platform_call(platform: str, call: str, outcome: str, error: str | None = None) -> None:
+    """Count one payment platform call; a refused or unanswered refund is a failed payout."""
+    made = metrics()
+    if made is None:
+        return
+    made.platform_calls.labels(platform, call, outcome).inc()
+    if outcome == "error":
+        made.platform_failures.labels(platform, call, error or "unknown").inc()
+    if call == "refund" and outcome != "ok":
+        made.payout_failures.labels(platform).inc()
+
+
+def store_error(error: str) -> None:
+    """Count a store transaction that failed (``StoreError`` and its kinds)."""
+    made = metrics()
+    if made is not None:
+        made.store_errors.labels(error).inc()
+
+
+def exposition() -> bytes:
+    """This process's iap_flow metrics in the Prometheus text format (empty without the extra)."""
+    made = metrics()
+    if made is None:
+        return b""
+    prom = importlib.import_module("prometheus_client")
+    data: bytes = prom.generate_latest(made.registry)
+    return data
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> Any:

@@ -180,7 +180,7 @@ class World:
     def ticket(self, *, buyer: Actor = BUYER, upto: str = "open") -> Ticket:
         """A feedback ticket of ``buyer`` taken up to open, answered, resolved or reopened."""
         fb = self.flow.feedback
-        ticket = fb.submit(buyer, rating=2, body="the gems did not arrive")
+        ticket = fb.submit(buyer, rating=2, body="the gems did not arrive", reason="slow_delivery")
         if upto == "open":
             return ticket
         ticket = fb.answer(AGENT, ticket.id, body="sorry, we are looking into it")

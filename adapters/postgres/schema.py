@@ -14,7 +14,7 @@ from psycopg import sql
 
 from iap_flow.domain.errors import InvalidInput, SchemaTooNew
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 CONFLICT_SQLSTATE = "IF409"
 """Raised by ``expect_one()`` when a version-checked UPDATE matched no row."""
 OUTBOX_ID_BLOCK = 64
@@ -163,6 +163,21 @@ already refunded has refunded all of it); a refund that completes is refused if 
 completed refunds would then add up to more than was paid."""
 
 _V7 = """
+ALTER TABLE tickets ADD COLUMN priority text NOT NULL DEFAULT 'normal',
+  ADD COLUMN level integer NOT NULL DEFAULT 0, ADD COLUMN waiting_since timestamptz,
+  ADD COLUMN first_response_due timestamptz, ADD COLUMN resolution_due timestamptz,
+  ADD COLUMN reason text;
+UPDATE tickets SET level = 1 WHERE escalated = 1;
+UPDATE tickets t SET
+  first_response_due = (SELECT max(d.due_at) FROM deadlines d
+    WHERE d.subject_id = t.id AND d.kind = 'ticket_first_response'),
+  resolution_due = (SELECT max(d.due_at) FROM deadlines d
+    WHERE d.subject_id = t.id AND d.kind = 'ticket_resolution');
+"""
+"""Tickets carry their service level: priority, escalation level, the targets' due times
+(kept across a wait on the buyer), when the wait began, why a bad rating was given."""
+
+_V8 = """
 ALTER TABLE processed_events ADD COLUMN result text;
 INSERT INTO processed_events (source, event_id, created_at, result)
   SELECT split_part(k, ':', 1), substr(k, strpos(k, ':') + 1), created_at, result
@@ -175,7 +190,16 @@ DELETE FROM idempotency WHERE command = 'inbound' AND key LIKE 'webhook:%';
 """One record of a processed inbound event, with what processing it did: the store
 notifications' results move here from the idempotency table, beside the Slack events' ids."""
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: SUBSCRIPTIONS_V5, 6: _V6, 7: _V7}
+MIGRATIONS: dict[int, str] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: SUBSCRIPTIONS_V5,
+    6: _V6,
+    7: _V7,
+    8: _V8,
+}
 """Schema version -> the DDL that brings the previous version to it (run in the schema)."""
 
 

@@ -207,22 +207,44 @@ def _step_line(step: AuditEvent | None) -> str | None:
     return lines.get(step.event)
 
 
+REASON_WORDS = {
+    "slow_delivery": "paid but waited too long",
+    "payment_problem": "a payment problem",
+    "not_as_described": "not as described",
+    "too_expensive": "too expensive",
+    "app_problem": "the app does not work",
+    "support": "unhappy with support",
+    "other": "another reason",
+}
+"""A bad rating's reason as support reads it."""
+
+
 def ticket_card(view: TicketView, now: datetime) -> Message:
     """A feedback ticket: rating, text, deadline, latest step; Reply / Resolve until resolved."""
     ticket = view.ticket
     stars = "★" * ticket.rating + "☆" * (5 - ticket.rating)
     title = "Feedback reopened" if ticket.status is TicketStatus.REOPENED else "Feedback"
+    if ticket.status is TicketStatus.WAITING_ON_BUYER:
+        title = "Feedback waiting on the buyer"
+    fields = [
+        f"*Buyer*\n{code(ticket.user_id)}",
+        f"*Order*\n{code(ticket.order_id) if ticket.order_id else '-'}",
+        f"*Submitted*\n{when(ticket.created_at)}",
+        f"*Due*\n{when(view.due_at)} ({time_left(view.due_at, now)})"
+        if view.due_at
+        else "*Due*\n-",
+        f"*Priority*\n{esc(ticket.priority)}"
+        + (f" · escalated to level {ticket.level}" if ticket.level else ""),
+    ]
+    if ticket.reason is not None:
+        fields.append(
+            f"*Why {ticket.rating}/5*\n{esc(REASON_WORDS.get(ticket.reason, ticket.reason))}"
+        )
+    elif ticket.rating <= 2:
+        fields.append("*Why*\n_the buyer was asked_")
     blocks = [
         section(
-            f":speech_balloon: *{title}* {code(ticket.id)} · {stars} ({ticket.rating}/5)",
-            [
-                f"*Buyer*\n{code(ticket.user_id)}",
-                f"*Order*\n{code(ticket.order_id) if ticket.order_id else '-'}",
-                f"*Submitted*\n{when(ticket.created_at)}",
-                f"*Due*\n{when(view.due_at)} ({time_left(view.due_at, now)})"
-                if view.due_at
-                else "*Due*\n-",
-            ],
+            f":speech_balloon: *{title}* {code(ticket.id)} · {stars} ({ticket.rating}/5)", fields
         ),
         section(quote(ticket.body)),
     ]

@@ -37,7 +37,7 @@ from .config import RoleResolver, SlackConfig, make_client
 
 log = logging.getLogger(__name__)
 
-STAFF_RECIPIENTS = frozenset({"support", "support_agent", "support_lead"})
+STAFF_RECIPIENTS = frozenset({"support", "support_agent", "support_lead", "support_manager"})
 DONE = frozenset(
     {RefundStatus.REJECTED, RefundStatus.WITHDRAWN, RefundStatus.REFUNDED, TicketStatus.RESOLVED}
 )

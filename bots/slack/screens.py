@@ -45,6 +45,8 @@ _DEADLINES = {
     "ticket_resolution": "resolution of ticket",
     "order_payment": "payment of order",
     "refund_retry": "payout retry of refund",
+    "order_delivery": "delivery of paid order",
+    "ticket_escalation": "lead's time on escalated ticket",
 }
 
 

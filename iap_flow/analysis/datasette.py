@@ -14,6 +14,9 @@ file's name; the same file serves as ``-m`` metadata on 0.65 and ``-c`` config o
     python -m iap_flow.analysis.datasette --db demo.db --out datasette.yaml
     datasette demo.db -c datasette.yaml    # 1.0;  0.65: datasette demo.db -m datasette.yaml
 
+(Checked on 1.0a41: ``-c`` loads the queries; the instance title is metadata there, so add
+``-m datasette.yaml`` too for it. ``-m`` alone on 1.0 loads no query.)
+
 The canned queries are the report's own aggregates (``iap_flow.adapters.sql``) in SQLite's
 dialect, so Datasette and ``iap-flow report`` give the same figures. Each takes optional
 ``since`` / ``until``: ISO 8601 instants (an offset such as ``+08:00`` is honoured; none

@@ -5,6 +5,10 @@ every iap-flow database, whatever its file name, on Datasette 0.65 and 1.0.
 * An analyst export (``iap-flow export --format sqlite``, marked by ``iap_flow_export``):
   the canned queries whose tables the export holds, on its pseudonymised rows.
 * Any other database: nothing.
+
+Datasette 0.65 asks for them through the ``canned_queries`` hook. Datasette 1.0 keeps
+queries as *stored queries* in its internal database and has no such hook (1.0a41): there
+the ``startup`` hook saves them with ``Datasette.add_query`` for every database it opened.
 """
 
 from __future__ import annotations
@@ -40,5 +44,28 @@ async def for_database(db: Any) -> Queries:
 def canned_queries(datasette: Any, database: str) -> Callable[[], Awaitable[Queries]]:
     async def inner() -> Queries:
         return await for_database(datasette.get_database(database))
+
+    return inner
+
+
+@hookimpl  # type: ignore[untyped-decorator]  # datasette's hookimpl is untyped
+def startup(datasette: Any) -> Callable[[], Awaitable[None]] | None:
+    add = getattr(datasette, "add_query", None)
+    if add is None:  # Datasette 0.65: canned_queries (above) serves them
+        return None
+
+    async def inner() -> None:
+        for name, db in list(datasette.databases.items()):
+            if name.startswith("_"):  # _internal, _memory
+                continue
+            for query_name, query in (await for_database(db)).items():
+                await add(
+                    name,
+                    query_name,
+                    query["sql"],
+                    title=query["title"],
+                    description=query["description"],
+                    source="iap_flow",
+                )
 
     return inner

@@ -190,8 +190,16 @@ def _value(value: object) -> str:
     """A policy value as people read it: durations in h/min, amount limits as money."""
     if isinstance(value, timedelta):
         return duration(value)
-    if isinstance(value, dict):
+    if isinstance(value, tuple) and all(isinstance(v, timedelta) for v in value):
+        return " / ".join(duration(v) for v in value)
+    if isinstance(value, dict) and all(isinstance(v, int) for v in value.values()):
         return ", ".join(str(Money(a, c)) for c, a in sorted(value.items())) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, tuple):
+        return " → ".join(str(v) for v in value)
+    if value is None:
+        return "none"
     return str(value)
 
 

@@ -9,12 +9,14 @@ and a test checks each swimlane node against the roles allowed to take that step
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from html import escape
 
 import attrs
 
+from iap_flow.cli import process_levels
 from iap_flow.cli import process_words as w
+from iap_flow.cli.process_levels import table as _table
+from iap_flow.cli.process_levels import when
 from iap_flow.domain.deadlines import RULES, DeadlineRule
 from iap_flow.domain.money import Money
 from iap_flow.domain.policy import Policy
@@ -56,10 +58,19 @@ SWIMLANES: tuple[Lane, ...] = (
             Node("order.place", B, 1),
             Node("order.pay", B, 2),
             Node("order.expire", S, 2),
-            Node("order.deliver", S, 3),
-            Node("order.complete", B, 4),
+            Node("order.deliver", S, 4),
+            Node("order.complete", B, 5),
+            Node("order.escalate", S, 3),
         ),
-        ((0, 1, None), (1, 2, None), (1, 3, "order_payment"), (2, 4, None), (4, 5, None)),
+        (
+            (0, 1, None),
+            (1, 2, None),
+            (1, 3, "order_payment"),
+            (2, 4, None),
+            (4, 5, None),
+            (2, 6, "order_delivery"),
+            (6, 4, None),
+        ),
     ),
     Lane(
         "refund",
@@ -93,6 +104,8 @@ SWIMLANES: tuple[Lane, ...] = (
             Node("ticket.answer", LD, 2),
             Node("ticket.resolve", B, 3),
             Node("ticket.reopen", B, 4),
+            Node("ticket.ask_buyer", AG, 2),
+            Node("ticket.buyer_reply", B, 2),
         ),
         (
             (0, 1, None),
@@ -102,22 +115,13 @@ SWIMLANES: tuple[Lane, ...] = (
             (3, 4, None),
             (4, 5, None),
             (5, 1, None),
+            (1, 6, None),
+            (6, 7, None),
+            (7, 1, None),
         ),
     ),
 )
 """The main paths of the process, by role. Every node's role may take its step."""
-
-
-def when(delta: timedelta, lang: str) -> str:
-    """A time limit as people write it: ``24 h`` / ``24 小时``, ``30 min`` / ``30 分钟``."""
-    minutes = int(delta.total_seconds() // 60)
-    hours, rest = divmod(minutes, 60)
-    units = {"en": ("days", "h", "min"), "zh": ("天", "小时", "分钟")}[lang]
-    if hours >= 168 and hours % 24 == 0 and not rest:
-        return f"{hours // 24} {units[0]}"
-    if not hours:
-        return f"{rest} {units[2]}"
-    return f"{hours} {units[1]}" + (f" {rest} {units[2]}" if rest else "")
 
 
 def limit_phrase(rule: DeadlineRule, policy: Policy, lang: str) -> str:
@@ -130,13 +134,20 @@ def limit_phrase(rule: DeadlineRule, policy: Policy, lang: str) -> str:
     consequence = {"escalate": "else_lead", "expire": "else_expire", "submit": "else_retry"}
     consequence |= {"answer_platform": "else_policy_answer", "acknowledge": "else_acknowledge"}
     consequence |= {"subscription.expire": "else_sub_expire", "subscription.hold": "else_hold"}
-    key = consequence.get(f"{rule.aggregate}.{rule.on_due}") or consequence[rule.on_due]
+    consequence |= {"ticket_escalation": "else_manager"}
+    key = (
+        consequence.get(rule.kind.value)
+        or consequence.get(f"{rule.aggregate}.{rule.on_due}")
+        or consequence[rule.on_due]
+    )
     comma = "\uff0c" if lang == "zh" else ", "  # a full-width comma in Chinese
     return text + comma + w.word(w.TEXT, key, lang)
 
 
 FULFILLED_BY: dict[str, tuple[str, ...]] = {
     "order_payment": ("order.pay",),
+    "order_delivery": ("order.deliver",),
+    "ticket_escalation": ("ticket.resolve",),
     "refund_review": ("refund.approve", "refund.reject"),
     "refund_retry": ("refund.confirm",),
     "ticket_first_response": ("ticket.answer",),
@@ -223,6 +234,7 @@ def guide(policy: Policy, lang: str, steps: Sequence[str]) -> list[str]:
         ", ".join(str(Money(a, c)) for c, a in sorted(policy.agent_refund_limits.items())) or "-"
     )
     out += [t("agent_limit").format(limits=limits), ""]
+    out += process_levels.service_levels(policy, lang)
     out += [f"## {t('roles')}", ""]
     sep = "、" if lang == "zh" else ", "
     role_rows = [
@@ -241,12 +253,6 @@ def guide(policy: Policy, lang: str, steps: Sequence[str]) -> list[str]:
     ]
     out += _table((t("machine"), t("status"), t("name")), state_rows)
     return out
-
-
-def _table(header: tuple[str, ...], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return [*out, ""]
 
 
 def label(node: Node, lang: str) -> str:

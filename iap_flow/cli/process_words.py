@@ -30,6 +30,10 @@ STATES: dict[str, dict[str, str]] = {
     "refund.failed": {"en": "payout failed", "zh": "退款失败"},
     "ticket.open": {"en": "waiting for an answer", "zh": "待处理"},
     "ticket.answered": {"en": "answered", "zh": "已答复"},
+    "ticket.waiting_on_buyer": {
+        "en": "waiting on the buyer (the clock stops)",
+        "zh": "等待用户回复（暂停计时）",
+    },
     "ticket.resolved": {"en": "resolved", "zh": "已解决"},
     "ticket.reopened": {"en": "reopened", "zh": "重新打开"},
     "subscription.active": {"en": "active", "zh": "生效中"},
@@ -66,6 +70,10 @@ STEPS: dict[str, dict[str, str]] = {
         "zh": "订单部分退款",
     },
     "order.refund": {"en": "Mark the order refunded", "zh": "订单退款"},
+    "order.escalate": {
+        "en": "Paid but not delivered: tell the lead",
+        "zh": "超时未发货，上报客服主管",
+    },
     "refund.request": {"en": "Ask for a refund", "zh": "退款申请"},
     "refund.open_review": {"en": "Open the review task", "zh": "生成审核任务"},
     "refund.escalate": {"en": "Tell the lead", "zh": "上报客服主管"},
@@ -83,6 +91,15 @@ STEPS: dict[str, dict[str, str]] = {
     "ticket.answer": {"en": "Answer the buyer", "zh": "问题处理"},
     "ticket.resolve": {"en": "Mark the problem solved", "zh": "问题解决"},
     "ticket.reopen": {"en": "Reopen: the problem is back", "zh": "重新打开"},
+    "ticket.ask_buyer": {
+        "en": "Ask the buyer for details (the clock stops)",
+        "zh": "请用户补充信息（暂停计时）",
+    },
+    "ticket.buyer_reply": {
+        "en": "The buyer replies (the clock runs on)",
+        "zh": "用户回复（恢复计时）",
+    },
+    "ticket.explain": {"en": "Say why the rating is low", "zh": "填写差评原因"},
     "ticket.escalate": {"en": "Tell the lead", "zh": "上报客服主管"},
     "subscription.start": {"en": "A paid order starts a subscription", "zh": "订阅开通"},
     "subscription.renew": {"en": "A paid renewal starts a new period", "zh": "续订成功"},
@@ -173,6 +190,35 @@ TEXT: dict[str, dict[str, str]] = {
     "within": {"en": "within {window}", "zh": "{window}内"},
     "reminder": {"en": "a reminder at {at}", "zh": "{at}时提醒"},
     "else_lead": {"en": "else the lead is told", "zh": "否则通知客服主管"},
+    "else_manager": {"en": "else the support manager is told", "zh": "否则通知客服经理"},
+    "levels": {"en": "Feedback: targets by priority", "zh": "售后反馈：按优先级的时限"},
+    "priority": {"en": "priority", "zh": "优先级"},
+    "first_answer": {"en": "first answer within", "zh": "首次答复时限"},
+    "solved": {"en": "solved within", "zh": "解决时限"},
+    "hours_all": {
+        "en": "Feedback targets count every hour of the day (no business-hours calendar is set).",
+        "zh": "售后反馈时限按自然时间计算（未设置工作时间）。",
+    },
+    "hours": {
+        "en": "Feedback targets count working hours only: {days}, {hours} ({tz}), "
+        "not on the {n} listed holidays. Store and order time limits count every hour.",
+        "zh": "售后反馈时限只计算工作时间：{days}，{hours}（{tz}），{n} 个节假日不计。"
+        "商店与订单的时限按自然时间计算。",
+    },
+    "pause": {
+        "en": "While support waits on the buyer's reply, the clock stops; it runs on with the "
+        "time left when the buyer replies. A warning goes out when most of the time is used.",
+        "zh": "等待用户回复期间暂停计时，用户回复后按剩余时间继续计时。时限即将用完时发出预警。",
+    },
+    "chain": {
+        "en": "Escalation: {chain}; each level has {window} before the next is told.",
+        "zh": "逐级上报：{chain}；每一级有 {window}处理时间，超时通知上一级。",
+    },
+    "bad_rating": {
+        "en": "A rating of 2 or less asks the buyer why (slow delivery, payment problem, ...); "
+        "support sees the reason with the feedback.",
+        "zh": "评分为 2 分及以下时请用户选择原因（发货慢、支付问题等），客服可在反馈中看到原因。",
+    },
     "else_expire": {"en": "else the order is closed", "zh": "否则订单自动关闭"},
     "else_retry": {"en": "else it is sent again", "zh": "否则系统自动重试"},
     "else_policy_answer": {
@@ -206,6 +252,11 @@ LIMIT_WHAT: dict[str, dict[str, str]] = {
     },
     "ticket_first_response": {"en": "Support answers new feedback", "zh": "客服首次答复用户反馈"},
     "ticket_resolution": {"en": "Support solves the buyer's problem", "zh": "客服解决用户问题"},
+    "ticket_escalation": {
+        "en": "The lead solves an escalated problem",
+        "zh": "客服主管处理已上报的问题",
+    },
+    "order_delivery": {"en": "The paid item is delivered", "zh": "支付后完成发货"},
     "subscription_period_end": {
         "en": "The store renews a subscription after its period ends",
         "zh": "订阅周期结束后，商店完成续订",
@@ -228,6 +279,29 @@ LIMIT_WHAT: dict[str, dict[str, str]] = {
     },
 }
 """Deadline kind -> what must happen before it, in plain words."""
+
+PRIORITIES: dict[str, dict[str, str]] = {
+    "urgent": {"en": "urgent", "zh": "紧急"},
+    "high": {"en": "high", "zh": "高"},
+    "normal": {"en": "normal", "zh": "普通"},
+    "low": {"en": "low", "zh": "低"},
+}
+
+RECIPIENTS: dict[str, dict[str, str]] = {
+    "support_lead": {"en": "support lead", "zh": "客服主管"},
+    "support_manager": {"en": "support manager", "zh": "客服经理"},
+}
+"""Who an escalation level tells."""
+
+WEEKDAYS: dict[str, dict[str, str]] = {
+    "mon": {"en": "Mon", "zh": "周一"},
+    "tue": {"en": "Tue", "zh": "周二"},
+    "wed": {"en": "Wed", "zh": "周三"},
+    "thu": {"en": "Thu", "zh": "周四"},
+    "fri": {"en": "Fri", "zh": "周五"},
+    "sat": {"en": "Sat", "zh": "周六"},
+    "sun": {"en": "Sun", "zh": "周日"},
+}
 
 PHASES: dict[str, dict[str, str]] = {
     "product": {"en": "1. Products", "zh": "1. 产品展示"},

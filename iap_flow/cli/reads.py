@@ -201,7 +201,7 @@ def tickets(
         out.print("no tickets in that status")
         return
     rows: list[list[object]] = [
-        [t.id, t.user_id, t.rating, _short(t.body), t.status, when(t.created_at)] for t in items
+        [t.id, t.user_id, rated(t), _short(t.body), t.status, when(t.created_at)] for t in items
     ]
     out.print(table("ticket", "user", "rating", "feedback", "status", "created (UTC)", rows=rows))
     _more(out, len(items), more, "tickets")
@@ -212,13 +212,24 @@ def _short(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def rated(ticket: Any) -> str:
+    """``2 (slow_delivery)``: the rating, with the reason a bad one was given."""
+    return f"{ticket.rating} ({ticket.reason})" if ticket.reason else str(ticket.rating)
+
+
 def _ticket_row(ticket: Any) -> dict[str, Any]:
     return {
         "id": ticket.id,
         "user_id": ticket.user_id,
         "rating": ticket.rating,
+        "reason": ticket.reason,
         "body": ticket.body,
         "status": ticket.status,
+        "priority": ticket.priority,
+        "level": ticket.level,
+        "waiting_since": ticket.waiting_since,
+        "first_response_due": ticket.first_response_due,
+        "resolution_due": ticket.resolution_due,
         "order_id": ticket.order_id,
         "created_at": ticket.created_at,
     }

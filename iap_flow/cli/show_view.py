@@ -84,7 +84,13 @@ def print_record(out: Console, data: dict[str, Any]) -> None:
         )
     if "tickets" in data:
         rows = [
-            [t["id"], t["rating"], t["status"], t["body"], when(t["created_at"])]
+            [
+                t["id"],
+                f"{t['rating']} ({t['reason']})" if t["reason"] else t["rating"],
+                t["status"],
+                t["body"],
+                when(t["created_at"]),
+            ]
             for t in data["tickets"]
         ]
         out.print(

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from iap_flow import observability
 from iap_flow.config import Config, open_flow_from_config
 from iap_flow.config_platforms import store_notifications
 from iap_flow.domain.errors import InvalidInput
@@ -64,9 +65,10 @@ def webhooks(settings: Any, host: str, port: int, log_level: str) -> None:
     """Serve the App Store / Google Play notification endpoints (until SIGTERM)."""
     import uvicorn
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        observability.set_level(log_level)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--log-level") from exc
     config = settings.configured()
     table = config.section("webhooks").only("host", "port")
     ctx = click.get_current_context()

@@ -45,6 +45,16 @@ RULES: tuple[DeadlineRule, ...] = (
         summary="an unpaid order expires",
     ),
     DeadlineRule(
+        DeadlineKind.ORDER_DELIVERY,
+        "order",
+        frozenset({"order.pay"}),
+        frozenset({"paid", "awaiting_delivery"}),
+        "escalate",
+        Role.DEVELOPER,
+        reminds=True,
+        summary="a paid order is delivered; on-call is warned before, a lead is told after",
+    ),
+    DeadlineRule(
         DeadlineKind.REFUND_REVIEW,
         "refund",
         frozenset({"refund.open_review"}),
@@ -84,6 +94,18 @@ RULES: tuple[DeadlineRule, ...] = (
         Role.SUPPORT_AGENT,
         reminds=True,
         summary="staff resolve the buyer's problem; escalated to a lead after",
+    ),
+    # Opened by the sweep when it escalates a ticket: the level's own time before the next
+    # level (a manager) is told. Waiting on the buyer stops it like the targets.
+    DeadlineRule(
+        DeadlineKind.TICKET_ESCALATION,
+        "ticket",
+        frozenset(),
+        frozenset({"open", "answered", "reopened"}),
+        "escalate",
+        Role.SUPPORT_LEAD,
+        reminds=False,
+        summary="an escalated ticket is resolved in the lead's time; a manager is told after",
     ),
     # Subscription deadlines are opened by the subscription service at the record's own
     # times (the period end plus the leeway, the grace end, the hold end), not at now + window.

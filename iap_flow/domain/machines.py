@@ -49,6 +49,8 @@ class OrderMachine(StateMachine):
         | completed.to(refunded)
         | partially_refunded.to(refunded)
     )
+    # Paid but not delivered in time: a lead is told (the order stays where it is).
+    escalate = paid.to.itself() | awaiting_delivery.to.itself()
 
 
 class RefundMachine(StateMachine):
@@ -88,11 +90,22 @@ class TicketMachine(StateMachine):
 
     open = State("Open", initial=True)
     answered = State("Answered")
+    waiting_on_buyer = State("Waiting on buyer")
     resolved = State("Resolved")
     reopened = State("Reopened")
 
     answer = open.to(answered) | reopened.to(answered) | answered.to.itself()
-    resolve = open.to(resolved) | answered.to(resolved) | reopened.to(resolved)
+    # Staff ask the buyer for something: the targets' clock stops until the buyer replies.
+    ask_buyer = (
+        open.to(waiting_on_buyer) | answered.to(waiting_on_buyer) | reopened.to(waiting_on_buyer)
+    )
+    buyer_reply = waiting_on_buyer.to(reopened)
+    resolve = (
+        open.to(resolved)
+        | answered.to(resolved)
+        | reopened.to(resolved)
+        | waiting_on_buyer.to(resolved)
+    )
     reopen = answered.to(reopened) | resolved.to(reopened)
     escalate = open.to.itself() | answered.to.itself() | reopened.to.itself()
 

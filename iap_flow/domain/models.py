@@ -62,8 +62,30 @@ class RefundStatus(enum.StrEnum):
 class TicketStatus(enum.StrEnum):
     OPEN = "open"
     ANSWERED = "answered"
+    WAITING_ON_BUYER = "waiting_on_buyer"
     RESOLVED = "resolved"
     REOPENED = "reopened"
+
+
+class TicketPriority(enum.StrEnum):
+    """How soon a ticket must be answered and resolved: each has its own targets."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class RatingReason(enum.StrEnum):
+    """Why a buyer rated 2 or less (asked of every bad rating, as in CSAT surveys)."""
+
+    SLOW_DELIVERY = "slow_delivery"
+    PAYMENT_PROBLEM = "payment_problem"
+    NOT_AS_DESCRIBED = "not_as_described"
+    TOO_EXPENSIVE = "too_expensive"
+    APP_PROBLEM = "app_problem"
+    SUPPORT = "support"
+    OTHER = "other"
 
 
 class SubscriptionStatus(enum.StrEnum):
@@ -91,10 +113,12 @@ class DeadlineKind(enum.StrEnum):
     """Every kind of durable deadline the sweep acts on."""
 
     ORDER_PAYMENT = "order_payment"
+    ORDER_DELIVERY = "order_delivery"
     REFUND_REVIEW = "refund_review"
     REFUND_RETRY = "refund_retry"
     TICKET_FIRST_RESPONSE = "ticket_first_response"
     TICKET_RESOLUTION = "ticket_resolution"
+    TICKET_ESCALATION = "ticket_escalation"
     SUBSCRIPTION_PERIOD_END = "subscription_period_end"
     SUBSCRIPTION_GRACE_END = "subscription_grace_end"
     SUBSCRIPTION_HOLD_END = "subscription_hold_end"
@@ -242,7 +266,13 @@ class TicketMessage:
 
 @attrs.define
 class Ticket:
-    """A buyer's feedback (rating and text) and the conversation that answers it."""
+    """A buyer's feedback (rating and text) and the conversation that answers it.
+
+    ``priority`` chooses the targets; ``first_response_due`` and ``resolution_due`` are the
+    targets' due times (business hours), pushed back by the time spent waiting on the buyer
+    (``waiting_since`` is set while waiting). ``level`` is how far it was escalated: 0 the
+    agents, 1 a lead, 2 a manager. ``reason`` is why a rating of 2 or less was given.
+    """
 
     id: str
     user_id: str
@@ -258,6 +288,12 @@ class Ticket:
     escalated: bool = False
     reopen_count: int = 0
     messages: list[TicketMessage] = attrs.Factory(list)
+    priority: TicketPriority = TicketPriority.NORMAL
+    level: int = 0
+    waiting_since: datetime | None = None
+    first_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    reason: RatingReason | None = None
 
 
 @attrs.frozen

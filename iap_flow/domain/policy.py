@@ -7,9 +7,22 @@ from typing import ClassVar
 
 import attrs
 
+from iap_flow.domain.calendar import WALL_CLOCK, BusinessCalendar, WallClock
 from iap_flow.domain.errors import PermissionDenied
-from iap_flow.domain.models import DeadlineKind
+from iap_flow.domain.models import DeadlineKind, TicketPriority
 from iap_flow.domain.money import Money
+
+SUPPORT_MANAGER = "support_manager"
+"""The top escalation level: told (a staff notification) when a lead's time runs out too."""
+
+
+def _default_targets() -> dict[TicketPriority, tuple[timedelta, timedelta]]:
+    # (first response, resolution) per priority; normal's are the policy's ticket_* windows.
+    return {
+        TicketPriority.URGENT: (timedelta(hours=1), timedelta(hours=8)),
+        TicketPriority.HIGH: (timedelta(hours=2), timedelta(hours=24)),
+        TicketPriority.LOW: (timedelta(hours=8), timedelta(hours=120)),
+    }
 
 
 def _default_limits() -> dict[str, int]:
@@ -111,6 +124,7 @@ class Policy:
     subscription_hold: timedelta = timedelta(days=30)
     """How long a subscription stays on hold (billing retry) before it expires."""
     remind_at_fraction: float = 0.75
+    """The warning before a breach: sent when this share of the time allowed has passed."""
     acknowledge_delay: timedelta = timedelta(minutes=1)
     """How long after delivery the sweep acknowledges a purchase to its platform (Google)."""
     acknowledge_retry_delay: timedelta = timedelta(minutes=10)
@@ -120,10 +134,40 @@ class Policy:
     (Google refunds it at 3 days)."""
     review_answer: ReviewAnswerPolicy = attrs.Factory(ReviewAnswerPolicy)
     agent_refund_limits: dict[str, int] = attrs.Factory(_default_limits)
+    order_delivery: timedelta = timedelta(hours=1)
+    """From paid to delivered: staff are warned before, a lead is told after."""
+    ticket_targets: dict[TicketPriority, tuple[timedelta, timedelta]] = attrs.Factory(
+        _default_targets
+    )
+    """(first response, resolution) per priority other than normal."""
+    ticket_calendar: BusinessCalendar | None = None
+    """Business hours the ticket targets count in; None: every hour counts."""
+    escalation_levels: tuple[str, ...] = ("support_lead", SUPPORT_MANAGER)
+    """Who is told, in turn, when a ticket's target passes and then each level's window."""
+    escalation_window: timedelta = timedelta(hours=8)
+    """How long (business hours) each escalation level has before the next one is told."""
+
+    def calendar(self, kind: DeadlineKind) -> BusinessCalendar | WallClock:
+        """Ticket targets run on business hours; store and order deadlines on the wall clock."""
+        if kind.value.startswith("ticket_") and self.ticket_calendar is not None:
+            return self.ticket_calendar
+        return WALL_CLOCK
+
+    def target(self, kind: DeadlineKind, priority: TicketPriority | None) -> timedelta:
+        """The time allowed for ``kind`` at ``priority`` (tickets); :meth:`window` otherwise."""
+        if priority is not None and priority is not TicketPriority.NORMAL:
+            pair = self.ticket_targets.get(priority)
+            if pair is not None and kind is DeadlineKind.TICKET_FIRST_RESPONSE:
+                return pair[0]
+            if pair is not None and kind is DeadlineKind.TICKET_RESOLUTION:
+                return pair[1]
+        return self.window(kind)
 
     def window(self, kind: DeadlineKind) -> timedelta:
         return {
             DeadlineKind.ORDER_PAYMENT: self.order_payment,
+            DeadlineKind.ORDER_DELIVERY: self.order_delivery,
+            DeadlineKind.TICKET_ESCALATION: self.escalation_window,
             DeadlineKind.REFUND_REVIEW: self.refund_review,
             DeadlineKind.REFUND_RETRY: self.refund_retry_delay,
             DeadlineKind.TICKET_FIRST_RESPONSE: self.ticket_first_response,

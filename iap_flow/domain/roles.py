@@ -101,6 +101,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "order.complete": frozenset({B, SYS}),
     "order.refund": frozenset({SYS}),
     "order.partial_refund": frozenset({SYS}),
+    "order.escalate": frozenset({SYS}),  # paid, not delivered in time
     # refunds: creation and the refund machine's events
     "refund.request": frozenset({B, SYS}),
     "refund.open_review": frozenset({SYS}),
@@ -121,6 +122,9 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "ticket.answer": frozenset({AG, LD}),
     "ticket.resolve": frozenset({B, AG, LD}),
     "ticket.reopen": frozenset({B}),
+    "ticket.ask_buyer": frozenset({AG, LD}),
+    "ticket.buyer_reply": frozenset({B}),
+    "ticket.explain": frozenset({B}),  # why a bad rating (audit only)
     "ticket.escalate": frozenset({SYS}),
     # subscriptions: started by a paid order, then driven by the store's notifications
     "subscription.start": frozenset({SYS}),  # a paid subscription order starts it

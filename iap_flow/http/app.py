@@ -26,6 +26,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from iap_flow import observability
 from iap_flow.domain.errors import IapFlowError
 from iap_flow.domain.roles import Actor
 from iap_flow.flow import Flow
@@ -222,8 +223,9 @@ def _ops_routes(flow: Flow) -> list[Any]:
 
     @op(get, "/metrics", tags=["ops"], sync_to_thread=False, media_type=CONTENT_TYPE_LATEST)
     def metrics() -> bytes:
-        """Prometheus metrics of this process (the default registry)."""
-        return generate_latest()
+        """Prometheus metrics of this process: HTTP requests (the default registry), then
+        commands, platform calls, payouts and store errors (iap_flow's own registry)."""
+        return generate_latest() + observability.exposition()
 
     @get("/openapi.json", include_in_schema=False, sync_to_thread=False)
     def openapi_json(request: Request[Any, Any, Any]) -> Response[bytes]:

@@ -207,7 +207,12 @@ def buyer_routes(svc: Service, *, threads: bool) -> list[HTTPRouteHandler]:
             request,
             lambda a, k: TicketOut.of(
                 flow.feedback.submit(
-                    a, rating=data.rating, body=data.body, order_id=data.order_id, idempotency_key=k
+                    a,
+                    rating=data.rating,
+                    body=data.body,
+                    order_id=data.order_id,
+                    reason=data.reason,
+                    idempotency_key=k,
                 )
             ),
             key=idempotency_key,

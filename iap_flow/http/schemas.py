@@ -22,9 +22,11 @@ from iap_flow.domain.models import (
     Platform,
     Product,
     ProductKind,
+    RatingReason,
     RefundRequest,
     RefundStatus,
     Ticket,
+    TicketPriority,
     TicketStatus,
 )
 from iap_flow.domain.money import Money
@@ -181,6 +183,9 @@ class TicketOut:
     first_response_at: datetime | None
     resolved_at: datetime | None
     messages: list[MessageOut]
+    priority: TicketPriority = TicketPriority.NORMAL
+    reason: RatingReason | None = None
+    """Why a rating of 2 or less was given (the buyer is asked when it is missing)."""
 
     @classmethod
     def of(cls, t: Ticket) -> TicketOut:
@@ -195,6 +200,8 @@ class TicketOut:
             t.first_response_at,
             t.resolved_at,
             [MessageOut(m.role, m.body, m.created_at) for m in t.messages],
+            t.priority,
+            t.reason,
         )
 
 
@@ -334,6 +341,8 @@ class SubmitFeedback:
     rating: Annotated[int, Meta(ge=1, le=5), KwargDefinition(ge=1, le=5)]
     body: Text
     order_id: Id | None = None
+    reason: RatingReason | None = None
+    """Why, for a rating of 2 or less; without one the buyer is asked (ticket.reason_requested)."""
 
 
 @attrs.frozen

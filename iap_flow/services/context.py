@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from iap_flow import observability
 from iap_flow.domain import deadlines
 from iap_flow.domain.clock import utc
 from iap_flow.domain.errors import (
@@ -25,12 +26,12 @@ from iap_flow.domain.errors import (
     InvalidInput,
     OperationInProgress,
     RefundNotAllowed,
+    StoreError,
 )
 from iap_flow.domain.ids import IdGenerator
 from iap_flow.domain.models import (
     Audience,
     AuditEvent,
-    Deadline,
     DeadlineKind,
     Notification,
     Order,
@@ -43,10 +44,11 @@ from iap_flow.domain.policy import Policy
 from iap_flow.domain.roles import Actor
 from iap_flow.domain.transitions import ORDER, REFUND, SUBSCRIPTION, TICKET, TransitionTable
 from iap_flow.ports import Acknowledges, Clock, Notifier, PaymentPlatform, Store, UnitOfWork
-from iap_flow.services import results
+from iap_flow.services import results, sla
 from iap_flow.services.claims import Claims
 from iap_flow.services.claims import command_fingerprint as _fingerprint
 from iap_flow.services.inputs import check
+from iap_flow.services.instrumented import InstrumentedPlatform
 from iap_flow.services.outbox import Outbox
 
 T = TypeVar("T")
@@ -93,7 +95,7 @@ class Context(Outbox, Claims):
 
     def platform(self, platform: Platform) -> PaymentPlatform:
         try:
-            return self.platforms[platform]
+            return InstrumentedPlatform(self.platforms[platform])
         except KeyError:
             raise InvalidInput(
                 f"no payment platform configured for {platform}; configured: "
@@ -135,6 +137,9 @@ class Context(Outbox, Claims):
             except ConcurrentModification:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
+            except StoreError as exc:
+                observability.store_error(type(exc).__name__)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_once(
@@ -230,10 +235,15 @@ class Context(Outbox, Claims):
         closed = deadlines.closed_by(table.aggregate, state, target)
         if handled is not None:
             closed = tuple(kind for kind in closed if kind is not handled)
-        if closed:
-            tx.close_deadlines(record.id, closed)
-        where = getattr(record, "platform", None)
-        self.open_deadlines(tx, f"{table.aggregate}.{event}", record.id, now, platform=where)
+        # The deadlines this step ends and those it starts afresh close in one statement.
+        opened = self._opened(f"{table.aggregate}.{event}", getattr(record, "platform", None))
+        kinds = tuple(dict.fromkeys((*closed, *(rule.kind for rule in opened))))
+        if kinds:
+            tx.close_deadlines(record.id, kinds)
+        for rule in opened:
+            tx.add_deadline(sla.deadline(self.policy, rule, record.id, now, record))
+        if isinstance(record, Ticket):
+            sla.changed(self.policy, tx, record, state, target, now)
         record.status = target
         self._save(tx, update, record, now)
         return record
@@ -299,8 +309,11 @@ class Context(Outbox, Claims):
         actor: Actor,
         now: datetime,
         data: dict[str, Any] | None = None,
+        *,
+        record: object = None,
     ) -> None:
-        """Audit the creation of a record in its machine's initial state, open its deadlines."""
+        """Audit the creation of a record in its machine's initial state, open its deadlines
+        (a ``record`` given, a ticket, gets its due times set: save it after)."""
         tx.add_audit(
             AuditEvent(
                 table.aggregate,
@@ -314,7 +327,7 @@ class Context(Outbox, Claims):
                 data or {},
             )
         )
-        self.open_deadlines(tx, action, subject_id, now, fresh=True)
+        self.open_deadlines(tx, action, subject_id, now, fresh=True, record=record)
 
     def open_deadlines(
         self,
@@ -325,18 +338,25 @@ class Context(Outbox, Claims):
         *,
         fresh: bool = False,
         platform: Platform | None = None,
+        record: object = None,
     ) -> None:
         """Open the deadlines ``action`` starts; replaces open ones of the same kind unless the
         record is ``fresh`` (just created, so it has none). A deadline that calls the record's
         ``platform`` (an acknowledgement) opens only if that platform is told of deliveries."""
-        found = None if platform is None else self.platforms.get(platform)
-        told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
-        rules = tuple(r for r in deadlines.opened_by(action) if told or not r.calls_platform)
+        rules = self._opened(action, platform or getattr(record, "platform", None))
         if not rules:
             return
         if not fresh:
             tx.close_deadlines(subject_id, tuple(rule.kind for rule in rules))
         for rule in rules:
-            window = self.policy.window(rule.kind)
-            remind = now + window * self.policy.remind_at_fraction if rule.reminds else None
-            tx.add_deadline(Deadline(rule.kind, subject_id, now + window, remind_at=remind))
+            tx.add_deadline(sla.deadline(self.policy, rule, subject_id, now, record))
+
+    def _opened(self, action: str, platform: Platform | None) -> tuple[deadlines.DeadlineRule, ...]:
+        """The deadlines ``action`` starts; one that calls the record's ``platform`` (an
+        acknowledgement) only if that platform is told of deliveries."""
+        rules = deadlines.opened_by(action)
+        if not any(rule.calls_platform for rule in rules):
+            return tuple(rules)
+        found = None if platform is None else self.platforms.get(platform)
+        told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
+        return tuple(r for r in rules if told or not r.calls_platform)

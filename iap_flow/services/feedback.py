@@ -6,13 +6,31 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from iap_flow.domain.errors import InvalidInput
-from iap_flow.domain.models import Ticket, TicketMessage, TicketStatus
+from iap_flow.domain.models import (
+    RatingReason,
+    Ticket,
+    TicketMessage,
+    TicketPriority,
+    TicketStatus,
+)
 from iap_flow.domain.roles import Actor, Role
 from iap_flow.domain.transitions import TICKET
 from iap_flow.ports import UnitOfWork
 from iap_flow.services import inputs
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, key_or_none, must, text
+
+BAD_RATING = 2
+"""A rating this low or lower asks the buyer why (:class:`RatingReason`)."""
+
+
+def _choice(enum_type: type[TicketPriority] | type[RatingReason], value: object, field: str) -> str:
+    allowed = [m.value for m in enum_type]
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(allowed)}, got {value!r}", field=field
+        )
+    return value
 
 
 class Feedback:
@@ -29,8 +47,15 @@ class Feedback:
         body: str,
         order_id: str | None = None,
         idempotency_key: str | None = None,
+        priority: TicketPriority | str = TicketPriority.NORMAL,
+        reason: RatingReason | str | None = None,
     ) -> Ticket:
-        """A buyer rates (1-5) and comments; staff must answer before the first-response deadline."""
+        """A buyer rates (1-5) and comments; staff must answer before the first-response
+        deadline, whose time ``priority`` chooses.
+
+        A rating of 2 or less asks why: give ``reason`` (a :class:`RatingReason`), or the
+        buyer is asked for one (``ticket.reason_requested``) and gives it with :meth:`explain`.
+        """
         ctx = self._ctx
         actor = ctx.actor(actor)
         check(actor, "ticket.submit")
@@ -41,6 +66,8 @@ class Feedback:
         body = text(body, "body")
         if order_id is not None:
             order_id = ident(order_id, "order_id")
+        level = TicketPriority(_choice(TicketPriority, priority, "priority"))
+        why = None if reason is None else RatingReason(_choice(RatingReason, reason, "reason"))
 
         def run(tx: UnitOfWork, now: datetime) -> Ticket:
             if order_id is not None:
@@ -55,19 +82,40 @@ class Feedback:
                 status=TicketStatus.OPEN,
                 created_at=now,
                 updated_at=now,
+                priority=level,
+                reason=why,
             )
+            data: dict[str, object] = {"rating": rating, "priority": level.value}
+            if why is not None:
+                data["reason"] = why.value
+            ctx.created(tx, TICKET, ticket.id, "ticket.submit", actor, now, data, record=ticket)
             tx.insert_ticket(ticket)
-            ctx.created(tx, TICKET, ticket.id, "ticket.submit", actor, now, {"rating": rating})
             ctx.notify(
                 tx,
                 "ticket.opened",
                 "support_agent",
-                {"ticket_id": ticket.id, "rating": rating, "user_id": actor.id},
+                {
+                    "ticket_id": ticket.id,
+                    "rating": rating,
+                    "user_id": actor.id,
+                    "priority": level.value,
+                    "reason": None if why is None else why.value,
+                },
                 now,
             )
+            if rating <= BAD_RATING and why is None:
+                reasons = [r.value for r in RatingReason]
+                payload = {"ticket_id": ticket.id, "rating": rating, "reasons": reasons}
+                ctx.notify(tx, "ticket.reason_requested", actor.id, payload, now)
             return ticket
 
-        args = {"rating": rating, "body": body, "order_id": order_id}
+        args = {
+            "rating": rating,
+            "body": body,
+            "order_id": order_id,
+            "priority": level.value,
+            "reason": None if why is None else why.value,
+        }
         return ctx.run(actor, "ticket.submit", args, key_or_none(idempotency_key), run)
 
     def answer(
@@ -94,6 +142,55 @@ class Feedback:
         """The buyer says the problem is not solved: staff must answer again."""
         return self._step(actor, ticket_id, "reopen", text(body, "body"), idempotency_key)
 
+    def ask_buyer(
+        self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None
+    ) -> Ticket:
+        """Staff ask the buyer for something: the targets' clock stops until the buyer replies."""
+        return self._step(actor, ticket_id, "ask_buyer", text(body, "body"), idempotency_key)
+
+    def buyer_reply(
+        self, actor: Actor, ticket_id: str, *, body: str, idempotency_key: str | None = None
+    ) -> Ticket:
+        """The buyer answers staff's question: the clock runs again with the time it had left."""
+        return self._step(actor, ticket_id, "buyer_reply", text(body, "body"), idempotency_key)
+
+    def explain(
+        self,
+        actor: Actor,
+        ticket_id: str,
+        *,
+        reason: RatingReason | str,
+        idempotency_key: str | None = None,
+    ) -> Ticket:
+        """The buyer says why they rated 2 or less (once; audited, the state unchanged)."""
+        ctx = self._ctx
+        actor = ctx.actor(actor)
+        check(actor, "ticket.explain")
+        ticket_id = ident(ticket_id, "ticket_id")
+        why = RatingReason(_choice(RatingReason, reason, "reason"))
+
+        def run(tx: UnitOfWork, now: datetime) -> Ticket:
+            ticket = must(tx.get_ticket(ticket_id), "ticket", ticket_id)
+            check(actor, "ticket.explain", ticket.user_id)
+            if ticket.rating > BAD_RATING:
+                raise InvalidInput(
+                    f"ticket {ticket.id} was rated {ticket.rating}: only a rating of "
+                    f"{BAD_RATING} or less takes a reason",
+                    field="reason",
+                )
+            if ticket.reason is not None:
+                raise InvalidInput(
+                    f"ticket {ticket.id} already has its reason ({ticket.reason})", field="reason"
+                )
+            ticket.reason = why
+            ctx.amend(tx, ticket, "explain", actor, now, {"reason": why.value})
+            payload = {"ticket_id": ticket.id, "reason": why.value, "rating": ticket.rating}
+            ctx.notify(tx, "ticket.explained", "support_agent", payload, now)
+            return ticket
+
+        args = {"ticket_id": ticket_id, "reason": why.value}
+        return ctx.run(actor, "ticket.explain", args, key_or_none(idempotency_key), run)
+
     def _step(
         self, actor: Actor, ticket_id: str, event: str, body: str | None, key: str | None
     ) -> Ticket:
@@ -105,6 +202,8 @@ class Feedback:
 
         def run(tx: UnitOfWork, now: datetime) -> Ticket:
             ticket = must(tx.get_ticket(ticket_id), "ticket", ticket_id)
+            # Whose ticket it is comes before its state: another buyer learns nothing of it.
+            check(actor, action, ticket.user_id)
             target = TICKET.target(ticket.id, ticket.status, event)  # refuse before writing
             if event == "answer" and ticket.first_response_at is None:
                 ticket.first_response_at = now
@@ -118,7 +217,7 @@ class Feedback:
                 tx.add_message(message)
                 ticket.messages.append(message)
             ctx.change(tx, ticket, event, actor, now)
-            if event in ("answer", "resolve") and actor.role is not Role.BUYER:
+            if event in ("answer", "resolve", "ask_buyer") and actor.role is not Role.BUYER:
                 ctx.notify(
                     tx,
                     f"ticket.{target}",
@@ -126,10 +225,10 @@ class Feedback:
                     {"ticket_id": ticket.id, "message": body},
                     now,
                 )
-            elif event == "reopen":
+            elif event in ("reopen", "buyer_reply"):
                 ctx.notify(
                     tx,
-                    "ticket.reopened",
+                    "ticket.reopened" if event == "reopen" else "ticket.buyer_replied",
                     "support_agent",
                     {"ticket_id": ticket.id, "message": body},
                     now,

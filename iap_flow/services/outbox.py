@@ -11,6 +11,7 @@ from typing import Any
 from iap_flow.delivery import send_claimed
 from iap_flow.domain.errors import StoreError
 from iap_flow.domain.models import Audience, Notification
+from iap_flow.domain.policy import SUPPORT_MANAGER
 from iap_flow.domain.roles import Role
 from iap_flow.ports import Notifier, Store, UnitOfWork
 
@@ -20,6 +21,7 @@ STAFF_RECIPIENTS = frozenset(
     {
         Role.SUPPORT_AGENT.value,
         Role.SUPPORT_LEAD.value,
+        SUPPORT_MANAGER,
         Role.PRODUCT_MANAGER.value,
         Role.DATA_ANALYST.value,
         Role.DEVELOPER.value,

@@ -23,7 +23,7 @@ from iap_flow.domain.models import (
 )
 from iap_flow.domain.roles import SYSTEM, Actor
 from iap_flow.ports import Acknowledges, UnitOfWork
-from iap_flow.services import acknowledgement, refund_platform, subscription_writes
+from iap_flow.services import acknowledgement, refund_platform, sla, subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check
 from iap_flow.services.refund_platform import platform_decides
@@ -247,12 +247,18 @@ class Sweeper:
             if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
                 return None  # this platform is not told of deliveries
             return "acknowledge"
-        if rule.on_due == "escalate":
-            assert not isinstance(record, Order)
-            record.escalated = True
-        data = {"deadline": kind.value}
-        ctx.change(tx, record, rule.on_due, actor, now, data, handled=kind)
+        data: dict[str, object] = {"deadline": kind.value}
         topic, recipient, payload = _announcement(rule.on_due, record, deadline)
+        following = None
+        if isinstance(record, Ticket):
+            recipient, following = sla.escalation(ctx.policy, record, kind, now)
+            data["level"] = payload["level"] = record.level
+            payload["priority"] = record.priority.value
+        if rule.on_due == "escalate" and not isinstance(record, Order):
+            record.escalated = True
+        ctx.change(tx, record, rule.on_due, actor, now, data, handled=kind)
+        if following is not None:
+            tx.add_deadline(following)
         ctx.notify(tx, topic, recipient, payload, now)
         return "expired" if rule.on_due == "expire" else "escalated"
 
@@ -278,9 +284,9 @@ def _announcement(
         "subject_id": deadline.subject_id,
         "due_at": deadline.due_at.isoformat(),
     }
-    if isinstance(record, RefundRequest):
+    if isinstance(record, RefundRequest | Order):
         payload |= {
-            "order_id": record.order_id,
+            "order_id": record.order_id if isinstance(record, RefundRequest) else record.id,
             "amount": record.amount.amount,
             "currency": record.amount.currency,
         }

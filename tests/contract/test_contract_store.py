@@ -292,3 +292,30 @@ def test_a_nested_transaction_is_a_savepoint(flow: Flow) -> None:
             inner.update_order(attrs.evolve(order, version=9), expected_version=8)
         assert store.get_order(order.id) == order  # a read inside sees the same transaction
     assert [e.event for e in store.history(order.id)] == ["place", "note"]
+
+
+def test_a_tickets_service_level_is_kept(flow: Flow, clock: ManualClock) -> None:
+    """Priority, due times, the wait on the buyer, the escalation level and a bad rating's
+    reason survive the store, and the paused clock resumes from what was stored."""
+    ticket = flow.feedback.submit(BUYER, rating=1, body="late", priority="high")
+    clock.advance(timedelta(minutes=30))
+    waiting = flow.feedback.ask_buyer(AGENT, ticket.id, body="Which device?")
+    stored = flow.feedback.get(DEV, ticket.id)
+    assert stored == waiting
+    assert (stored.priority.value, stored.waiting_since, stored.reason) == (
+        "high",
+        clock.now(),
+        None,
+    )
+    assert stored.first_response_due == ticket.created_at + timedelta(hours=2)
+    assert flow.store.pending_deadlines(ticket.id) == []
+    clock.advance(timedelta(days=1))
+    flow.feedback.buyer_reply(BUYER, ticket.id, body="iPhone")
+    flow.feedback.explain(BUYER, ticket.id, reason="slow_delivery")
+    due = {d.kind.value: d.due_at for d in flow.store.pending_deadlines(ticket.id)}
+    assert due["ticket_first_response"] == clock.now() + timedelta(minutes=90)
+    clock.advance(timedelta(hours=2))
+    flow.sweep()
+    again = flow.feedback.get(DEV, ticket.id)
+    assert (again.level, again.reason, again.waiting_since) == (1, "slow_delivery", None)
+    assert again.first_response_due == due["ticket_first_response"]

@@ -70,7 +70,9 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "refund_deadline_escalation.py": [
         "a refund review is due 24 h after the request",
-        "01 Jun 20:00 sweep: 0 reminded, 0 escalated",
+        # the coins never arrived: the paid, undelivered order is a lead's after 1 h
+        "01 Jun 20:00 sweep: 0 reminded, 1 escalated",
+        "deadline.escalated -> support_lead (order_delivery)",
         "02 Jun 02:00 sweep: 1 reminded, 0 escalated",
         "deadline.reminder -> support_agent (refund_review)",
         "02 Jun 09:00 sweep: 0 reminded, 1 escalated",

@@ -319,6 +319,24 @@ def _idem_cases() -> dict[str, Callable[[Any], Twin]]:
             lambda w: w.ticket(upto="resolved").id,
             lambda w, s, k, x: f(w).reopen(w.buyer, s, body="b" if x else "a", idempotency_key=k),
         ),
+        "feedback.ask_buyer": on(
+            lambda w: w.ticket().id,
+            lambda w, s, k, x: f(w).ask_buyer(
+                w.agent, s, body="b" if x else "a", idempotency_key=k
+            ),
+        ),
+        "feedback.buyer_reply": on(
+            lambda w: f(w).ask_buyer(w.agent, w.ticket().id, body="which device?").id,
+            lambda w, s, k, x: f(w).buyer_reply(
+                w.buyer, s, body="b" if x else "a", idempotency_key=k
+            ),
+        ),
+        "feedback.explain": on(
+            lambda w: f(w).submit(w.buyer, rating=1, body="late").id,
+            lambda w, s, k, x: f(w).explain(
+                w.buyer, s, reason="other" if x else "slow_delivery", idempotency_key=k
+            ),
+        ),
     }
 
 

@@ -40,6 +40,9 @@ REVIEW = timedelta(hours=24)
 RETRY = timedelta(minutes=15)
 FIRST_RESPONSE = timedelta(hours=4)
 RESOLUTION = timedelta(hours=72)
+DELIVERY = timedelta(hours=1)
+LEAD_WINDOW = timedelta(hours=8)  # an escalated ticket's time before the manager is told
+LEVELS = 2  # a lead, then a manager
 WINDOW = timedelta(days=14)
 MAX_ATTEMPTS = 5
 AGENT_LIMIT = 5_000
@@ -56,6 +59,7 @@ class Order_:
     paid_at: datetime | None = None
     token: str | None = None
     declined: bool = False  # the platform remembers a declined charge for this order
+    delivery_due: datetime | None = None
     refund_ids: list[str] = field(default_factory=list)
     refunded: int = 0  # what went back so far (partial refunds add up to the amount)
 
@@ -75,6 +79,8 @@ class Ticket_:
     status: str
     first_due: datetime | None
     resolution_due: datetime | None
+    level: int = 0
+    escalation_due: datetime | None = None
 
 
 class FlowModel(RuleBasedStateMachine):
@@ -144,6 +150,7 @@ class FlowModel(RuleBasedStateMachine):
         else:
             assert pay().status == "paid"
             o.status, o.paid_at, o.token = "paid", self.now, token
+            o.delivery_due = self.now + DELIVERY
             self.audit += 1
 
     def _step(self, order_id: str, command: str, allowed: set[str], target: str) -> None:
@@ -291,7 +298,7 @@ class FlowModel(RuleBasedStateMachine):
         if event == "answer":
             t.first_due = None
         elif event == "resolve":
-            t.first_due = t.resolution_due = None
+            t.first_due = t.resolution_due = t.escalation_due = None
         else:
             t.first_due, t.resolution_due = self.now + FIRST_RESPONSE, self.now + RESOLUTION
         t.status = target
@@ -305,6 +312,11 @@ class FlowModel(RuleBasedStateMachine):
             if o.status == "pending_payment" and o.created + PAYMENT <= now:
                 o.status = "expired"
                 self.audit += 1
+            # paid and not delivered in time: a lead is told once (delivered or refunded: moot)
+            if o.delivery_due is not None and o.delivery_due <= now:
+                if o.status in ("paid", "awaiting_delivery"):
+                    self.audit += 1
+                o.delivery_due = None
         for r in self.r.values():
             if r.status == OPEN_REVIEW and r.review_due is not None and r.review_due <= now:
                 r.review_due = None  # escalated once; still in review
@@ -317,11 +329,16 @@ class FlowModel(RuleBasedStateMachine):
                     r.retry_due = None
                     self.audit += 1  # escalate
         for t in self.t.values():
+            if t.escalation_due is not None and t.escalation_due <= now:
+                t.escalation_due, t.level = None, LEVELS  # the lead's time ran out: a manager
+                self.audit += 1
             for due in ("first_due", "resolution_due"):
                 when = getattr(t, due)
                 if when is not None and when <= now:
                     setattr(t, due, None)
                     self.audit += 1
+                    if t.level == 0:  # the first breach: a lead, with a window of their own
+                        t.level, t.escalation_due = 1, now + LEAD_WINDOW
         self.w.flow.sweep()
 
     # -- what must always hold -------------------------------------------------------------

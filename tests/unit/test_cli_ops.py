@@ -46,7 +46,14 @@ def store(tmp_path: Path) -> dict[str, str]:
         order = flow.orders.place(evil, "gems")
         flow.orders.pay(evil, order.id, token="tok_approve")
         refund = flow.refunds.request(evil, order.id, reason=FAKE_ADMIN + " wants money back")
-        ticket = flow.feedback.submit(evil, rating=1, body="placeholder", order_id=order.id)
+        ticket = flow.feedback.submit(
+            evil,
+            rating=1,
+            body="placeholder",
+            order_id=order.id,
+            priority="high",
+            reason="slow_delivery",
+        )
         flow.feedback.answer(Actor.agent("ana"), ticket.id, body="Sorry " + FAKE_ADMIN)
         admin = Actor.buyer(FAKE_ADMIN)
         big = flow.orders.place(admin, "big")
@@ -343,3 +350,50 @@ def test_show_of_a_subscription_lists_its_renewals(tmp_path: Path) -> None:
     assert [o["id"] for o in shown["renewals"]] == [renewal.id]
     table = invoke("--db", str(db), "show", first.id).output
     assert "renewals" in table and renewal.id in table
+
+
+_PROBE = """
+import logging, sys
+from iap_flow.cli import cli
+import iap_flow.cli.webhooks as hooks
+
+def opened(*args, **kwargs):  # stands in for opening the flow: warn as a component would
+    logging.getLogger("iap_flow.probe").warning("printed once")
+    sys.exit(3)
+
+hooks.open_flow_from_config = opened
+cli(["--db", "sqlite:///nothing.db", "webhooks", "--log-level", "info"])
+"""
+
+
+def test_the_webhooks_server_prints_each_warning_once(tmp_path: Path) -> None:
+    """Its --log-level opens the iap_flow handler further; it adds no root handler through
+    which every (propagating) iap_flow record would print a second time."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("printed once") == 1, done.stderr
+
+
+def test_a_ticket_shows_its_service_level_and_why_it_was_rated_badly(
+    store: dict[str, str],
+) -> None:
+    db = store["db"]
+    shown = invoke("--db", db, "show", store["ticket"])
+    assert shown.exit_code == 0, shown.output
+    for text in ("slow_delivery", "high", "first_response_due", "resolution_due"):
+        assert text in shown.output
+    listed = invoke("--db", db, "tickets", "--status", "answered")
+    assert "1 (slow_delivery)" in listed.output
+    data = json.loads(invoke("--db", db, "show", store["ticket"], "--json").output)["ticket"]
+    assert (data["rating"], data["reason"], data["priority"], data["level"]) == (
+        1,
+        "slow_delivery",
+        "high",
+        0,
+    )
+    assert data["first_response_due"] is not None

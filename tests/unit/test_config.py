@@ -209,7 +209,7 @@ def test_a_process_delivers_only_the_audiences_it_has_a_destination_for(tmp_path
         )
         order = cron.orders.place(Actor.buyer("u1"), "gems")
         cron.orders.pay(Actor.buyer("u1"), order.id, token="tok_approve")
-        cron.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken")
+        cron.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken", reason="app_problem")
         assert cron.deliver_notifications(SYSTEM) == 1
     assert [json.loads(line)["topic"] for line in buyers.read_text().splitlines()] == ["order.paid"]
     # the bot's process: it has the "slack" destination, and delivers what waited
@@ -218,3 +218,72 @@ def test_a_process_delivers_only_the_audiences_it_has_a_destination_for(tmp_path
         assert bot.deliver_notifications(SYSTEM) == 1
     assert [n.topic for n in staff.sent] == ["ticket.opened"]
     assert len(buyers.read_text().splitlines()) == 1
+
+
+def test_service_levels_are_configured_in_the_policy(tmp_path: Path) -> None:
+    from datetime import date, time
+
+    from iap_flow import TicketPriority
+
+    path = tmp_path / "iap.toml"
+    path.write_text(
+        """
+[policy]
+order_delivery = "2h"
+escalation_window = "4h"
+escalation_levels = ["support_lead"]
+remind_at_fraction = 0.8
+
+[policy.ticket_targets.urgent]
+first_response = "30m"
+
+[policy.business_hours]
+tz = "Asia/Shanghai"
+days = ["mon", "tue", "wed", "thu", "fri", "sat"]
+opens = "08:30"
+closes = "17:30"
+holidays = ["2026-10-01"]
+"""
+    )
+    policy = load_config(path, env={}).policy()
+    assert (policy.order_delivery, policy.escalation_window) == (
+        timedelta(hours=2),
+        timedelta(hours=4),
+    )
+    assert policy.escalation_levels == ("support_lead",)
+    assert policy.remind_at_fraction == 0.8
+    assert policy.ticket_targets[TicketPriority.URGENT] == (
+        timedelta(minutes=30),
+        timedelta(hours=8),  # the default resolution target stays
+    )
+    cal = policy.ticket_calendar
+    assert cal is not None
+    assert (cal.tz, cal.days, cal.opens, cal.closes, cal.holidays) == (
+        "Asia/Shanghai",
+        frozenset(range(6)),
+        time(8, 30),
+        time(17, 30),
+        frozenset({date(2026, 10, 1)}),
+    )
+    path.write_text("[policy]\n")
+    assert load_config(path, env={}).policy().ticket_calendar is None  # every hour counts
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[policy.business_hours]\ntz = "Mars/Base"\n', "policy.business_hours.tz"),
+        ('[policy.business_hours]\ndays = ["someday"]\n', "policy.business_hours.days"),
+        ('[policy.business_hours]\nopens = "9am"\n', "policy.business_hours.opens"),
+        ('[policy.business_hours]\nopens = "18:00"\n', "policy.business_hours.hours"),
+        ('[policy.business_hours]\nholidays = ["1 Oct"]\n', "policy.business_hours.holidays"),
+        ('[policy.ticket_targets.normal]\nfirst_response = "1h"\n', "policy.ticket_targets.normal"),
+        ('[policy]\nescalation_levels = ["ceo"]\n', "policy.escalation_levels"),
+    ],
+)
+def test_a_wrong_service_level_is_refused_with_its_key(tmp_path: Path, toml: str, key: str) -> None:
+    path = tmp_path / "iap.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, env={}).policy()
+    assert refused.value.key == key

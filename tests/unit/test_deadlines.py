@@ -78,7 +78,9 @@ def test_opened_by_follows_started_by() -> None:
     [
         ("order", "pending_payment", "paid", {DeadlineKind.ORDER_PAYMENT}),
         ("order", "pending_payment", "expired", {DeadlineKind.ORDER_PAYMENT}),
-        ("order", "paid", "delivered", set()),
+        ("order", "paid", "delivered", {DeadlineKind.ORDER_DELIVERY}),
+        ("order", "awaiting_delivery", "delivered", {DeadlineKind.ORDER_DELIVERY}),
+        ("order", "paid", "awaiting_delivery", set()),
         ("order", "delivered", "completed", set()),  # still to acknowledge
         ("order", "completed", "refunded", {DeadlineKind.PURCHASE_ACKNOWLEDGE}),
         ("refund", "in_review", "approved", {DeadlineKind.REFUND_REVIEW}),
@@ -93,10 +95,31 @@ def test_opened_by_follows_started_by() -> None:
             "ticket",
             "open",
             "resolved",
-            {DeadlineKind.TICKET_FIRST_RESPONSE, DeadlineKind.TICKET_RESOLUTION},
+            {
+                DeadlineKind.TICKET_FIRST_RESPONSE,
+                DeadlineKind.TICKET_RESOLUTION,
+                DeadlineKind.TICKET_ESCALATION,
+            },
         ),
-        ("ticket", "answered", "resolved", {DeadlineKind.TICKET_RESOLUTION}),
+        (
+            "ticket",
+            "answered",
+            "resolved",
+            {DeadlineKind.TICKET_RESOLUTION, DeadlineKind.TICKET_ESCALATION},
+        ),
         ("ticket", "answered", "answered", set()),
+        # waiting on the buyer stops every ticket clock; the reply starts none by itself
+        (
+            "ticket",
+            "open",
+            "waiting_on_buyer",
+            {
+                DeadlineKind.TICKET_FIRST_RESPONSE,
+                DeadlineKind.TICKET_RESOLUTION,
+                DeadlineKind.TICKET_ESCALATION,
+            },
+        ),
+        ("ticket", "waiting_on_buyer", "reopened", set()),
     ],
 )
 def test_leaving_the_states_closes_the_deadline(
@@ -108,6 +131,7 @@ def test_leaving_the_states_closes_the_deadline(
 def test_only_deadlines_with_an_owner_to_remind_have_reminders() -> None:
     reminded = {rule.kind for rule in RULES if rule.reminds}
     assert reminded == {
+        DeadlineKind.ORDER_DELIVERY,
         DeadlineKind.REFUND_REVIEW,
         DeadlineKind.TICKET_FIRST_RESPONSE,
         DeadlineKind.TICKET_RESOLUTION,

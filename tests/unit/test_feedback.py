@@ -28,12 +28,20 @@ def test_submit_opens_a_ticket_with_two_deadlines_and_tells_support(world: Any) 
         DeadlineKind.TICKET_FIRST_RESPONSE: world.start + timedelta(hours=4),
         DeadlineKind.TICKET_RESOLUTION: world.start + timedelta(hours=72),
     }
-    note = world.notifier.sent[-1]
-    assert (note.topic, note.recipient, note.payload["rating"]) == (
+    note, asked = world.notifier.sent[-2:]
+    assert (note.topic, note.recipient, note.payload["rating"], note.payload["reason"]) == (
         "ticket.opened",
         "support_agent",
         2,
+        None,
     )
+    # a rating of 2 or less with no reason: the buyer is asked why
+    assert (asked.topic, asked.recipient, asked.payload["ticket_id"]) == (
+        "ticket.reason_requested",
+        "u1",
+        ticket.id,
+    )
+    assert "slow_delivery" in asked.payload["reasons"]
 
 
 def test_answer_resolve_reopen_with_messages_and_audit(world: Any) -> None:
@@ -131,3 +139,16 @@ def test_queues_show_tickets_waiting_for_an_answer_oldest_first(world: Any) -> N
     assert [t.id for t in world.flow.feedback.queue(world.agent, status="answered")] == [
         answered.id
     ]
+
+
+@pytest.mark.parametrize("upto", ["open", "answered", "resolved"])
+def test_another_buyer_is_refused_whatever_state_the_ticket_is_in(world: Any, upto: str) -> None:
+    """Ownership is checked before the state: another buyer's reopen of an open ticket is a
+    permission refusal, not a "cannot reopen" that would tell them the ticket's state."""
+    from iap_flow import PermissionDenied
+
+    ticket = world.ticket(upto=upto)
+    before = world.snapshot()
+    with pytest.raises(PermissionDenied):
+        world.flow.feedback.reopen(world.other_buyer, ticket.id, body="not mine")
+    assert world.snapshot() == before

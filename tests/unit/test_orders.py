@@ -10,6 +10,7 @@ import pytest
 
 from iap_flow import (
     SYSTEM,
+    DeadlineKind,
     Money,
     OrderStatus,
     Platform,
@@ -95,6 +96,13 @@ def test_paying_closes_the_payment_deadline(world: Any) -> None:
     [deadline] = world.flow.store.pending_deadlines(order.id)
     assert deadline.due_at == world.start + timedelta(minutes=30)
     world.flow.orders.pay(world.buyer, order.id, token="tok_approve")
+    # paying opens the delivery deadline in its place; delivering closes it
+    [delivery] = world.flow.store.pending_deadlines(order.id)
+    assert (delivery.kind, delivery.due_at) == (
+        DeadlineKind.ORDER_DELIVERY,
+        world.start + timedelta(hours=1),
+    )
+    world.flow.orders.deliver(SYSTEM, order.id)
     assert world.flow.store.pending_deadlines(order.id) == []
 
 

@@ -165,6 +165,18 @@ COMMANDS: dict[str, Prepare] = {
         lambda w, a, i: w.flow.feedback.reopen(a, i, body="not fixed"),
     ),
     "ticket.read": _with(lambda w: w.ticket().id, lambda w, a, i: w.flow.feedback.get(a, i)),
+    "ticket.ask_buyer": _with(
+        lambda w: w.ticket().id,
+        lambda w, a, i: w.flow.feedback.ask_buyer(a, i, body="which device?"),
+    ),
+    "ticket.buyer_reply": _with(
+        lambda w: w.flow.feedback.ask_buyer(w.agent, w.ticket().id, body="which device?").id,
+        lambda w, a, i: w.flow.feedback.buyer_reply(a, i, body="an iPhone"),
+    ),
+    "ticket.explain": _with(
+        lambda w: w.flow.feedback.submit(w.buyer, rating=1, body="late").id,
+        lambda w, a, i: w.flow.feedback.explain(a, i, reason="slow_delivery"),
+    ),
     "audit.read": _with(lambda w: w.order().id, lambda w, a, i: w.flow.history(a, i)),
     "report.read": _plain(lambda w, a: w.flow.report(a)),
     "sweep.run": _plain(lambda w, a: w.flow.sweep(a)),
@@ -228,6 +240,7 @@ INDIRECT: dict[str, str] = {
     "refund.confirm": "execute(), when the platform pays the refund out",
     "refund.fail": "execute(), when the platform refuses or does not answer",
     "ticket.escalate": "the sweep, when a ticket's response or resolution deadline passes",
+    "order.escalate": "the sweep, when a paid order is not delivered in time",
     "subscription.start": "a paid subscription order (pay, platform_events.purchased)",
     "subscription.renew": "a paid renewal order (orders.renew, purchased with an original)",
 }

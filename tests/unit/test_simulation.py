@@ -176,3 +176,22 @@ def test_subscriptions_renew_fail_into_grace_recover_cancel_and_expire() -> None
         assert all(c.mrr.amount > 0 for c in figures.by_currency)
     finally:
         flow.close()
+
+
+def test_no_paid_order_waits_for_delivery_without_a_lead_being_told(
+    sim: tuple[Flow, SimulationStats, MemoryNotifier],
+) -> None:
+    """The demo's slow deliveries ("I paid but waited a long time") raise the delivery
+    deadline's alert; an order still undelivered at the end was escalated, not forgotten."""
+    flow, _, notifier = sim
+    told = {
+        n.payload["order_id"]
+        for n in notifier.sent
+        if n.topic == "deadline.escalated" and n.payload.get("kind") == "order_delivery"
+    }
+    assert told, "some deliveries were held past the hour"
+    now = flow.clock.now()
+    for order in all_orders(flow):
+        waiting = order.status in ("paid", "awaiting_delivery") and order.paid_at is not None
+        if waiting and now - order.paid_at > timedelta(hours=2):  # type: ignore[operator]
+            assert order.id in told, order.id  # the hourly sweep has passed it

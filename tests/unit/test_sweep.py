@@ -140,7 +140,15 @@ def test_ticket_first_response_and_resolution_deadlines(world: Any) -> None:
     assert world.flow.sweep().escalated == 1
     assert world.flow.feedback.get(SYSTEM, silent.id).escalated
     assert not world.flow.feedback.get(SYSTEM, answered.id).escalated
-    world.advance(hours=50)  # 54 h: 75% of 72 h, for both
+    assert world.flow.feedback.get(SYSTEM, silent.id).level == 1
+    world.advance(hours=8)  # 12 h: the lead's 8 h passed too: the manager is told
+    assert world.flow.sweep().escalated == 1
+    told = [n for n in world.notifier.sent if n.topic == "deadline.escalated"]
+    assert [(n.recipient, n.payload["level"]) for n in told] == [
+        ("support_lead", 1),
+        ("support_manager", 2),
+    ]
+    world.advance(hours=42)  # 54 h: 75% of 72 h, for both
     assert world.flow.sweep().reminded == 2
     world.advance(hours=18)  # 72 h
     assert world.flow.sweep().escalated == 2
@@ -149,9 +157,11 @@ def test_ticket_first_response_and_resolution_deadlines(world: Any) -> None:
     escalations = [e for e in world.flow.history(SYSTEM, silent.id) if e.event == "escalate"]
     assert [(e.from_state, e.to_state, e.data["deadline"]) for e in escalations] == [
         ("open", "open", "ticket_first_response"),
+        ("open", "open", "ticket_escalation"),
         ("open", "open", "ticket_resolution"),
     ]
-    world.advance(days=30)
+    world.advance(days=30)  # the answered ticket's lead had 8 h: its manager is told
+    assert world.flow.sweep().escalated == 1
     assert world.flow.sweep() == SweepResult()
 
 
@@ -169,17 +179,20 @@ def test_each_deadline_is_acted_on_once_however_often_the_sweep_runs(
     w = make_world()
     order, refund, ticket = w.order(upto="pending_payment"), w.refund(), w.ticket()
     totals: Counter[str] = Counter()
-    for minutes in [*steps, 5 * 24 * 60]:
+    # the last day: the lead's 8 h, counted from whenever the escalation happened, pass too
+    for minutes in [*steps, 5 * 24 * 60, 24 * 60]:
         w.advance(minutes=minutes)
         result = w.flow.sweep()
         totals.update(expired=result.expired, reminded=result.reminded, escalated=result.escalated)
     assert totals["expired"] == 1
-    assert totals["escalated"] == 3  # the review, the first response, the resolution
+    # the review; the first response (to the lead), the lead's time (to the manager), the
+    # resolution; the refunded order was delivered (w.refund), so no delivery escalation
+    assert totals["escalated"] == 4
     assert totals["reminded"] <= 3
     trail = Counter(
         e.event for i in (order.id, refund.id, ticket.id) for e in w.flow.history(SYSTEM, i)
     )
-    assert (trail["expire"], trail["escalate"]) == (1, 3)
+    assert (trail["expire"], trail["escalate"]) == (1, 4)
     reminders = [n for n in w.notifier.sent if n.topic == "deadline.reminder"]
     assert len(reminders) == totals["reminded"]
     assert len({n.payload["kind"] for n in reminders}) == len(reminders)
@@ -299,6 +312,7 @@ def test_one_stuck_refund_does_not_stop_the_sweep() -> None:
         buyer = Actor.buyer(f"u{n}")
         order = flow.orders.place(buyer, "gems")
         flow.orders.pay(buyer, order.id, token="tok_approve")
+        flow.orders.deliver(SYSTEM, order.id)  # delivered: no delivery deadline stands
         orders.append(order)
     stuck = flow.refunds.request(Actor.buyer("u0"), orders[0].id, reason="mistap")
     platform.broken.add(orders[0].id)

@@ -188,3 +188,70 @@ def test_config_file_for_any_name_is_yaml_too(tmp_path: Path) -> None:
     assert list(doc["databases"]) == ["shop-2026"]
     assert set(doc["databases"]["shop-2026"]["queries"]) == set(CANNED)
     assert "julianday(created_at) >= julianday(:since)" in json.dumps(doc)
+
+
+def _datasette_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("datasette").split(".")[0])
+
+
+def test_the_config_file_loads_in_the_installed_datasette_cli(
+    orders_db: Path, tmp_path: Path
+) -> None:
+    """The one generated file, given the way each Datasette reads it: ``-m`` on 0.65 (canned
+    queries are metadata there), ``-c`` on 1.0 (they are configuration; 1.0a41 was checked by
+    hand the same way). Run by the real ``datasette`` command, with no plugin help."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("datasette")
+    shop = tmp_path / "shop-2026.db"
+    shop.write_bytes(orders_db.read_bytes())
+    config = tmp_path / "datasette.yaml"
+    assert main(["--db", str(shop), "--out", str(config)]) == 0
+    flag = "-m" if _datasette_major() < 1 else "-c"
+    command = shutil.which("datasette", path=str(Path(sys.executable).parent))
+    assert command is not None
+    env = {**os.environ, "DATASETTE_LOAD_PLUGINS": ""}  # the file alone, not the plugin
+    done = subprocess.run(
+        [
+            command,
+            str(shop),
+            flag,
+            str(config),
+            "--get",
+            "/shop-2026/refund_decisions.json?since=&until=&_shape=array",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    decisions = {r["decision"]: r["n"] for r in json.loads(done.stdout)}
+    assert sum(decisions.values()) > 0
+
+
+def test_the_plugin_stores_its_queries_on_datasette_1(orders_db: Path) -> None:
+    """Datasette 1.0 has no canned_queries hook: the plugin's startup saves stored queries."""
+    if _datasette_major() < 1:
+        ds = _ds([orders_db])
+        from iap_flow.analysis import datasette_plugin
+
+        assert datasette_plugin.startup(ds) is None, "0.65 is served by canned_queries"
+        return
+    ds = _ds([orders_db])
+
+    async def run() -> tuple[int, Any]:
+        await ds.invoke_startup()
+        response = await ds.client.get(
+            "/orders/refund_rate_by_product.json?since=&until=&_shape=array"
+        )
+        return response.status_code, response.json()
+
+    status, rows = asyncio.run(run())
+    assert status == 200
+    assert {r["sku"]: r["refunded"] for r in rows} == {"gems": 5, "no_ads": 0}

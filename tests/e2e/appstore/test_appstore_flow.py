@@ -196,7 +196,8 @@ def test_consumption_request_deadline_escalates_when_staff_miss_it(
 ) -> None:
     # with the policy answer off, nothing is sent on its own: the lead is told at Apple's deadline
     env = Env(chain, api, key_pem, policy=Policy(review_answer=ReviewAnswerPolicy(enabled=False)))
-    _, txn, _ = bought(env)
+    _, txn, order = bought(env)
+    env.flow.orders.deliver(SYSTEM, order.id)  # the gems were granted: only the review is due
     review = env.notes.ingest(env.apple.notification("CONSUMPTION_REQUEST", txn, env.clock.now()))
     assert review.refund_id is not None
     env.clock.advance(timedelta(hours=11, minutes=59))

@@ -115,9 +115,19 @@ def test_one_order_with_refunds_tickets_and_trail(api: Api) -> None:
     refund = api.post(f"/v1/orders/{order_id}/refunds", who, {"reason": "bought by mistake"})
     assert refund.status_code == 201 and refund.json()["status"] == "in_review"
     ticket = api.post(
-        "/v1/feedback", who, {"rating": 2, "body": "gems did not arrive", "order_id": order_id}
+        "/v1/feedback",
+        who,
+        {
+            "rating": 2,
+            "body": "gems did not arrive",
+            "order_id": order_id,
+            "reason": "slow_delivery",
+        },
     )
     assert ticket.status_code == 201
+    assert (ticket.json()["reason"], ticket.json()["priority"]) == ("slow_delivery", "normal")
+    unknown = api.post("/v1/feedback", who, {"rating": 1, "body": "x", "reason": "bored"})
+    assert unknown.status_code == 400
     detail = api.get(f"/v1/orders/{order_id}", who).json()
     assert detail["order"]["id"] == order_id
     assert [r["id"] for r in detail["refunds"]] == [refund.json()["id"]]

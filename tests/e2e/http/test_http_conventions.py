@@ -140,6 +140,10 @@ def test_healthz_readyz_metrics(api: Api) -> None:
     assert 'iap_flow_http_requests_total{method="GET",route="/v1/products",status="200"}' in text
     assert "iap_flow_http_request_seconds_bucket" in text
     assert 'iap_flow_http_problems_total{code="unauthenticated"}' in text
+    # the core's own metrics beside them: a paid order called the platform
+    api.paid_order(user())
+    text = api.get("/metrics", {}).text
+    assert 'iap_flow_platform_calls_total{call="charge",outcome="ok",platform="sandbox"}' in text
 
 
 def test_readyz_is_503_when_the_schema_is_not_current(api: Api) -> None:

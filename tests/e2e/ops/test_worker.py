@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from iap_flow import Actor, Money, open_flow
+from iap_flow import SYSTEM, Actor, Money, open_flow
 from iap_flow.adapters.notifiers import MemoryNotifier
 from iap_flow.cli.worker import health
 from iap_flow.domain.clock import ManualClock
@@ -58,6 +58,7 @@ def seed_backlog(url: str, start: datetime) -> ManualClock:
         flow.orders.place(buyer, "gems")
         paid = flow.orders.place(buyer, "gems")
         flow.orders.pay(buyer, paid.id, token="tok_approve")
+        flow.orders.deliver(SYSTEM, paid.id)  # delivered: its delivery deadline is met
         flow.refunds.request(buyer, paid.id, reason="I bought it twice by mistake")
     return clock
 

@@ -245,3 +245,20 @@ def test_the_queue_says_how_many_wait_and_pages_through_the_rest(bot: Bot) -> No
     on_3 = {r for r in made if r in texts(third)}
     assert (len(on_home), len(on_3)) == (40, 5)
     assert on_home | on_3 == made
+
+
+def test_a_ticket_card_shows_why_it_was_rated_badly_and_its_priority(bot: Bot) -> None:
+    before = len(bot.slack.to("chat.postMessage"))
+    ticket = bot.flow.feedback.submit(
+        Actor.buyer("u1"), rating=2, body="Took ages", reason="slow_delivery", priority="high"
+    )
+    unexplained = bot.flow.feedback.submit(Actor.buyer("u1"), rating=1, body="Bad")
+    cards = bot.slack.wait_for("chat.postMessage", before + 2)[before:]
+    shown = {ticket.id: "", unexplained.id: ""}
+    for card in cards:
+        for key in shown:
+            if key in texts(card):
+                shown[key] = texts(card)
+    assert "*Why 2/5*" in shown[ticket.id] and "paid but waited too long" in shown[ticket.id]
+    assert "*Priority*\\nhigh" in shown[ticket.id]  # texts() is the JSON of the blocks
+    assert "the buyer was asked" in shown[unexplained.id]

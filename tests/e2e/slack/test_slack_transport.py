@@ -162,7 +162,9 @@ def test_iap_flow_slack_runs_over_http_and_delivers_the_outbox(
         )
         order = backend.orders.place(Actor.buyer("u1"), "gems")
         backend.orders.pay(Actor.buyer("u1"), order.id, token="tok_approve")
-        ticket = backend.feedback.submit(Actor.buyer("u1"), rating=1, body="Broken")
+        ticket = backend.feedback.submit(
+            Actor.buyer("u1"), rating=1, body="Broken", reason="app_problem"
+        )
         [posted] = slack.wait_for("chat.postMessage")
         assert ticket.id in texts(posted)
         # the bot has run deliveries since the buyer's confirmation was written: it left it
