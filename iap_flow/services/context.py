@@ -85,6 +85,7 @@ class Context(Outbox, Claims):
     deliver_inline: bool = True
     audiences: frozenset[Audience] = frozenset(Audience)
     _local: threading.local = attrs.field(factory=threading.local, init=False)
+    _instrumented: dict[Platform, PaymentPlatform] = attrs.field(factory=dict, init=False)
 
     def actor(self, actor: object) -> Actor:
         if not isinstance(actor, Actor):
@@ -94,8 +95,12 @@ class Context(Outbox, Claims):
         return actor
 
     def platform(self, platform: Platform) -> PaymentPlatform:
+        found = self._instrumented.get(platform)
+        if found is not None:
+            return found
         try:
-            return InstrumentedPlatform(self.platforms[platform])
+            found = self._instrumented[platform] = InstrumentedPlatform(self.platforms[platform])
+            return found
         except KeyError:
             raise InvalidInput(
                 f"no payment platform configured for {platform}; configured: "

@@ -17,6 +17,13 @@ class InstrumentedPlatform:
     def __init__(self, inner: PaymentPlatform) -> None:
         self.inner = inner
 
+    def __getattr__(self, name: str) -> object:
+        # What else the adapter offers (acknowledging deliveries, its hooks) stays visible:
+        # ``isinstance(wrapper, Acknowledges)`` answers as it would for the adapter itself.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     @property
     def platform(self) -> Platform:
         return self.inner.platform
