@@ -66,6 +66,7 @@ def build(path: Path, n_orders: int, n_subs: int) -> None:
                 at,
                 at,
                 paid,
+                0,
             )
         )
         if len(batch) == 20_000:

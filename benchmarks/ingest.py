@@ -204,7 +204,7 @@ def raw(path: Path, n: int) -> float:
             (txn,),
         )
         row = (oid, user, "gems", "Gems", "consumable", None, 199, "USD", "app_store")
-        x(insert_order, (*row, None, None, "pending_payment", 1, t, t, None))
+        x(insert_order, (*row, None, None, "pending_payment", 1, t, t, None, 0))
         x(audit, (oid, "record", None, "pending_payment", t, json.dumps({"transaction_id": txn})))
         x(
             "UPDATE orders SET status = 'paid', version = 2, updated_at = ?, paid_at = ?,"

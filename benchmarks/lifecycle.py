@@ -5,8 +5,9 @@ Both sides write the same rows, one transaction per step, in one run on the same
   (claim)  -> INSERT the payment's idempotency key, claimed before the platform is charged,
               its own transaction (the caller passes a key, as an app paying should)
   pay      -> UPDATE order (version checked), INSERT audit event, close the deadline,
-              INSERT outbox notification (the buyer's confirmation), the key's result
-  deliver  -> UPDATE order, INSERT audit event
+              INSERT the delivery deadline, INSERT outbox notification (the buyer's
+              confirmation), the key's result
+  deliver  -> UPDATE order, INSERT audit event, close the delivery deadline
   complete -> UPDATE order, INSERT audit event
 The confirmation is written claimed by the writer (it sends it itself right after the commit)
 and then marked delivered in its own transaction, as the SDK does with inline delivery.
@@ -88,6 +89,7 @@ def raw(path: Path, n: int) -> float:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     t = ts(now)
     due = ts(now + timedelta(minutes=30))
+    deliver_by, warn_at = ts(now + timedelta(hours=1)), ts(now + timedelta(minutes=45))
     lease = ts(now + timedelta(seconds=60))
     start = time.perf_counter()
     for i in range(n):
@@ -114,6 +116,7 @@ def raw(path: Path, n: int) -> float:
                 t,
                 t,
                 None,
+                0,
             ),
         )
         x(audit, (oid, "place", None, "pending_payment", user, "buyer", t, None))
@@ -152,6 +155,11 @@ def raw(path: Path, n: int) -> float:
             " ('pending', 'reminded') AND kind IN (?)",
             (oid, "order_payment"),
         )
+        x(
+            "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state)"
+            " VALUES ('order_delivery', ?, ?, ?, 'pending')",
+            (oid, deliver_by, warn_at),
+        )
         cur = x(
             "INSERT INTO outbox (topic, recipient, payload, created_at, claimed_until)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -180,6 +188,11 @@ def raw(path: Path, n: int) -> float:
         x("BEGIN IMMEDIATE")
         x(update, ("delivered", 3, t, t, txn, oid, 2))
         x(audit, (oid, "deliver", "paid", "delivered", "system", "system", t, None))
+        x(
+            "UPDATE deadlines SET state = 'done' WHERE subject_id = ? AND state IN"
+            " ('pending', 'reminded') AND kind IN (?)",
+            (oid, "order_delivery"),
+        )
         x("COMMIT")
         x("BEGIN IMMEDIATE")
         x(update, ("completed", 4, t, t, txn, oid, 3))

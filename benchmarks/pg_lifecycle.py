@@ -71,6 +71,10 @@ DEADLINE = (
     "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state)"
     " VALUES ('order_payment', %s, %s, NULL, 'pending')"
 )
+DELIVERY = (
+    "INSERT INTO deadlines (kind, subject_id, due_at, remind_at, state)"
+    " VALUES ('order_delivery', %s, %s, %s, 'pending')"
+)
 CLOSE = (
     "UPDATE deadlines SET state = 'done' WHERE subject_id = %s AND state IN"
     " ('pending', 'reminded') AND kind = ANY(%s)"
@@ -175,6 +179,7 @@ def raw(
     now = START
     t = ts(now)
     due = ts(now + timedelta(minutes=30))
+    deliver_by, warn_at = ts(now + timedelta(hours=1)), ts(now + timedelta(minutes=45))
     lease = ts(now + timedelta(seconds=60))
     step = _pipelined_step(conn) if pipelined else _plain_step(conn)
     if barrier is not None:
@@ -185,7 +190,7 @@ def raw(
         user = f"u{tag}{i % 1000}"
         txn = f"pay_{tag}{i:08d}"
         order: tuple[Any, ...] = (oid, user, "gems", "Gems", "consumable", None, 199, "USD")
-        order += ("sandbox", None, None, "pending_payment", 1, t, t, None)
+        order += ("sandbox", None, None, "pending_payment", 1, t, t, None, 0)
         step(
             [
                 (INSERT_ORDER, order),
@@ -202,6 +207,7 @@ def raw(
                 (UPDATE, ("paid", 2, t, t, txn, oid, 1)),
                 (AUDIT, (oid, "pay", "pending_payment", "paid", user, "buyer", t, _data(txn))),
                 (CLOSE, (oid, ["order_payment"])),
+                (DELIVERY, (oid, deliver_by, warn_at)),
                 (RESULT, (json.dumps({"kind": "order", "row": paid}), key)),
                 (OUTBOX, ("order.paid", user, json.dumps(payload), t, lease)),
             ]
@@ -211,6 +217,7 @@ def raw(
             [
                 (UPDATE, ("delivered", 3, t, t, txn, oid, 2)),
                 (AUDIT, (oid, "deliver", "paid", "delivered", "system", "system", t, None)),
+                (CLOSE, (oid, ["order_delivery"])),
             ]
         )
         step(

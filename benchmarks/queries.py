@@ -72,6 +72,7 @@ def build(path: Path, n: int) -> None:
                 created,
                 created,
                 None,
+                0,
             )
         )
         if len(rows) == 10_000:

@@ -87,7 +87,7 @@ def build(path: Path, n_orders: int, n_tickets: int) -> None:
         c, p = ts(created), None if paid is None else ts(paid + timedelta(seconds=20))
         oid, user = f"ord_{i:020d}", f"u{rng.randrange(200_000)}"
         orders.append((oid, user, sku, title, kind, None, amount, cur, platform, None, None,
-                       status, 4, c, c, p))  # fmt: skip
+                       status, 4, c, c, p, 0))  # fmt: skip
         audit.append(("order", oid, "place", None, "pending_payment", user, "buyer", c, None))
         audit.append(("order", oid, "pay", "pending_payment", "paid", user, "buyer", c, None))
         audit.append(("order", oid, "deliver", "paid", "delivered", "system", "system", c, None))
