@@ -171,7 +171,7 @@ def google(
     auth.verify = decode.wrap(auth.verify)  # type: ignore[method-assign]
     notes = GooglePlayNotifications(flow, platform, push_auth=auth)
     pushes = list(zip(envelopes, tokens, strict=True))
-    with _patched(play_ingest, "_decode", decode.wrap(play_ingest._decode)):
+    with _patched(play_ingest, "decode", decode.wrap(play_ingest.decode)):
         first = _timed(lambda: [notes.ingest_push(e, authorization=t) for e, t in pushes])
         spent = decode.total, lookup.total
         again = _timed(lambda: [notes.ingest_push(e, authorization=t) for e, t in pushes])
