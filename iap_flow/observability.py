@@ -271,13 +271,28 @@ def serve_metrics(port: int, addr: str = "127.0.0.1") -> Any:
 
 
 # -- traces -----------------------------------------------------------------------------------
+_TRACE: Any = None
+"""``opentelemetry.trace`` once looked up (False: not installed)."""
+
+
 def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
-    """An OpenTelemetry span around a block, or nothing without ``opentelemetry-api``."""
-    try:
-        trace = importlib.import_module("opentelemetry.trace")
-    except ImportError:
+    """An OpenTelemetry span around a block, or nothing without ``opentelemetry-api`` or
+    before a tracer provider is set (a span would then record nothing: the API's own
+    no-op, without its cost on every platform call)."""
+    global _TRACE
+    trace = _TRACE
+    if trace is None:
+        try:
+            trace = importlib.import_module("opentelemetry.trace")
+        except ImportError:
+            trace = False
+        _TRACE = trace
+    if trace is False:
         return nullcontext()
-    tracer = trace.get_tracer("iap_flow")
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return nullcontext()
+    tracer = provider.get_tracer("iap_flow")
     clean = {k: str(v) for k, v in attributes.items() if v is not None}
     manager: AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=clean)
     return manager

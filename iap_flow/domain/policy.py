@@ -102,6 +102,22 @@ class ReviewAnswerPolicy:
         }
 
 
+_WINDOWS = {
+    DeadlineKind.ORDER_PAYMENT: "order_payment",
+    DeadlineKind.ORDER_DELIVERY: "order_delivery",
+    DeadlineKind.TICKET_ESCALATION: "escalation_window",
+    DeadlineKind.REFUND_REVIEW: "refund_review",
+    DeadlineKind.REFUND_RETRY: "refund_retry_delay",
+    DeadlineKind.TICKET_FIRST_RESPONSE: "ticket_first_response",
+    DeadlineKind.TICKET_RESOLUTION: "ticket_resolution",
+    DeadlineKind.SUBSCRIPTION_PERIOD_END: "subscription_expiry_leeway",
+    DeadlineKind.SUBSCRIPTION_GRACE_END: "subscription_grace",
+    DeadlineKind.SUBSCRIPTION_HOLD_END: "subscription_hold",
+    DeadlineKind.PURCHASE_ACKNOWLEDGE: "acknowledge_delay",
+}
+"""Each deadline kind's window: the Policy field that holds it."""
+
+
 @attrs.frozen
 class Policy:
     """Deadlines and limits. The defaults follow the design; override any of them.
@@ -164,20 +180,10 @@ class Policy:
         return self.window(kind)
 
     def window(self, kind: DeadlineKind) -> timedelta:
-        return {
-            DeadlineKind.ORDER_PAYMENT: self.order_payment,
-            DeadlineKind.ORDER_DELIVERY: self.order_delivery,
-            DeadlineKind.TICKET_ESCALATION: self.escalation_window,
-            DeadlineKind.REFUND_REVIEW: self.refund_review,
-            DeadlineKind.REFUND_RETRY: self.refund_retry_delay,
-            DeadlineKind.TICKET_FIRST_RESPONSE: self.ticket_first_response,
-            DeadlineKind.TICKET_RESOLUTION: self.ticket_resolution,
-            DeadlineKind.SUBSCRIPTION_PERIOD_END: self.subscription_expiry_leeway,
-            DeadlineKind.SUBSCRIPTION_GRACE_END: self.subscription_grace,
-            DeadlineKind.SUBSCRIPTION_HOLD_END: self.subscription_hold,
-            DeadlineKind.REVIEW_ANSWER: self.review_answer.retry_delay,
-            DeadlineKind.PURCHASE_ACKNOWLEDGE: self.acknowledge_delay,
-        }[kind]
+        if kind is DeadlineKind.REVIEW_ANSWER:
+            return self.review_answer.retry_delay
+        window: timedelta = getattr(self, _WINDOWS[kind])
+        return window
 
     def agent_limit(self, currency: str) -> int:
         """The most a support agent may approve in ``currency``; 0 if none is configured."""

@@ -86,6 +86,7 @@ class Context(Outbox, Claims):
     audiences: frozenset[Audience] = frozenset(Audience)
     _local: threading.local = attrs.field(factory=threading.local, init=False)
     _instrumented: dict[Platform, PaymentPlatform] = attrs.field(factory=dict, init=False)
+    _acknowledges: dict[Platform | None, bool] = attrs.field(factory=dict, init=False)
 
     def actor(self, actor: object) -> Actor:
         if not isinstance(actor, Actor):
@@ -362,6 +363,14 @@ class Context(Outbox, Claims):
         rules = deadlines.opened_by(action)
         if not any(rule.calls_platform for rule in rules):
             return tuple(rules)
-        found = None if platform is None else self.platforms.get(platform)
-        told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
-        return tuple(r for r in rules if told or not r.calls_platform)
+        return tuple(r for r in rules if self.acknowledges(platform) or not r.calls_platform)
+
+    def acknowledges(self, platform: Platform | None) -> bool:
+        """Is ``platform`` told of each delivered purchase (:class:`Acknowledges`)? Asked on
+        every delivery: answered once per platform (a runtime protocol check is slow)."""
+        told = self._acknowledges.get(platform)
+        if told is None:
+            found = None if platform is None else self.platforms.get(platform)
+            told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
+            self._acknowledges[platform] = told
+        return told

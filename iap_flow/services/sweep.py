@@ -22,7 +22,7 @@ from iap_flow.domain.models import (
     Ticket,
 )
 from iap_flow.domain.roles import SYSTEM, Actor
-from iap_flow.ports import Acknowledges, UnitOfWork
+from iap_flow.ports import UnitOfWork
 from iap_flow.services import acknowledgement, refund_platform, sla, subscription_writes
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check
@@ -243,8 +243,7 @@ class Sweeper:
             return "policy_answer" if record.status is RefundStatus.IN_REVIEW else "answer_again"
         if rule.on_due == "acknowledge":
             assert isinstance(record, Order)
-            platform = ctx.platform(record.platform)
-            if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
+            if not ctx.acknowledges(record.platform):
                 return None  # this platform is not told of deliveries
             return "acknowledge"
         data: dict[str, object] = {"deadline": kind.value}
