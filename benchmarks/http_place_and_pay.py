@@ -122,8 +122,11 @@ def serve(tmp: Path, signer: Signer, threads: bool) -> tuple[subprocess.Popen[by
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    db = str(tmp / f"http-{threads}.db")
+    # servers open an existing store (like every command but init): create it first
+    subprocess.run([sys.executable, "-m", "iap_flow.cli", "--db", db, "init"], check=True)
     cmd = [
-        sys.executable, "-m", "iap_flow.cli", "--db", str(tmp / f"http-{threads}.db"), "serve",
+        sys.executable, "-m", "iap_flow.cli", "--db", db, "serve",
         "--port", str(port), "--api-keys", str(tmp / "keys.json"),
         "--jwks-file", str(tmp / "jwks.json"), "--jwt-issuer", ISSUER,
         "--jwt-audience", AUDIENCE, "--log-level", "warning",

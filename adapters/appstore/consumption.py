@@ -5,6 +5,9 @@ that was not delivered; ``customerConsented`` only ``true``."""
 from __future__ import annotations
 
 from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
+from appstoreserverlibrary.models.RefundPreference import RefundPreference
+
+from iap_flow import Order, RefundRequest
 
 
 def consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | None:
@@ -18,3 +21,11 @@ def consumption_problem(consumed: object, delivery: DeliveryStatus) -> str | Non
     if consumed and delivery is not DeliveryStatus.DELIVERED:
         return "an undelivered purchase has no consumption share"
     return None
+
+
+def refund_preference(approve: bool, refund: RefundRequest, order: Order) -> RefundPreference:
+    """Staff's decision as Apple's refund preference: part of what was paid is prorated."""
+    if not approve:
+        return RefundPreference.DECLINE
+    whole = refund.amount.amount >= order.refundable.amount
+    return RefundPreference.GRANT_FULL if whole else RefundPreference.GRANT_PRORATED

@@ -23,7 +23,6 @@ from appstoreserverlibrary.models.InAppOwnershipType import InAppOwnershipType
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
 )
-from appstoreserverlibrary.models.RefundPreference import RefundPreference
 from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
@@ -35,6 +34,7 @@ from appstoreserverlibrary.signed_data_verifier import (
 from iap_flow.adapters.accounts import APP_ACCOUNT_NAMESPACE, apple_token_matches
 from iap_flow.adapters.appstore.amounts import minor_units
 from iap_flow.adapters.appstore.consumption import consumption_problem as _consumption_problem
+from iap_flow.adapters.appstore.consumption import refund_preference as _preference
 from iap_flow.adapters.appstore.verify import (
     CACHE_SECONDS,
     CACHE_SIZE,
@@ -337,7 +337,7 @@ class AppStorePlatform:
             sampleContentProvided=self._sample,
             deliveryStatus=delivery,
             consumptionPercentage=consumed,
-            refundPreference=RefundPreference.GRANT_FULL if approve else RefundPreference.DECLINE,
+            refundPreference=_preference(approve, refund, order),
         )
         raw["sent"] = {
             "customerConsented": True,

@@ -72,6 +72,8 @@ class GooglePlayPlatform:
     """
 
     decides_refunds = False
+    keeps_first_answer = True
+    """Google keeps the first answer to a chargeback review: one is sent, never a second."""
     acknowledges_deliveries = True
     """Google refunds a purchase not acknowledged within 3 days: the sweep acknowledges."""
 

@@ -159,22 +159,29 @@ def answer_platform(ctx: Context, actor: Actor, refund_id: str) -> RefundRequest
         )
     order = must(ctx.store.get_order(refund.order_id), "order", refund.order_id)
     key = f"{refund.id}:answer:{refund.status}"
+    platform = ctx.platform(refund.platform)
+    answers = [e for e in ctx.store.history(refund_id) if e.event == "answer_platform"]
+    case = refund.platform_refund_id
+    if getattr(platform, "keeps_first_answer", False) and any(
+        e.data.get("answered") is True and e.data.get("case", case) == case for e in answers
+    ):
+        # The platform keeps only the first answer to a review (Google): sending again would
+        # be ignored, and a later decision must not look as if it had been heard.
+        return refund
     try:
-        result = ctx.platform(refund.platform).answer_refund_review(refund, order, key)
+        result = platform.answer_refund_review(refund, order, key)
     except PlatformUnavailable as exc:
         result = PaymentResult(
             False, PaymentKind.REVIEW_ANSWER, refund.amount, error=str(exc), retryable=True
         )
 
-    failures = sum(
-        1
-        for e in ctx.store.history(refund_id)
-        if e.event == "answer_platform" and e.data.get("answered") is False
-    )
+    failures = sum(1 for e in answers if e.data.get("answered") is False)
 
     def record(tx: UnitOfWork, now: datetime) -> RefundRequest:
         current = must(tx.get_refund(refund_id), "refund", refund_id)
         data: dict[str, object] = {"decision": refund.status.value, "answered": result.success}
+        if case is not None:
+            data["case"] = case
         if result.error:
             data["error"] = result.error
         if result.raw:

@@ -53,3 +53,7 @@ def test_the_policy_answer_declines_a_chargeback_on_a_delivered_purchase(penv: E
     env.flow.sweep()
     assert len(env.play.review_calls()) == 2  # Google keeps the first answer: sent once
     assert env.topics("support_lead") == []
+    # asked to answer again (a review joining this decided refund does): nothing is sent
+    env.flow.refunds.answer_platform(SYSTEM, refund.id)
+    assert len(env.play.review_calls()) == 2
+    assert [e.event for e in env.flow.history(SYSTEM, refund.id)].count("answer_platform") == 2
