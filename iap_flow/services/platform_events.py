@@ -1,9 +1,7 @@
 """What a payment platform reports on its own: a purchase it charged, a refund it decided.
 
-Store adapters (App Store, Google Play) turn verified notifications into these commands; they
-run on the same write path as every other command (permission, machine, audit, outbox, one
-transaction, idempotency key). Nothing here knows a platform by name.
-"""
+Store adapters turn verified notifications into these commands, run on the one write path like
+every other command (permission, machine, audit, outbox, idempotency). No platform by name."""
 
 from __future__ import annotations
 
@@ -365,10 +363,12 @@ class PlatformEvents:
         actor: Actor,
         now: datetime,
     ) -> RefundRequest | None:
-        """The order's refund a platform's review request joins, if it has one."""
+        """The order's refund a platform's review joins (of a partly refunded order: none)."""
         for earlier in reversed(tx.refunds_for_order(order_id)):
             if earlier.status is RefundStatus.WITHDRAWN:
                 continue
+            if earlier.status is RefundStatus.REFUNDED and _partly_refunded(tx, order_id):
+                return None  # a review of what remains is a case of its own
             if earlier.status in (RefundStatus.REQUESTED, RefundStatus.IN_REVIEW):
                 sooner = earlier.review_due_at is None or due < earlier.review_due_at
                 if sooner:
@@ -377,8 +377,7 @@ class PlatformEvents:
                 if sooner or (case is not None and case != earlier.platform_refund_id):
                     earlier.platform_refund_id = case or earlier.platform_refund_id
                     data = {"review_due": due.isoformat(), "platform_refund_id": case}
-                    # audited as the review it is, opened again (from = to) on the new terms
-                    amend = self._ctx.amend
+                    amend = self._ctx.amend  # audited as the review, opened on new terms
                     amend(tx, earlier, "open_review", actor, now, data, action="refund.open_review")
             return earlier
         return None
@@ -394,3 +393,8 @@ class PlatformEvents:
         # the policy answer, shortly before the window closes, if no one has decided by then
         answer_at = max(now, due - self._ctx.policy.review_answer.lead_time)
         tx.add_deadline(Deadline(DeadlineKind.REVIEW_ANSWER, refund_id, answer_at))
+
+
+def _partly_refunded(tx: UnitOfWork, order_id: str) -> bool:
+    found = tx.get_order(order_id)
+    return found is not None and found.status is OrderStatus.PARTIALLY_REFUNDED

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from platform_env import post_json, served
 from play_env import AGENT, BUYER, START, Env, ms
-from play_fakes import FakePlay, one_time, product_purchase, push, voided
+from play_fakes import FakePlay, one_time, product_purchase, push, refund_review, voided
 
 from iap_flow import SYSTEM, Actor, Money, OrderStatus, RefundStatus
 
@@ -143,3 +143,32 @@ def test_an_adapter_that_raises_during_a_payout_is_a_failed_attempt_retried(
     assert play.refunded == [order_id]  # money moved once
     assert env.order(order.id).status is OrderStatus.REFUNDED
     assert env.topics("u1").count("refund.succeeded") == 1
+
+
+def test_a_review_after_a_partial_refund_opens_its_own_case(stored: Env) -> None:
+    """A chargeback review of what remains after a partial refund is a new case: it opens a
+    review of its own instead of joining the refund already paid."""
+    env, play = stored, stored.play
+    token, order_id = "tok-r", "GPA.3300-0000-0000-00009"
+    play.purchases[token] = product_purchase(order_id, "u1", quantity=3)
+    with served(env.notes.wsgi_app()) as url:
+        assert send(env, url, one_time(token, "gems3", ms(START)), "r-1") == (200, "paid")
+        [order] = env.flow.orders.query(BUYER).items
+        env.flow.orders.deliver(SYSTEM, order.id)
+        at = ms(env.clock.now())
+        play.orders[order_id] = {"state": "PARTIALLY_REFUNDED"}
+        play.voided = [
+            {"orderId": order_id, "purchaseToken": token, "voidedQuantity": 1,
+             "voidedTimeMillis": str(at), "voidedReason": 1},
+        ]  # fmt: skip
+        partial = voided(token, order_id, at, refund_type=2)
+        assert send(env, url, partial, "r-2") == (200, "partially_refunded")
+        [paid_back] = env.flow.refunds.of_order(SYSTEM, order.id)
+        assert paid_back.status is RefundStatus.REFUNDED
+        env.clock.advance(timedelta(hours=1))
+        status, _ = send(env, url, refund_review(order_id, "pending-9", ms(env.clock.now())), "r-3")
+        assert status == 200
+    refunds = env.flow.refunds.of_order(SYSTEM, order.id)
+    assert [r.status for r in refunds] == [RefundStatus.REFUNDED, RefundStatus.IN_REVIEW]
+    assert refunds[1].platform_refund_id == "pending-9"
+    assert env.flow.refunds.get(SYSTEM, paid_back.id) == paid_back  # the paid one untouched
