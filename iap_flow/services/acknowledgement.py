@@ -16,7 +16,7 @@ from iap_flow.domain.deadlines import BY_KIND
 from iap_flow.domain.errors import InvalidInput, PlatformUnavailable
 from iap_flow.domain.models import Deadline, DeadlineKind, Order
 from iap_flow.domain.roles import Actor
-from iap_flow.ports import Acknowledges, PaymentKind, PaymentResult, UnitOfWork
+from iap_flow.ports import PaymentKind, PaymentResult, UnitOfWork
 from iap_flow.services.context import Context
 from iap_flow.services.inputs import check, ident, must
 
@@ -34,13 +34,13 @@ def acknowledge(ctx: Context, actor: Actor, order_id: str) -> Order:
     check(actor, "order.acknowledge")
     order_id = ident(order_id, "order_id")
     order = must(ctx.store.get_order(order_id), "order", order_id)
-    platform = ctx.platform(order.platform)
     if order.status not in _WAITING:
         raise InvalidInput(
             f"order {order.id} is {order.status}: only a delivered purchase is acknowledged",
             field="order_id",
         )
-    if not isinstance(platform, Acknowledges) or not platform.acknowledges_deliveries:
+    platform = ctx.acknowledger(order.platform)
+    if platform is None:
         return order  # this platform's purchases need no acknowledgement
     earlier = [e.data for e in ctx.store.history(order.id) if e.event == "acknowledge"]
     failures = sum(1 for d in earlier if d.get("acknowledged") is False)

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -374,3 +374,11 @@ class Context(Outbox, Claims):
             told = isinstance(found, Acknowledges) and found.acknowledges_deliveries
             self._acknowledges[platform] = told
         return told
+
+    def acknowledger(self, platform: Platform) -> Acknowledges | None:
+        """The (instrumented) platform to tell of a delivery, if :meth:`acknowledges` says
+        it is told of them; else None."""
+        if not self.acknowledges(platform):
+            return None
+        # the instrumented wrapper forwards what else its adapter offers (acknowledging)
+        return cast(Acknowledges, self.platform(platform))
