@@ -132,22 +132,14 @@ class Subscriptions:
         self, actor: Actor, subscription_id: str, *, idempotency_key: str | None = None
     ) -> Subscription:
         """Auto-renew turned off: access continues until the period end, then it expires."""
-
-        def change(tx: UnitOfWork, sub: Subscription, now: datetime) -> str:
-            sub.auto_renew = False
-            return "cancel"
-
+        change = _auto_renew(False, "cancel")
         return self._run(actor, "cancel", subscription_id, {}, idempotency_key, change)
 
     def uncancelled(
         self, actor: Actor, subscription_id: str, *, idempotency_key: str | None = None
     ) -> Subscription:
         """Auto-renew turned back on before the period ended."""
-
-        def change(tx: UnitOfWork, sub: Subscription, now: datetime) -> str:
-            sub.auto_renew = True
-            return "uncancel"
-
+        change = _auto_renew(True, "uncancel")
         return self._run(actor, "uncancel", subscription_id, {}, idempotency_key, change)
 
     def expired(
@@ -295,3 +287,13 @@ class Subscriptions:
 
 def _fire(event: str) -> Change:
     return lambda tx, sub, now: event
+
+
+def _auto_renew(on: bool, event: str) -> Change:
+    """Fire ``event`` with the subscription's auto-renew set to ``on``."""
+
+    def change(tx: UnitOfWork, sub: Subscription, now: datetime) -> str:
+        sub.auto_renew = on
+        return event
+
+    return change
